@@ -1,0 +1,113 @@
+"""ARM, Attribute Range Minimization (paper, section 3.3), and the BiLSTM+CRF feature decoder.
+
+A multi-label classifier on [CLS] selects the attributes whose existence score R exceeds tau_R;
+each selected attribute conditions the token features (the guidance policy) and one B-I-O
+BiLSTM+CRF tags them. Conditioned copies are stacked on the batch axis so the decoder runs once.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from torchcrf import CRF
+
+from dram.crf_marginals import crf_marginals
+
+
+class AttributeClassifier(nn.Module):
+    """R = sigmoid(MLP([CLS] of the last two encoder layers))."""
+
+    def __init__(self, hidden_size: int, n_attributes: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.GELU(), nn.Linear(hidden_size, n_attributes))
+
+    def forward(self, cls_last_two: torch.Tensor) -> torch.Tensor:
+        return self.mlp(cls_last_two)
+
+
+class PrototypeGuidance(nn.Module):
+    """F^a = [F, cos(P_a, F) * F] with a learnable prototype P_a per attribute (the paper's default)."""
+
+    def __init__(self, hidden_size: int, n_attributes: int):
+        super().__init__()
+        self.prototypes = nn.Embedding(n_attributes, hidden_size)
+
+    def guide(self, features: torch.Tensor, attribute_vectors: torch.Tensor) -> torch.Tensor:
+        cos = nnf.cosine_similarity(features, attribute_vectors[:, None, :], dim=-1)
+        return torch.cat([features, cos.unsqueeze(-1) * features], dim=-1)
+
+    def forward(self, features: torch.Tensor, attributes: torch.Tensor, names: torch.Tensor | None = None) -> torch.Tensor:
+        return self.guide(features, self.prototypes(attributes))
+
+
+class BertGuidance(PrototypeGuidance):
+    """The attribute's name, encoded by the language model, stands in for the prototype."""
+
+    def __init__(self, hidden_size: int, n_attributes: int):
+        nn.Module.__init__(self)
+        self.project = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, features: torch.Tensor, attributes: torch.Tensor, names: torch.Tensor | None = None) -> torch.Tensor:
+        if names is None:
+            raise ValueError("BERT-guided ARM needs the encoded attribute names.")
+        return self.guide(features, self.project(names[attributes]))
+
+
+class DyNetGuidance(nn.Module):
+    """F^a = [F, tanh(F W_a)] with a per-attribute (low-rank) generated weight W_a."""
+
+    def __init__(self, hidden_size: int, n_attributes: int, rank: int = 32):
+        super().__init__()
+        self.down = nn.Parameter(torch.randn(n_attributes, hidden_size, rank) * hidden_size ** -0.5)
+        self.up = nn.Parameter(torch.randn(n_attributes, rank, hidden_size) * rank ** -0.5)
+
+    def forward(self, features: torch.Tensor, attributes: torch.Tensor, names: torch.Tensor | None = None) -> torch.Tensor:
+        dynamic = torch.tanh(features @ self.down[attributes] @ self.up[attributes])
+        return torch.cat([features, dynamic], dim=-1)
+
+
+GUIDANCE = {"prototype": PrototypeGuidance, "dynet": DyNetGuidance, "bert": BertGuidance}
+
+
+class SpanDecoder(nn.Module):
+    """BiLSTM + CRF over word positions. The CRF mask must start on and be contiguous."""
+
+    def __init__(self, input_size: int, lstm_hidden: int, n_tags: int):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, lstm_hidden, batch_first=True, bidirectional=True)
+        self.emit = nn.Linear(2 * lstm_hidden, n_tags)
+        self.crf = CRF(n_tags, batch_first=True)
+
+    def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
+        return self.emit(out)
+
+    def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return -self.crf(self.emissions(features, mask), tags, mask=mask, reduction="mean")
+
+    def decode(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[list[list[int]], torch.Tensor]:
+        """Viterbi paths and per-position tag marginals (B, W, K)."""
+        emissions = self.emissions(features, mask)
+        return self.crf.decode(emissions, mask=mask), crf_marginals(self.crf, emissions, mask)
+
+
+class AttributeRangeMinimizer(nn.Module):
+    def __init__(self, hidden_size: int, n_attributes: int, lstm_hidden: int, policy: str = "prototype"):
+        super().__init__()
+        self.classifier = AttributeClassifier(hidden_size, n_attributes)
+        self.guidance = GUIDANCE[policy](hidden_size, n_attributes)
+        self.decoder = SpanDecoder(2 * hidden_size, lstm_hidden, 3)
+
+    @staticmethod
+    def select(scores: torch.Tensor, tau_r: float, gold: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, 2) rows of (listing, attribute): R > tau_R, united with gold when training."""
+        chosen = scores > tau_r
+        if gold is not None:
+            chosen = chosen | gold.bool()
+        return chosen.nonzero()
+
+    def conditioned(self, features: torch.Tensor, rows: torch.Tensor, names: torch.Tensor | None) -> torch.Tensor:
+        return self.guidance(features[rows[:, 0]], rows[:, 1], names)

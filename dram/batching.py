@@ -1,0 +1,110 @@
+"""From listings to tensors: words, sub-word tokens, gold tags, and padding into a batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dram.config import DramConfig
+from dram.listings import Listing
+from dram.tagging import Word, bio_tags, split_words, word_range
+
+
+@dataclass
+class EncodedText:
+    text: str
+    words: list[Word]  # words that fit in the model's length; tagging units
+    input_ids: list[int]
+    word_first_token: list[int]  # index of each word's first sub-word ([CLS] is 0)
+    truncated: bool
+
+
+def encode_text(tokenizer, text: str, max_tokens: int) -> EncodedText:
+    """Split into words, tokenize, and keep the words whose first sub-word fits in max_tokens."""
+    all_words = split_words(text)
+    enc = tokenizer([w.text for w in all_words], is_split_into_words=True, truncation=True,
+                    max_length=max_tokens)
+    first: dict[int, int] = {}
+    for position, word_id in enumerate(enc.word_ids()):
+        if word_id is not None and word_id not in first:
+            first[word_id] = position
+    kept = [i for i in range(len(all_words)) if i in first]
+    # A word is kept only if all later words could still follow it: stop at the first cut word.
+    last_full = max(kept) if kept else -1
+    truncated = last_full < len(all_words) - 1
+    words = [all_words[i] for i in kept]
+    return EncodedText(text, words, list(enc["input_ids"]), [first[i] for i in kept], truncated)
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T) bool
+    word_index: torch.Tensor  # (B, W) position of each word's first sub-word
+    word_mask: torch.Tensor  # (B, W) bool, contiguous from 0
+    has_image: torch.Tensor  # (B,) bool
+    regions: torch.Tensor | None = None  # (B, R, C) cached region features
+    pixels: torch.Tensor | None = None  # (B, 3, S, S) when the image encoder runs
+    gold_attributes: torch.Tensor | None = None  # (B, N) float 0/1
+    gold_tags: torch.Tensor | None = None  # (B, N, W) per attribute (ARM) or (B, W) joint
+
+    def to(self, device: torch.device | str) -> "Batch":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Batch(**moved)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def gold_targets(config: DramConfig, encoded: EncodedText, listing: Listing) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gold attribute presence (N,) and tags: (N, W) per attribute with ARM, (W,) joint without."""
+    index = {a: i for i, a in enumerate(config.attributes)}
+    n_words = len(encoded.words)
+    ranges: dict[str, list[tuple[int, int]]] = {a: [] for a in config.attributes}
+    for span in listing.spans:
+        if span.attribute not in index:
+            continue
+        covered = word_range(encoded.words, span.start, span.end)
+        if covered is not None:
+            ranges[span.attribute].append(covered)
+    present = torch.tensor([1.0 if ranges[a] else 0.0 for a in config.attributes])
+    tag_id = {t: i for i, t in enumerate(config.tags)}
+    if config.use_arm:
+        tags = torch.tensor([[tag_id[t] for t in bio_tags(n_words, ranges[a])] for a in config.attributes],
+                            dtype=torch.long).reshape(len(config.attributes), n_words)
+    else:
+        joint = ["O"] * n_words
+        for a in config.attributes:
+            for i, t in enumerate(bio_tags(n_words, ranges[a], a)):
+                if t != "O" and joint[i] == "O":
+                    joint[i] = t
+        tags = torch.tensor([tag_id[t] for t in joint], dtype=torch.long)
+    return present, tags
+
+
+def collate(encoded: list[EncodedText], has_image: list[bool], regions: torch.Tensor | None = None,
+            pixels: torch.Tensor | None = None, gold: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+            pad_id: int = 0) -> Batch:
+    batch = len(encoded)
+    t_max = max(len(e.input_ids) for e in encoded)
+    w_max = max(max(len(e.words) for e in encoded), 1)
+    input_ids = torch.full((batch, t_max), pad_id, dtype=torch.long)
+    attention = torch.zeros((batch, t_max), dtype=torch.bool)
+    word_index = torch.zeros((batch, w_max), dtype=torch.long)
+    word_mask = torch.zeros((batch, w_max), dtype=torch.bool)
+    for b, e in enumerate(encoded):
+        input_ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        attention[b, : len(e.input_ids)] = True
+        word_index[b, : len(e.words)] = torch.tensor(e.word_first_token, dtype=torch.long)
+        word_mask[b, : len(e.words)] = True
+    result = Batch(input_ids, attention, word_index, word_mask, torch.tensor(has_image, dtype=torch.bool),
+                   regions=regions, pixels=pixels)
+    if gold is not None:
+        result.gold_attributes = torch.stack([g[0] for g in gold])
+        per_attribute = gold[0][1].dim() == 2
+        shape = (batch, gold[0][1].shape[0], w_max) if per_attribute else (batch, w_max)
+        tags = torch.zeros(shape, dtype=torch.long)
+        for b, (_, t) in enumerate(gold):
+            tags[b, ..., : t.shape[-1]] = t
+        result.gold_tags = tags
+    return result

