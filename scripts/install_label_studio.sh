@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Label Studio server into its own virtualenv (.ls-venv by default), kept apart
+# from the project venv because its pinned dependencies clash with ours. Used by the
+# `label_studio` integration tests; skips the install when the server is already there.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${LS_VENV:-$root/.ls-venv}"
+python="${PYTHON:-python3}"
+spec="${LABEL_STUDIO_SPEC:-label-studio}"
+
+if [ -x "$venv/bin/label-studio" ] && "$venv/bin/python" -c "import label_studio" 2>/dev/null; then
+    echo "Label Studio already installed in $venv ($("$venv/bin/python" -c 'import label_studio; print(label_studio.__version__)'))"
+    exit 0
+fi
+
+echo "Creating $venv and installing $spec (a few minutes)..."
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "$spec"
+echo "Installed: $("$venv/bin/label-studio" --version 2>/dev/null | tail -n 1 || true)"
+echo "Run the integration tests with: .venv/bin/python -m pytest -m label_studio"

@@ -1,0 +1,138 @@
+"""Opening the store: engine, SQLite settings, migrations and retried transactions.
+
+Every save is one transaction, so a crash or exception part-way leaves nothing behind.
+SQLite is used in WAL mode (readers never wait for the writer) and writes start with
+`BEGIN IMMEDIATE`, so two processes saving at once queue on the lock instead of failing
+half-way through a transaction; a lock held for too long ends in `StoreBusyError`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from store.errors import StoreBusyError
+from store.repository import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_DB_FILE = "dram-store.sqlite"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def default_url() -> str:
+    """`DRAM_DB_URL` if set, else the SQLite file `dram-store.sqlite` in the current directory."""
+    return os.environ.get("DRAM_DB_URL") or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message or "database table is locked" in message
+
+
+class Database:
+    """An engine plus the retry policy every transaction of the store goes through."""
+
+    def __init__(self, engine: Engine, *, retries: int, backoff_s: float) -> None:
+        self.engine = engine
+        self.retries = retries
+        self.backoff_s = backoff_s
+        # Writes take the SQLite write lock up front (see `_sqlite_begin`); reads do not.
+        self._write_engine = engine.execution_options(dram_begin="IMMEDIATE")
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def run(self, work: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run `work` in one transaction, retrying the whole of it while the database is locked."""
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                with Session(self._write_engine if write else self.engine, expire_on_commit=False) as session:
+                    with session.begin():
+                        return work(session)
+            except OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if attempt == self.retries:
+                    raise StoreBusyError(
+                        f"The store {self.url} stayed locked by another program through {self.retries + 1} "
+                        "attempts, so nothing was saved. Close or wait for the other program using it "
+                        "(another app window, a retraining job, an open sqlite3 shell) and try again."
+                    ) from exc
+                log.warning("Store is locked (attempt %d of %d); retrying in %.2fs", attempt + 1, self.retries + 1, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it already is)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+
+        def upgrade(session: Session) -> None:
+            config.attributes["connection"] = session.connection()
+            command.upgrade(config, "head")
+
+        self.run(upgrade, write=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('dram_begin', '')}".strip())
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    busy_timeout_s: float = 5.0,
+    retries: int = 4,
+    backoff_s: float = 0.2,
+) -> Store:
+    """Open (creating and migrating if needed) the store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite.
+
+    A write waits up to `busy_timeout_s` for a lock, then is retried `retries` more times with
+    exponential backoff starting at `backoff_s` before `StoreBusyError` is raised.
+    """
+    url = url or default_url()
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_s} if is_sqlite else {})
+    if is_sqlite:
+        _configure_sqlite(engine, busy_timeout_s)
+    db = Database(engine, retries=retries, backoff_s=backoff_s)
+    try:
+        db.migrate()
+    except Exception:
+        engine.dispose()
+        raise
+    log.info("Opened store %s", db.url)
+    return Store(db)

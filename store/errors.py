@@ -1,0 +1,16 @@
+"""Errors raised by the corrections store; each message says what to do next."""
+from __future__ import annotations
+
+from dram.errors import DramInputError
+
+
+class StoreError(RuntimeError):
+    """The store could not do what was asked; nothing was half-written."""
+
+
+class StoreBusyError(StoreError):
+    """The database stayed locked by another program through every retry."""
+
+
+class CorrectionError(DramInputError):
+    """A correction, prediction or listing that does not fit its listing text (bad span, no annotator...)."""

@@ -1,0 +1,131 @@
+"""Tables of the corrections store.
+
+The schema itself is created and evolved by the Alembic migrations in `store/migrations/`;
+these classes only describe it to the ORM, so a change here needs a new migration.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+CORRECTION_STATUSES = ("corrected", "accepted", "skipped")
+CORRECTION_SOURCES = ("app", "label_studio")
+
+
+def utcnow() -> datetime:
+    """Timestamps are stored in UTC so that stores moved between machines stay comparable."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Photo(Base):
+    """A listing photo, stored once however many listings share it (keyed by content hash)."""
+
+    __tablename__ = "photos"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    mime_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ListingRow(Base):
+    __tablename__ = "listings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    photo_sha256: Mapped[str | None] = mapped_column(ForeignKey("photos.sha256"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersion(Base):
+    """A trained checkpoint; `parent_id` records which version it was fine-tuned from."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    checkpoint_path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Prediction(Base):
+    """What a model version predicted for a listing.
+
+    spans: `[{"start", "end", "attribute", "text", "confidence"}]`;
+    attribute_scores: `{attribute: score}` compared against `tau_r` to decide presence.
+    """
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    spans: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    attribute_scores: Mapped[dict[str, float]] = mapped_column(JSON)
+    tau_r: Mapped[float] = mapped_column(Float)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Correction(Base):
+    """An annotator's verdict on a listing; the newest one per listing is what training uses.
+
+    spans: `[{"start", "end", "attribute"}]`. `exported` tells whether Label Studio already
+    has it, so a failed export is retried and a successful one never duplicated.
+    """
+
+    __tablename__ = "corrections"
+    __table_args__ = (
+        CheckConstraint("status IN ('corrected', 'accepted', 'skipped')", name="ck_corrections_status"),
+        CheckConstraint("source IN ('app', 'label_studio')", name="ck_corrections_source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"))
+    annotator: Mapped[str] = mapped_column(String(255))
+    spans: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="app")
+    ls_annotation_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    exported: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    exported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LabelStudioExport(Base):
+    """Which Label Studio task holds a listing, per project, so tasks are created only once."""
+
+    __tablename__ = "label_studio_exports"
+    __table_args__ = (UniqueConstraint("project_id", "listing_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Integer)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
+    task_id: Mapped[int] = mapped_column(Integer)
+    exported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

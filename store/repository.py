@@ -1,0 +1,562 @@
+"""The `Store` API used by the review app, the retraining job and the Label Studio sync.
+
+Results come back as plain frozen dataclasses, never ORM objects, so callers can keep them
+after the transaction that read them is over.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from dram.errors import ImageError
+from dram.listings import Listing, Span
+from store.errors import CorrectionError, StoreError
+from store.models import (
+    CORRECTION_STATUSES,
+    Correction,
+    LabelStudioExport,
+    ListingRow,
+    ModelVersion,
+    Photo,
+    Prediction,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from store.db import Database
+
+log = logging.getLogger(__name__)
+
+SpanLike = Span | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ListingInfo:
+    id: int
+    external_id: str | None
+    text: str
+    photo_sha256: str | None
+
+
+@dataclass(frozen=True)
+class PredictionInfo:
+    id: int
+    listing_id: int
+    model_version_id: int | None
+    model_version_name: str | None
+    spans: list[dict[str, Any]]
+    attribute_scores: dict[str, float]
+    tau_r: float
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A listing waiting for review, with the prediction that makes it uncertain."""
+
+    listing_id: int
+    external_id: str | None
+    text: str
+    photo_sha256: str | None
+    prediction_id: int | None
+    model_version_id: int | None
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    attribute_scores: dict[str, float] = field(default_factory=dict)
+    margin: float = math.inf  # min over attributes of |score - tau_r|: small = the model is unsure
+    min_confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class CorrectionInfo:
+    id: int
+    listing_id: int
+    prediction_id: int | None
+    annotator: str
+    spans: list[dict[str, Any]]
+    status: str
+    source: str
+    ls_annotation_id: int | None
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    id: int
+    name: str
+    checkpoint_path: str
+    metrics: dict[str, Any]
+    parent_id: int | None
+    active: bool
+    created: datetime
+
+
+def _photo_facts(data: bytes) -> tuple[str, str, int, int]:
+    """sha256, mime type, width and height of a photo, refusing bytes that are not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            mime = Image.MIME.get(image.format or "", "application/octet-stream")
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"The photo could not be read as an image ({exc}); use a JPEG, PNG or WebP file.") from exc
+    return hashlib.sha256(data).hexdigest(), mime, width, height
+
+
+def _span_dict(span: SpanLike) -> dict[str, Any]:
+    if isinstance(span, Span):
+        return span.to_dict()
+    return dict(span)
+
+
+def _check_spans(
+    text: str, spans: Iterable[SpanLike], allowed: set[str] | None, *, what: str
+) -> list[dict[str, Any]]:
+    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one."""
+    checked = []
+    for raw in spans:
+        span = _span_dict(raw)
+        try:
+            start, end, attribute = int(span["start"]), int(span["end"]), span["attribute"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorrectionError(f"{what}: span {span!r} needs integer 'start', 'end' and an 'attribute'.") from exc
+        if not isinstance(attribute, str) or not attribute.strip():
+            raise CorrectionError(f"{what}: span {span!r} has no attribute name; pick one of the attributes.")
+        if not 0 <= start < end <= len(text):
+            raise CorrectionError(
+                f"{what}: span {start}-{end} ({attribute}) is not inside the text of length {len(text)}; "
+                "select a non-empty part of the listing text."
+            )
+        if allowed is not None and attribute not in allowed:
+            raise CorrectionError(
+                f"{what}: attribute {attribute!r} is not one of {sorted(allowed)}; pick one of those."
+            )
+        checked.append({**span, "start": start, "end": end, "attribute": attribute})
+    return sorted(checked, key=lambda s: (s["start"], s["end"], s["attribute"]))
+
+
+def _correction_info(row: Correction) -> CorrectionInfo:
+    return CorrectionInfo(
+        id=row.id,
+        listing_id=row.listing_id,
+        prediction_id=row.prediction_id,
+        annotator=row.annotator,
+        spans=list(row.spans),
+        status=row.status,
+        source=row.source,
+        ls_annotation_id=row.ls_annotation_id,
+        created=row.created,
+    )
+
+
+def _model_info(row: ModelVersion) -> ModelVersionInfo:
+    return ModelVersionInfo(
+        id=row.id,
+        name=row.name,
+        checkpoint_path=row.checkpoint_path,
+        metrics=dict(row.metrics or {}),
+        parent_id=row.parent_id,
+        active=row.active,
+        created=row.created,
+    )
+
+
+def _latest_prediction_ids():
+    return select(func.max(Prediction.id).label("id")).group_by(Prediction.listing_id).subquery()
+
+
+def _latest_correction_ids():
+    return select(func.max(Correction.id).label("id")).group_by(Correction.listing_id).subquery()
+
+
+class Store:
+    """Listings, model predictions and the corrections annotators make to them."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # Listings and photos
+
+    def add_listing(self, text: str, photo: bytes | None = None, external_id: str | None = None) -> int:
+        """Store a listing (its photo once per distinct content); re-adding the same external id returns it."""
+        if not text or not text.strip():
+            raise CorrectionError("A listing needs some text; paste the product title or description.")
+        facts = _photo_facts(photo) if photo is not None else None
+
+        def work(session: Session) -> int:
+            if external_id is not None:
+                existing = session.scalar(select(ListingRow).where(ListingRow.external_id == external_id))
+                if existing is not None:
+                    if existing.text != text:
+                        raise StoreError(
+                            f"Listing {external_id!r} is already stored with a different text; "
+                            "give the new listing another external id."
+                        )
+                    return existing.id
+            if facts is not None and session.get(Photo, facts[0]) is None:
+                sha, mime, width, height = facts
+                session.add(Photo(sha256=sha, data=photo, mime_type=mime, width=width, height=height))
+                session.flush()  # the listing row below references it
+            row = ListingRow(external_id=external_id, text=text, photo_sha256=facts[0] if facts else None)
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self.db.run(work)
+
+    def get_listing(self, listing_id: int) -> ListingInfo:
+        def work(session: Session) -> ListingInfo:
+            row = session.get(ListingRow, listing_id)
+            if row is None:
+                raise StoreError(f"There is no listing {listing_id} in the store {self.db.url}.")
+            return ListingInfo(row.id, row.external_id, row.text, row.photo_sha256)
+
+        return self.db.run(work, write=False)
+
+    def list_listings(self) -> list[ListingInfo]:
+        def work(session: Session) -> list[ListingInfo]:
+            rows = session.scalars(select(ListingRow).order_by(ListingRow.id))
+            return [ListingInfo(r.id, r.external_id, r.text, r.photo_sha256) for r in rows]
+
+        return self.db.run(work, write=False)
+
+    def photo_bytes(self, sha256: str) -> bytes | None:
+        return self.db.run(lambda s: s.scalar(select(Photo.data).where(Photo.sha256 == sha256)), write=False)
+
+    def photo_mime_type(self, sha256: str) -> str | None:
+        return self.db.run(lambda s: s.scalar(select(Photo.mime_type).where(Photo.sha256 == sha256)), write=False)
+
+    # Model versions and predictions
+
+    def register_model_version(
+        self,
+        name: str,
+        checkpoint_path: str | os.PathLike[str],
+        metrics: Mapping[str, Any],
+        parent_id: int | None = None,
+        activate: bool = True,
+    ) -> int:
+        """Record a trained checkpoint; activating it deactivates the others in the same transaction."""
+
+        def work(session: Session) -> int:
+            if parent_id is not None and session.get(ModelVersion, parent_id) is None:
+                raise StoreError(f"Parent model version {parent_id} does not exist; pass an id from the store.")
+            if activate:
+                session.execute(update(ModelVersion).values(active=False))
+            row = ModelVersion(
+                name=name, checkpoint_path=str(checkpoint_path), metrics=dict(metrics), parent_id=parent_id, active=activate
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self.db.run(work)
+
+    def activate_model_version(self, model_version_id: int) -> None:
+        """Make an earlier version the one in use again (a rollback)."""
+
+        def work(session: Session) -> None:
+            if session.get(ModelVersion, model_version_id) is None:
+                raise StoreError(f"There is no model version {model_version_id}; see list_model_versions().")
+            session.execute(update(ModelVersion).values(active=ModelVersion.id == model_version_id))
+
+        self.db.run(work)
+
+    def active_model_version(self) -> ModelVersionInfo | None:
+        def work(session: Session) -> ModelVersionInfo | None:
+            row = session.scalar(select(ModelVersion).where(ModelVersion.active).order_by(ModelVersion.id.desc()))
+            return _model_info(row) if row is not None else None
+
+        return self.db.run(work, write=False)
+
+    def list_model_versions(self) -> list[ModelVersionInfo]:
+        def work(session: Session) -> list[ModelVersionInfo]:
+            return [_model_info(r) for r in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+
+        return self.db.run(work, write=False)
+
+    def add_prediction(
+        self,
+        listing_id: int,
+        model_version_id: int | None,
+        spans: Sequence[Mapping[str, Any]],
+        attribute_scores: Mapping[str, float],
+        tau_r: float,
+    ) -> int:
+        """Store a model's output; each span keeps its `text` and `confidence` for the review queue."""
+
+        def work(session: Session) -> int:
+            listing = session.get(ListingRow, listing_id)
+            if listing is None:
+                raise StoreError(f"There is no listing {listing_id}; add it with add_listing() first.")
+            if model_version_id is not None and session.get(ModelVersion, model_version_id) is None:
+                raise StoreError(f"There is no model version {model_version_id}; register it first.")
+            checked = _check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
+            for span in checked:
+                span["text"] = listing.text[span["start"]:span["end"]]
+                span["confidence"] = float(span.get("confidence", 1.0))
+            row = Prediction(
+                listing_id=listing_id,
+                model_version_id=model_version_id,
+                spans=checked,
+                attribute_scores={k: float(v) for k, v in attribute_scores.items()},
+                tau_r=float(tau_r),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self.db.run(work)
+
+    def predictions_for(self, listing_id: int) -> list[PredictionInfo]:
+        def work(session: Session) -> list[PredictionInfo]:
+            rows = session.execute(
+                select(Prediction, ModelVersion.name)
+                .outerjoin(ModelVersion, Prediction.model_version_id == ModelVersion.id)
+                .where(Prediction.listing_id == listing_id)
+                .order_by(Prediction.id)
+            )
+            return [
+                PredictionInfo(p.id, p.listing_id, p.model_version_id, name, list(p.spans), dict(p.attribute_scores), p.tau_r)
+                for p, name in rows
+            ]
+
+        return self.db.run(work, write=False)
+
+    # Corrections
+
+    def save_correction(
+        self,
+        listing_id: int,
+        annotator: str,
+        spans: Iterable[SpanLike],
+        status: str = "corrected",
+        prediction_id: int | None = None,
+        allowed_attributes: Iterable[str] | None = None,
+    ) -> int:
+        """Save an annotator's verdict in one transaction; bad input raises `CorrectionError` and saves nothing."""
+        if not annotator or not annotator.strip():
+            raise CorrectionError("Enter your annotator name before saving, so corrections can be traced to you.")
+        if status not in CORRECTION_STATUSES:
+            raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        allowed = set(allowed_attributes) if allowed_attributes is not None else None
+        spans = list(spans)
+
+        def work(session: Session) -> int:
+            listing = session.get(ListingRow, listing_id)
+            if listing is None:
+                raise StoreError(f"There is no listing {listing_id}; it may have been added to another store.")
+            if prediction_id is not None:
+                prediction = session.get(Prediction, prediction_id)
+                if prediction is None or prediction.listing_id != listing_id:
+                    raise CorrectionError(f"Prediction {prediction_id} is not a prediction for listing {listing_id}.")
+            checked = _check_spans(listing.text, spans, allowed, what=f"Correction of listing {listing_id}")
+            row = Correction(
+                listing_id=listing_id,
+                prediction_id=prediction_id,
+                annotator=annotator.strip(),
+                spans=[{k: s[k] for k in ("start", "end", "attribute")} for s in checked],
+                status=status,
+                source="app",
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        return self.db.run(work)
+
+    def corrections_for(self, listing_id: int) -> list[CorrectionInfo]:
+        def work(session: Session) -> list[CorrectionInfo]:
+            rows = session.scalars(select(Correction).where(Correction.listing_id == listing_id).order_by(Correction.id))
+            return [_correction_info(r) for r in rows]
+
+        return self.db.run(work, write=False)
+
+    def all_corrections(self) -> list[CorrectionInfo]:
+        return self.db.run(
+            lambda s: [_correction_info(r) for r in s.scalars(select(Correction).order_by(Correction.id))], write=False
+        )
+
+    def review_queue(self, tau_r: float, limit: int = 50) -> list[QueueItem]:
+        """Listings nobody has reviewed yet, the ones the model is least sure about first.
+
+        Uncertainty is the smallest |attribute score - tau_r| of the latest prediction, ties broken by
+        the least confident predicted span; listings without a prediction come last.
+        """
+
+        def work(session: Session) -> list[QueueItem]:
+            latest = _latest_prediction_ids()
+            rows = session.execute(
+                select(ListingRow, Prediction)
+                .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
+                .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
+                .where(~exists().where(Correction.listing_id == ListingRow.id))
+            )
+            items = []
+            for listing, prediction in rows:
+                if prediction is None:
+                    items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None))
+                    continue
+                scores = prediction.attribute_scores or {}
+                margin = min((abs(float(v) - tau_r) for v in scores.values()), default=math.inf)
+                confidence = min((float(s.get("confidence", 1.0)) for s in prediction.spans), default=1.0)
+                items.append(
+                    QueueItem(
+                        listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
+                        prediction.model_version_id, list(prediction.spans), dict(scores), margin, confidence,
+                    )
+                )
+            items.sort(key=lambda q: (q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
+            return items[:limit]
+
+        return self.db.run(work, write=False)
+
+    def progress(self) -> tuple[int, int]:
+        """(listings reviewed — corrected, accepted or skipped — and listings still waiting)."""
+
+        def work(session: Session) -> tuple[int, int]:
+            total = session.scalar(select(func.count(ListingRow.id))) or 0
+            done = session.scalar(select(func.count(func.distinct(Correction.listing_id)))) or 0
+            return done, total - done
+
+        return self.db.run(work, write=False)
+
+    def corrections_as_listings(self, cache_dir: str | os.PathLike[str] | None = None) -> list[Listing]:
+        """Training data: the newest correction of each listing (skipped ones left out).
+
+        Photos are written once to `cache_dir` (default `$DRAM_PHOTO_CACHE` or `.cache/dram-photos`)
+        because the training code reads `Listing.image` as a file path.
+        """
+        directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
+
+        def work(session: Session) -> list[tuple[ListingRow, Correction, Photo | None]]:
+            latest = _latest_correction_ids()
+            rows = session.execute(
+                select(ListingRow, Correction, Photo)
+                .join(Correction, Correction.listing_id == ListingRow.id)
+                .outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
+                .where(Correction.id.in_(select(latest.c.id)))
+                .where(Correction.status != "skipped")
+                .order_by(ListingRow.id)
+            )
+            return [tuple(r) for r in rows]
+
+        listings = []
+        for row, correction, photo in self.db.run(work, write=False):
+            image = _cached_photo(directory, photo) if photo is not None else None
+            spans = sorted(Span(s["start"], s["end"], s["attribute"]) for s in correction.spans)
+            listings.append(Listing(id=row.external_id or f"listing-{row.id}", text=row.text, image=image, spans=spans))
+        return listings
+
+    def unexported_corrections(self) -> list[CorrectionInfo]:
+        """Corrections Label Studio does not have yet (failed or never tried exports)."""
+        return self.db.run(
+            lambda s: [
+                _correction_info(r)
+                for r in s.scalars(select(Correction).where(~Correction.exported).order_by(Correction.id))
+            ],
+            write=False,
+        )
+
+    # Label Studio bookkeeping (used by store.label_studio)
+
+    def label_studio_tasks(self, project_id: int) -> dict[int, int]:
+        """listing id -> Label Studio task id for the listings already sent to `project_id`."""
+        return self.db.run(
+            lambda s: dict(
+                s.execute(
+                    select(LabelStudioExport.listing_id, LabelStudioExport.task_id).where(
+                        LabelStudioExport.project_id == project_id
+                    )
+                ).tuples()
+            ),
+            write=False,
+        )
+
+    def record_label_studio_task(self, project_id: int, listing_id: int, task_id: int) -> None:
+        def work(session: Session) -> None:
+            session.add(LabelStudioExport(project_id=project_id, listing_id=listing_id, task_id=task_id))
+
+        self.db.run(work)
+
+    def mark_exported(self, correction_id: int, ls_annotation_id: int | None) -> None:
+        """Remember that Label Studio now holds this correction (as annotation `ls_annotation_id`)."""
+
+        def work(session: Session) -> None:
+            row = session.get(Correction, correction_id)
+            if row is None:
+                raise StoreError(f"There is no correction {correction_id}.")
+            row.exported = True
+            row.exported_at = utcnow()
+            row.ls_annotation_id = ls_annotation_id
+
+        self.db.run(work)
+
+    def upsert_label_studio_correction(
+        self, ls_annotation_id: int, listing_id: int, annotator: str, spans: Iterable[SpanLike], status: str
+    ) -> str:
+        """Add or refresh a correction made in Label Studio; returns 'added', 'updated' or 'unchanged'.
+
+        An annotation that came from this store (same annotation id on an 'app' correction) is left as is.
+        """
+        if status not in CORRECTION_STATUSES:
+            raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        spans = list(spans)
+
+        def work(session: Session) -> str:
+            listing = session.get(ListingRow, listing_id)
+            if listing is None:
+                raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
+            checked = [
+                {k: s[k] for k in ("start", "end", "attribute")}
+                for s in _check_spans(listing.text, spans, None, what=f"Label Studio annotation {ls_annotation_id}")
+            ]
+            row = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+            if row is None:
+                session.add(
+                    Correction(
+                        listing_id=listing_id, annotator=annotator, spans=checked, status=status,
+                        source="label_studio", ls_annotation_id=ls_annotation_id, exported=True, exported_at=utcnow(),
+                    )
+                )
+                return "added"
+            if row.source != "label_studio" or (row.spans == checked and row.status == status):
+                return "unchanged"
+            row.spans, row.status, row.annotator = checked, status, annotator
+            return "updated"
+
+        return self.db.run(work)
+
+
+def _cached_photo(directory: Path, photo: Photo) -> Path:
+    """Write the photo under its hash (once; atomically, so a crash never leaves a torn file)."""
+    extension = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}.get(
+        photo.mime_type, ".img"
+    )
+    path = directory / f"{photo.sha256}{extension}"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + f".{os.getpid()}.part")
+        partial.write_bytes(photo.data)
+        partial.replace(path)
+    return path.resolve()
+
