@@ -1,21 +1,29 @@
 """Canonical listing format: one JSON object per line.
 
 `{"id", "text", "image": optional path relative to the file, "spans": [{"start", "end", "attribute"}]}`
-or, instead of spans, `"values": {"Attribute": ["value", ...]}` located in the text by the loader.
+or, instead of (or as well as) spans, `"values": {"Attribute": ["value", ...]}` which the loader
+locates in the text: every occurrence, case-insensitive, on word boundaries.
+
+Loading never drops data silently: a listing or span that cannot be used is skipped with a
+warning naming the line and the listing id, and counted in the returned `LoadReport`, so a
+training run can tell how much of its file it actually used. Any other keys of a record are
+kept in `Listing.meta` and written back, so benchmark flags survive a read/write round trip.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable
+
+from dram.errors import DramInputError
 
 log = logging.getLogger(__name__)
 
-
-from dram.errors import DramInputError
+_CORE_KEYS = {"id", "text", "image", "spans", "values"}
 
 
 class ListingError(DramInputError):
@@ -38,9 +46,234 @@ class Listing:
     text: str
     image: Path | None = None
     spans: list[Span] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def span_text(self, span: Span) -> str:
         return self.text[span.start:span.end]
 
     def attributes(self) -> set[str]:
         return {s.attribute for s in self.spans}
+
+
+@dataclass
+class LoadReport:
+    """What a loader read, kept and skipped; `problems` holds one readable line per issue."""
+
+    n_read: int = 0
+    n_loaded: int = 0
+    n_skipped: int = 0
+    n_spans_skipped: int = 0
+    values_not_found: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def skip_listing(self, where: str, reason: str) -> None:
+        self.n_skipped += 1
+        self._problem(f"{where}: listing skipped: {reason}")
+
+    def skip_span(self, where: str, reason: str) -> None:
+        self.n_spans_skipped += 1
+        self._problem(f"{where}: span skipped: {reason}")
+
+    def value_not_found(self, where: str, attribute: str, value: str) -> None:
+        self.values_not_found += 1
+        self._problem(f"{where}: value {value!r} of {attribute!r} not found in the text")
+
+    def merge(self, other: LoadReport) -> None:
+        self.n_read += other.n_read
+        self.n_loaded += other.n_loaded
+        self.n_skipped += other.n_skipped
+        self.n_spans_skipped += other.n_spans_skipped
+        self.values_not_found += other.values_not_found
+        self.problems.extend(other.problems)
+
+    def summary(self) -> str:
+        return (f"{self.n_loaded} of {self.n_read} listings loaded, {self.n_skipped} skipped, "
+                f"{self.n_spans_skipped} spans skipped, {self.values_not_found} values not found")
+
+    def _problem(self, message: str) -> None:
+        log.warning(message)
+        self.problems.append(message)
+
+
+def value_pattern(value: str) -> re.Pattern[str]:
+    """Case-insensitive pattern for `value` as a whole word (no letter/digit right before or after)."""
+    words = [re.escape(w) for w in value.split()]
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], list[tuple[str, str]]]:
+    """Spans for every occurrence of each value, and the (attribute, value) pairs not found.
+
+    When two values of one attribute overlap ("Navy Blue" and "Blue"), the longer match wins.
+    """
+    found: list[Span] = []
+    missing: list[tuple[str, str]] = []
+    for attribute, vals in values.items():
+        matches: list[Span] = []
+        for value in vals:
+            if not value.strip():
+                continue
+            hits = [Span(m.start(), m.end(), attribute) for m in value_pattern(value).finditer(text)]
+            if not hits:
+                missing.append((attribute, value))
+            matches.extend(hits)
+        matches.sort(key=lambda s: (s.start, s.start - s.end))
+        for span in matches:
+            if not any(_overlaps(span, kept) for kept in found if kept.attribute == attribute):
+                found.append(span)
+    return sorted(found), missing
+
+
+def _overlaps(a: Span, b: Span) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def listing_from_record(record: dict, *, where: str, base_dir: Path, report: LoadReport,
+                        attributes: Iterable[str] | None = None) -> Listing | None:
+    """Validate one canonical record; None (counted in `report`) when the listing is unusable.
+
+    Shared by every reader so that all formats get the same checks and messages.
+    """
+    allowed = set(attributes) if attributes is not None else None
+    raw_id = record.get("id")
+    if not isinstance(raw_id, (str, int)) or str(raw_id).strip() == "":
+        report.skip_listing(where, "it has no \"id\"")
+        return None
+    lid = str(raw_id)
+    where = f"{where} (listing {lid!r})"
+    text = record.get("text")
+    if not isinstance(text, str) or not text.strip():
+        report.skip_listing(where, "its \"text\" is empty or missing")
+        return None
+
+    image = None
+    if record.get("image"):
+        image = (base_dir / str(record["image"])).resolve()
+        if not image.is_file():
+            report.skip_listing(where, f"its photo {record['image']!r} does not exist (looked for {image})")
+            return None
+
+    spans: list[Span] = []
+    for raw in record.get("spans") or []:
+        span = _checked_span(raw, text, where, report, allowed)
+        if span is None:
+            continue
+        clash = next((s for s in spans if s.attribute == span.attribute and _overlaps(s, span)), None)
+        if clash is not None:
+            report.skip_span(where, f"{span.attribute!r} span {span.start}-{span.end} overlaps "
+                                    f"span {clash.start}-{clash.end} of the same attribute")
+            continue
+        spans.append(span)
+
+    values = record.get("values") or {}
+    if not isinstance(values, dict):
+        report.skip_listing(where, "\"values\" must be an object {\"Attribute\": [\"value\", ...]}")
+        return None
+    wanted: dict[str, list[str]] = {}
+    for attribute, vals in values.items():
+        vals = [vals] if isinstance(vals, str) else list(vals or [])
+        if allowed is not None and attribute not in allowed:
+            report.skip_span(where, f"unknown attribute {attribute!r} (expected one of {sorted(allowed)})")
+            continue
+        wanted[attribute] = [str(v) for v in vals]
+    located, missing = locate_values(text, wanted)
+    for attribute, value in missing:
+        report.value_not_found(where, attribute, value)
+    for span in located:
+        if not any(s.attribute == span.attribute and _overlaps(s, span) for s in spans):
+            spans.append(span)
+
+    meta = {k: v for k, v in record.items() if k not in _CORE_KEYS}
+    report.n_loaded += 1
+    return Listing(id=lid, text=text, image=image, spans=sorted(spans), meta=meta)
+
+
+def _checked_span(raw: Any, text: str, where: str, report: LoadReport,
+                  allowed: set[str] | None) -> Span | None:
+    if not isinstance(raw, dict) or not all(k in raw for k in ("start", "end", "attribute")):
+        report.skip_span(where, f"{raw!r} is not {{\"start\", \"end\", \"attribute\"}}")
+        return None
+    start, end, attribute = raw["start"], raw["end"], raw["attribute"]
+    if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
+        report.skip_span(where, f"start/end must be whole numbers, got {start!r}/{end!r}")
+        return None
+    if not 0 <= start < end <= len(text):
+        report.skip_span(where, f"{attribute!r} span {start}-{end} is outside the text (length "
+                                f"{len(text)}) or has start >= end")
+        return None
+    if allowed is not None and attribute not in allowed:
+        report.skip_span(where, f"unknown attribute {attribute!r} (expected one of {sorted(allowed)})")
+        return None
+    return Span(start, end, str(attribute))
+
+
+def read_jsonl(path: str | Path, attributes: list[str] | None = None) -> tuple[list[Listing], LoadReport]:
+    """Read a canonical JSONL file; unusable listings/spans are skipped and counted, not fatal.
+
+    Raises ListingError when the file is missing or is not JSONL at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ListingError(f"The listing file {path} does not exist.")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ListingError(f"{path} is not a JSONL listing file: it is not UTF-8 text ({exc.reason}).") from exc
+    report = LoadReport()
+    listings: list[Listing] = []
+    seen: set[str] = set()
+    first = True
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path.name} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            record, error = None, f"is not JSON ({exc.msg})"
+        else:
+            error = None if isinstance(record, dict) else "is not a JSON object"
+        if first and error is not None:
+            raise ListingError(f"{path} is not a JSONL listing file (one JSON object per line): "
+                               f"line {number} {error}.")
+        first = False
+        report.n_read += 1
+        if error is not None:
+            report.skip_listing(where, f"the line {error}")
+            continue
+        listing = listing_from_record(record, where=where, base_dir=path.parent,
+                                      report=report, attributes=attributes)
+        if listing is None:
+            continue
+        if listing.id in seen:
+            report.n_loaded -= 1
+            report.skip_listing(f"{where} (listing {listing.id!r})", "the id was already used by an earlier listing")
+            continue
+        seen.add(listing.id)
+        listings.append(listing)
+    if first:
+        raise ListingError(f"{path} is empty: it holds no listings.")
+    log.info("%s: %s", path, report.summary())
+    return listings, report
+
+
+def write_jsonl(path: str | Path, listings: Iterable[Listing]) -> None:
+    """Write canonical JSONL; photo paths are made relative to the output file's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent.resolve()
+    with path.open("w", encoding="utf-8") as out:
+        for listing in listings:
+            record: dict[str, Any] = {"id": listing.id, "text": listing.text}
+            if listing.image is not None:
+                record["image"] = _relative(Path(listing.image).resolve(), folder)
+            record["spans"] = [s.to_dict() for s in sorted(listing.spans)]
+            record.update({k: v for k, v in listing.meta.items() if k not in _CORE_KEYS})
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _relative(image: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(image, folder)).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return image.as_posix()
