@@ -481,16 +481,15 @@ class Store:
 
     def label_studio_tasks(self, project_id: int) -> dict[int, int]:
         """listing id -> Label Studio task id for the listings already sent to `project_id`."""
-        return self.db.run(
-            lambda s: dict(
-                s.execute(
-                    select(LabelStudioExport.listing_id, LabelStudioExport.task_id).where(
-                        LabelStudioExport.project_id == project_id
-                    )
-                ).tuples()
-            ),
-            write=False,
-        )
+        def work(session: Session) -> dict[int, int]:
+            rows = session.execute(
+                select(LabelStudioExport.listing_id, LabelStudioExport.task_id).where(
+                    LabelStudioExport.project_id == project_id
+                )
+            )
+            return {listing_id: task_id for listing_id, task_id in rows}
+
+        return self.db.run(work, write=False)
 
     def record_label_studio_task(self, project_id: int, listing_id: int, task_id: int) -> None:
         def work(session: Session) -> None:

@@ -1,0 +1,368 @@
+"""Round trip between the corrections store and a Label Studio project.
+
+Export sends every listing as a task (text plus the photo as a data URI, so it shows without
+any file storage set up), the model's spans as predictions and the app's corrections as
+annotations. Import brings annotations made in Label Studio back as corrections.
+
+Both sides are idempotent: the store remembers which listing is which task and which
+correction is which annotation, so running either again sends or adds nothing twice, and a
+correction that failed to go out stays unexported until an export succeeds.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+from xml.sax.saxutils import quoteattr
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from store.errors import CorrectionError, StoreError
+from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
+
+log = logging.getLogger(__name__)
+
+FROM_NAME = "label"  # the <Labels> control
+TEXT_NAME = "text"  # the <Text> object
+IMAGE_NAME = "image"  # the <Image> object
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio could not be reached or refused the request; the store is left as it was."""
+
+
+@dataclass
+class ExportReport:
+    project_id: int
+    project_created: bool = False
+    tasks_created: int = 0
+    tasks_recovered: int = 0  # tasks already in Label Studio that the store had lost track of
+    predictions_created: int = 0
+    annotations_created: int = 0
+    failures: list[str] = field(default_factory=list)  # corrections in here stay unexported
+
+
+@dataclass
+class ImportReport:
+    project_id: int
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    from_store: int = 0  # annotations this store exported itself, not imported back
+    unknown_tasks: int = 0  # tasks that were not created from this store
+    rejected: list[str] = field(default_factory=list)
+
+
+def labeling_config(attributes: Iterable[str]) -> str:
+    """Photo on top, then the listing text with one label per attribute."""
+    labels = "\n".join(f"    <Label value={quoteattr(a)}/>" for a in attributes)
+    return (
+        "<View>\n"
+        f'  <Image name="{IMAGE_NAME}" value="${IMAGE_NAME}" maxWidth="480px"/>\n'
+        f'  <Labels name="{FROM_NAME}" toName="{TEXT_NAME}">\n{labels}\n  </Labels>\n'
+        f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n'
+        "</View>"
+    )
+
+
+def _label_values(config: str) -> list[str]:
+    return [label.get("value", "") for label in ElementTree.fromstring(config).iter("Label")]
+
+
+def to_ls_offset(text: str, index: int) -> int:
+    """Label Studio counts text offsets in UTF-16 code units (JavaScript strings), Python in code points."""
+    return len(text[:index].encode("utf-16-le")) // 2
+
+
+def from_ls_offset(text: str, offset: int) -> int:
+    units = 0
+    for index, char in enumerate(text):
+        if units >= offset:
+            return index
+        units += 2 if ord(char) > 0xFFFF else 1
+    # Past the end: an index the span validation rejects instead of silently clamping.
+    return len(text) if units >= offset else len(text) + 1
+
+
+@contextlib.contextmanager
+def _talking_to(url: str, what: str) -> Iterator[None]:
+    """Turn transport and authentication failures into a `LabelStudioError` that says what to fix."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise LabelStudioError(
+            f"Could not reach Label Studio at {url} while trying to {what} ({exc.__class__.__name__}: {exc}). "
+            "Start the server, or set LABEL_STUDIO_URL to the address it runs at. Nothing was lost: "
+            "unexported corrections go out with the next export."
+        ) from exc
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise LabelStudioError(
+                f"Label Studio at {url} refused the API key while trying to {what} (HTTP {exc.status_code}). "
+                "Set LABEL_STUDIO_API_KEY to your token from Account & Settings; a legacy token also needs "
+                "'legacy API tokens' enabled under Organization > API Tokens Settings."
+            ) from exc
+        raise LabelStudioError(
+            f"Label Studio at {url} failed to {what}: HTTP {exc.status_code} {exc.body!r}"
+        ) from exc
+
+
+def _connect(url: str | None, api_key: str | None) -> tuple[LabelStudio, str]:
+    url = (url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
+    api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+    if not url:
+        raise LabelStudioError("No Label Studio address: pass url= or set LABEL_STUDIO_URL (e.g. http://localhost:8080).")
+    if not api_key:
+        raise LabelStudioError(
+            "No Label Studio API key: pass api_key= or set LABEL_STUDIO_API_KEY to the token "
+            "shown in Label Studio under Account & Settings."
+        )
+    with _talking_to(url, "log in"):
+        client = LabelStudio(base_url=url, api_key=api_key, timeout=DEFAULT_TIMEOUT_S)
+        client.users.whoami()
+    return client, url
+
+
+def _find_project(client: LabelStudio, title: str) -> Any | None:
+    return next((p for p in client.projects.list() if p.title == title), None)
+
+
+def _ensure_project(client: LabelStudio, title: str, attributes: list[str]) -> tuple[int, bool]:
+    """The project titled `title`, created if missing, with a label for every attribute."""
+    project = _find_project(client, title)
+    if project is None:
+        created = client.projects.create(title=title, label_config=labeling_config(attributes))
+        log.info("Created Label Studio project %r (id %s)", title, created.id)
+        return created.id, True
+    try:
+        existing = _label_values(project.label_config or "")
+    except ElementTree.ParseError:
+        log.warning("Could not read the labeling config of project %r; leaving it as it is", title)
+        return project.id, False
+    missing = [a for a in attributes if a not in existing]
+    if missing:
+        log.info("Adding labels %s to Label Studio project %r", missing, title)
+        client.projects.update(project.id, label_config=labeling_config(existing + missing))
+    return project.id, False
+
+
+def _remote_tasks(client: LabelStudio, project_id: int, listings: dict[int, ListingInfo]) -> dict[int, int]:
+    """listing id -> task id for tasks this store created, read from the task data itself."""
+    found: dict[int, int] = {}
+    for task in client.tasks.list(project=project_id, fields="task_only"):
+        data = task.data or {}
+        listing = listings.get(data.get("dram_listing_id"))  # type: ignore[arg-type]
+        if listing is not None and data.get(TEXT_NAME) == listing.text:
+            found.setdefault(listing.id, task.id)
+    return found
+
+
+def _photo_uri(store: Store, sha256: str | None) -> str:
+    if sha256 is None:
+        return ""
+    data = store.photo_bytes(sha256)
+    mime = store.photo_mime_type(sha256)
+    return f"data:{mime};base64,{base64.b64encode(data or b'').decode('ascii')}"
+
+
+def _region(text: str, span: dict[str, Any], region_id: str) -> dict[str, Any]:
+    region: dict[str, Any] = {
+        "id": region_id,
+        "from_name": FROM_NAME,
+        "to_name": TEXT_NAME,
+        "type": "labels",
+        "value": {
+            "start": to_ls_offset(text, span["start"]),
+            "end": to_ls_offset(text, span["end"]),
+            "text": text[span["start"]:span["end"]],
+            "labels": [span["attribute"]],
+        },
+    }
+    if "confidence" in span:
+        region["score"] = span["confidence"]
+    return region
+
+
+def _prediction_payload(text: str, prediction: PredictionInfo) -> dict[str, Any]:
+    confidences = [float(s.get("confidence", 1.0)) for s in prediction.spans]
+    return {
+        "result": [_region(text, s, f"p{prediction.id}-{i}") for i, s in enumerate(prediction.spans)],
+        "model_version": prediction.model_version_name or f"model-version-{prediction.model_version_id}",
+        "score": min(confidences, default=1.0),
+    }
+
+
+def export_to_label_studio(
+    store: Store,
+    url: str | None = None,
+    api_key: str | None = None,
+    project_title: str = "DRAM attribute review",
+    attributes: Iterable[str] = (),
+) -> ExportReport:
+    """Send new listings (with predictions) and unexported corrections to a Label Studio project."""
+    client, url = _connect(url, api_key)
+    attributes = list(dict.fromkeys(attributes))
+    with _talking_to(url, f"open project {project_title!r}"):
+        project_id, created = _ensure_project(client, project_title, attributes)
+    report = ExportReport(project_id=project_id, project_created=created)
+    listings = {listing.id: listing for listing in store.list_listings()}
+    tasks = store.label_studio_tasks(project_id)
+
+    with _talking_to(url, "export tasks"):
+        for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
+            if listing_id not in tasks:
+                store.record_label_studio_task(project_id, listing_id, task_id)
+                tasks[listing_id] = task_id
+                report.tasks_recovered += 1
+        for listing in listings.values():
+            if listing.id in tasks:
+                continue
+            try:
+                tasks[listing.id] = _export_listing(client, store, project_id, listing, report)
+            except ApiError as exc:
+                if exc.status_code in (401, 403):
+                    raise
+                report.failures.append(f"listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+
+    with _talking_to(url, "export corrections"):
+        for correction in store.unexported_corrections():
+            if correction.listing_id not in tasks:
+                report.failures.append(f"correction {correction.id}: listing {correction.listing_id} has no task")
+                continue
+            _export_correction(client, store, listings[correction.listing_id], tasks[correction.listing_id], correction, report)
+    log.info("Label Studio export: %s", report)
+    return report
+
+
+def _export_listing(client: LabelStudio, store: Store, project_id: int, listing: ListingInfo, report: ExportReport) -> int:
+    data = {
+        TEXT_NAME: listing.text,
+        IMAGE_NAME: _photo_uri(store, listing.photo_sha256),
+        "dram_listing_id": listing.id,
+        "external_id": listing.external_id,
+    }
+    task = client.tasks.create(project=project_id, data=data)
+    store.record_label_studio_task(project_id, listing.id, task.id)
+    report.tasks_created += 1
+    for prediction in store.predictions_for(listing.id):
+        try:
+            client.predictions.create(task=task.id, project=project_id, **_prediction_payload(listing.text, prediction))
+            report.predictions_created += 1
+        except ApiError as exc:
+            if exc.status_code in (401, 403):
+                raise
+            report.failures.append(f"prediction {prediction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+    return task.id
+
+
+def _export_correction(
+    client: LabelStudio, store: Store, listing: ListingInfo, task_id: int, correction: CorrectionInfo, report: ExportReport
+) -> None:
+    result = [_region(listing.text, s, f"c{correction.id}-{i}") for i, s in enumerate(correction.spans)]
+    try:
+        annotation = client.annotations.create(
+            task_id, result=result, was_cancelled=correction.status == "skipped", lead_time=0.0
+        )
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise
+        report.failures.append(f"correction {correction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+        return
+    store.mark_exported(correction.id, annotation.id)
+    report.annotations_created += 1
+
+
+def _spans_from_result(text: str, result: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    spans = []
+    for region in result or []:
+        value = region.get("value") or {}
+        if region.get("type") != "labels" or region.get("to_name") != TEXT_NAME:
+            continue
+        start, end = from_ls_offset(text, int(value["start"])), from_ls_offset(text, int(value["end"]))
+        spans.extend({"start": start, "end": end, "attribute": label} for label in value.get("labels", []))
+    return spans
+
+
+def import_from_label_studio(
+    store: Store,
+    url: str | None = None,
+    api_key: str | None = None,
+    project_title: str = "DRAM attribute review",
+) -> ImportReport:
+    """Bring annotations made in Label Studio into the store as corrections (source 'label_studio')."""
+    client, url = _connect(url, api_key)
+    with _talking_to(url, f"find project {project_title!r}"):
+        project = _find_project(client, project_title)
+    if project is None:
+        raise LabelStudioError(
+            f"Label Studio at {url} has no project titled {project_title!r}; export to it first or check the title."
+        )
+    report = ImportReport(project_id=project.id)
+    listings = {listing.id: listing for listing in store.list_listings()}
+    ours = {c.ls_annotation_id for c in store.all_corrections() if c.source == "app" and c.ls_annotation_id is not None}
+    emails: dict[int, str] = {}
+
+    with _talking_to(url, "read annotations"):
+        listing_of_task = {task: listing for listing, task in store.label_studio_tasks(project.id).items()}
+        # fields="all" brings the annotations along, skipped (cancelled) ones included.
+        for task in client.tasks.list(project=project.id, fields="all"):
+            listing = listings.get(listing_of_task.get(task.id) or (task.data or {}).get("dram_listing_id"))  # type: ignore[arg-type]
+            if listing is None or (task.data or {}).get(TEXT_NAME) != listing.text:
+                report.unknown_tasks += 1
+                continue
+            for annotation in task.annotations or []:
+                _import_annotation(client, store, listing, task.id, annotation, ours, emails, report)
+    log.info("Label Studio import: %s", report)
+    return report
+
+
+def _import_annotation(
+    client: LabelStudio,
+    store: Store,
+    listing: ListingInfo,
+    task_id: int,
+    annotation: dict[str, Any],
+    ours: set[int],
+    emails: dict[int, str],
+    report: ImportReport,
+) -> None:
+    annotation_id = int(annotation["id"])
+    if annotation_id in ours:
+        report.from_store += 1
+        return
+    completed_by = annotation.get("completed_by")
+    if isinstance(completed_by, dict):
+        emails.setdefault(int(completed_by["id"]), completed_by.get("email") or f"label-studio-user-{completed_by['id']}")
+        completed_by = completed_by["id"]
+    annotator = _email(client, completed_by, emails)
+    status = "skipped" if annotation.get("was_cancelled") else "corrected"
+    try:
+        spans = _spans_from_result(listing.text, annotation.get("result"))
+        outcome = store.upsert_label_studio_correction(annotation_id, listing.id, annotator, spans, status)
+    except (CorrectionError, StoreError, KeyError, TypeError, ValueError) as exc:
+        report.rejected.append(f"annotation {annotation_id} on task {task_id}: {exc}")
+        log.warning("Skipped Label Studio annotation %s: %s", annotation_id, exc)
+        return
+    setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def _email(client: LabelStudio, user_id: int | None, cache: dict[int, str]) -> str:
+    """The annotator's email, the name corrections carry; a placeholder if the user cannot be read."""
+    if user_id is None:
+        return "label-studio-unknown-user"
+    if user_id not in cache:
+        try:
+            cache[user_id] = client.users.get(user_id).email or f"label-studio-user-{user_id}"
+        except ApiError as exc:
+            if exc.status_code == 401:
+                raise
+            log.warning("Could not read Label Studio user %s (HTTP %s); using its id", user_id, exc.status_code)
+            cache[user_id] = f"label-studio-user-{user_id}"
+    return cache[user_id]
