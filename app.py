@@ -1,0 +1,589 @@
+"""DRAM web app: extract product attribute values from a listing's text and photo, and audit batches.
+
+Only wiring lives here: the model is `dram.inference.Extractor`, the pictures `dram.visualize`.
+
+Run:  python app.py   (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, model from
+DRAM_CHECKPOINT, default models/default).
+
+API (gradio_client), endpoint "/extract": inputs text, image (a file path or URL, or None), tau_r;
+returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores",
+"selected", "warnings", "text", "tau_r"}. Bad input raises gradio_client's AppError with the reason.
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    result = client.predict("Roadster Men Navy Blue Casual Shirt", handle_file("shirt.jpg"), 0.5,
+                            api_name="/extract")
+
+Endpoint "/audit": inputs a CSV/JSONL listing file, an optional zip of photos, tau_r; returns the
+result CSV, a markdown summary, the missing-attribute table and the problems table.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import html
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import gradio as gr
+from PIL import Image
+
+from dram.errors import CheckpointError, DramInputError
+from dram.images import load_image
+from dram.inference import EncodedListing, Extraction, Extractor
+from dram.visualize import arm_chart, highlight_segments, mean_attention, normalise_attention, overlay
+
+log = logging.getLogger("dram.app")
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CHECKPOINT = Path("models/default")
+EXAMPLES_DIR = ROOT / "assets" / "examples"
+# Two CPU cores: one request at a time uses both through torch's intra-op threads; more would
+# only make every request slower. The queue holds the rest.
+CONCURRENCY = 1
+MAX_UPLOAD = "20mb"
+MAX_BATCH_ROWS = 2000
+MAX_ZIP_BYTES = 300 * 1024 * 1024
+BATCH_CHUNK = 16
+USUAL_SHARE = 0.8
+SMALL_PHOTO_PX = 32
+NO_CATEGORY = "(no category)"
+BUILD_HINT = "python -m training.build_default"
+
+
+class UserFacingError(Exception):
+    """Raised inside handlers for problems whose message is meant for the person using the app."""
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Turn input errors into a readable gr.Error and anything unexpected into a short one, never a trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (DramInputError, CheckpointError, UserFacingError) as err:
+            raise gr.Error(html.escape(str(err)), print_exception=False) from err
+        except Exception as err:  # a bug, not the user's fault: log it, show a short note
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error("Something went wrong on the server while processing this request; "
+                           "the details are in the server log.", print_exception=False) from err
+
+    return wrapper
+
+
+class ModelHandle:
+    """Loads the checkpoint once; keeps a readable reason instead of crashing when it is missing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.extractor: Extractor | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> "ModelHandle":
+        with self._lock:
+            if self.extractor is None and self.error is None:
+                try:
+                    self.extractor = Extractor.load(self.path)
+                    log.info("loaded %s on %s", self.path, self.extractor.device)
+                except CheckpointError as err:
+                    self.error = (f"No usable model at `{self.path}`. Build the default model with "
+                                  f"`{BUILD_HINT}`, or point DRAM_CHECKPOINT at a checkpoint folder. ({err})")
+                    log.error("%s", self.error)
+        return self
+
+    def get(self) -> Extractor:
+        self.load()
+        if self.extractor is None:
+            raise UserFacingError(self.error or "The model is not loaded.")
+        return self.extractor
+
+    @property
+    def default_tau(self) -> float:
+        return self.extractor.config.tau_r if self.extractor else 0.5
+
+
+@dataclass
+class Session:
+    """One user's last listing: encoder outputs (so tau_R changes skip the encoders) and its photo."""
+
+    encoded: EncodedListing
+    photo: Image.Image | None
+    extraction: Extraction
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_photo(path: str | None) -> tuple[Image.Image | None, list[str]]:
+    if not path:
+        return None, []
+    photo = load_image(path)
+    notes = []
+    if min(photo.size) < SMALL_PHOTO_PX:
+        notes.append(f"The photo is only {photo.width}x{photo.height} pixels; it carries almost no "
+                     "visual information, so expect the text to decide.")
+    return photo, notes
+
+
+def _encode(handle: ModelHandle, text: str, photo_path: str | None) -> Session:
+    extractor = handle.get()
+    if not isinstance(text, str) or not text.strip():
+        raise UserFacingError("The listing text is empty: paste a product title or description.")
+    photo, notes = _read_photo(photo_path)
+    encoded = extractor.encode(text, photo)
+    return Session(encoded, photo, extractor.decode(encoded), notes)
+
+
+# ---------------------------------------------------------------- rendering one extraction
+
+def _word_spans(extraction: Extraction) -> list[tuple[str, list[int]]]:
+    """For each extracted value, its label and the indices of its words (for the mean attention)."""
+    out = []
+    for span in extraction.spans:
+        index = [i for i, w in enumerate(extraction.words) if w.start < span.end and w.end > span.start]
+        if index:
+            out.append((f"{span.attribute}: {span.text}", index))
+    return out
+
+
+def _heat_image(session: Session, rows: list[int]) -> tuple[Image.Image, str]:
+    heat = normalise_attention(mean_attention(session.extraction.attention, rows))
+    return overlay(session.photo, heat.normalised), f"peak {heat.peak_ratio:.2f}x uniform"
+
+
+def _value_heatmaps(session: Session) -> list[tuple[Image.Image, str]]:
+    if session.extraction.attention is None or session.photo is None:
+        return []
+    gallery = []
+    for label, rows in _word_spans(session.extraction):
+        picture, peak = _heat_image(session, rows)
+        gallery.append((picture, f"{label} ({peak})"))
+    return gallery
+
+
+def _token_heatmap(session: Session | None, word: int | None) -> Image.Image | None:
+    if session is None or session.extraction.attention is None or session.photo is None or word is None:
+        return None
+    if not 0 <= int(word) < len(session.extraction.words):
+        return None
+    return _heat_image(session, [int(word)])[0]
+
+
+def _table(extraction: Extraction) -> list[list[Any]]:
+    rows = [[s.attribute, s.text, round(s.confidence, 3)] for s in extraction.spans]
+    found = {s.attribute for s in extraction.spans}
+    rows += [[a, "(selected, but no value found in the text)", None]
+             for a in extraction.selected if a not in found]
+    return rows
+
+
+def _notes_markdown(extraction: Extraction, session: Session) -> str:
+    notes = list(extraction.warnings) + session.notes
+    if session.photo is None:
+        notes.append("No photo: the text alone was read, and there are no TEM heatmaps.")
+    if not notes:
+        return ""
+    return "\n".join(f"- ⚠️ {html.escape(n)}" for n in notes)
+
+
+def _render(session: Session, tau: float, handle: ModelHandle) -> tuple:
+    """All Extract-tab outputs for a session decoded at tau (ARM + CRF only)."""
+    extraction = handle.get().decode(session.encoded, tau)
+    session.extraction = extraction
+    highlighted = highlight_segments(extraction.text, [(s.start, s.end, s.attribute) for s in extraction.spans])
+    chart = arm_chart(extraction.attribute_scores, extraction.tau_r, extraction.selected)
+    return (session, highlighted, _table(extraction), chart, _value_heatmaps(session),
+            _notes_markdown(extraction, session))
+
+
+def _word_choices(session: Session) -> gr.Dropdown:
+    has_map = session.extraction.attention is not None
+    choices = [(f"{i}: {w.text}", i) for i, w in enumerate(session.extraction.words)]
+    return gr.Dropdown(choices=choices, value=choices[0][1] if has_map and choices else None,
+                       interactive=has_map)
+
+
+# ---------------------------------------------------------------- batch audit
+
+@dataclass
+class BatchRow:
+    number: int  # 1-based data row (line for JSONL)
+    id: str
+    text: str
+    image: str
+    category: str
+
+
+def _read_rows(path: Path) -> tuple[list[BatchRow], list[list[Any]]]:
+    """Rows of a CSV or JSONL listing file, plus problems found while reading it."""
+    suffix = path.suffix.lower()
+    problems: list[list[Any]] = []
+    records: list[tuple[int, dict]] = []
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserFacingError("The listing file is not UTF-8 text; save it as UTF-8 CSV or JSONL.") from err
+    if suffix == ".csv":
+        reader = csv.DictReader(raw.splitlines())
+        columns = {(c or "").strip().lower() for c in (reader.fieldnames or [])}
+        _require_columns(columns)
+        for number, record in enumerate(reader, start=1):
+            records.append((number, {(k or "").strip().lower(): v for k, v in record.items()}))
+    elif suffix in (".jsonl", ".json", ".ndjson"):
+        keys: set[str] = set()
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                problems.append([number, "", "line is not valid JSON", "skipped"])
+                continue
+            if not isinstance(record, dict):
+                problems.append([number, "", "line is not a JSON object", "skipped"])
+                continue
+            record = {str(k).strip().lower(): v for k, v in record.items()}
+            keys |= set(record)
+            records.append((number, record))
+        _require_columns(keys)
+    else:
+        raise UserFacingError(f"Unsupported listing file {path.name!r}: upload a .csv or .jsonl file.")
+    if not records:
+        raise UserFacingError("The listing file has no rows.")
+    if len(records) > MAX_BATCH_ROWS:
+        raise UserFacingError(f"The file has {len(records)} listings; this app audits at most "
+                              f"{MAX_BATCH_ROWS} at a time. Split the file.")
+    rows = [BatchRow(n, _cell(r.get("id")), _cell(r.get("text")), _cell(r.get("image")), _cell(r.get("category")))
+            for n, r in records]
+    return rows, problems
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _require_columns(found: set[str]) -> None:
+    missing = [c for c in ("id", "text") if c not in found]
+    if missing:
+        shown = ", ".join(sorted(c for c in found if c)) or "none"
+        raise UserFacingError(f"The listing file is missing the column(s) {', '.join(missing)}. It needs columns "
+                              f"`id` and `text`, and may have `image` (a file name in the photo zip) and "
+                              f"`category`. Columns found: {shown}.")
+
+
+def _unpack_photos(zip_path: Path | None, into: Path) -> dict[str, Path]:
+    """Extract a photo zip safely (no paths outside `into`, bounded size); map names to files."""
+    if zip_path is None:
+        return {}
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as err:
+        raise UserFacingError("The photo archive is not a valid zip file.") from err
+    names: dict[str, Path] = {}
+    by_base: Counter[str] = Counter()
+    total = 0
+    with archive:
+        for info in archive.infolist():
+            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+            if info.is_dir() or not parts or parts[0] in ("/", "__MACOSX") or ".." in parts:
+                continue
+            total += info.file_size
+            if total > MAX_ZIP_BYTES:
+                raise UserFacingError(f"The photo zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB; "
+                                      "upload smaller photos or fewer at a time.")
+            target = into.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            relative = "/".join(parts)
+            names[relative] = target
+            by_base[parts[-1]] += 1
+    for relative, target in list(names.items()):
+        base = target.name
+        if by_base[base] == 1:
+            names.setdefault(base, target)
+    return names
+
+
+def _category(row: BatchRow, extraction: Extraction) -> str:
+    if row.category:
+        return row.category
+    types = [s.text for s in extraction.spans if s.attribute == "article_type"]
+    return types[0].casefold() if types else NO_CATEGORY
+
+
+def _missing_summary(done: list[tuple[BatchRow, Extraction]]) -> tuple[list[list[Any]], str]:
+    """Listings missing attributes that >= 80% of their category's listings in this batch have."""
+    groups: dict[str, list[tuple[BatchRow, set[str]]]] = defaultdict(list)
+    for row, extraction in done:
+        groups[_category(row, extraction)].append((row, {s.attribute for s in extraction.spans}))
+    missing_rows: list[list[Any]] = []
+    lines = []
+    for category, members in sorted(groups.items()):
+        counts = Counter(a for _, attrs in members for a in attrs)
+        usual = sorted(a for a, n in counts.items() if n >= USUAL_SHARE * len(members))
+        gaps = 0
+        for row, attrs in members:
+            lacking = [a for a in usual if a not in attrs]
+            if lacking:
+                gaps += 1
+                missing_rows.append([row.id, category, ", ".join(lacking), len(members), row.text])
+        lines.append(f"| {html.escape(category)} | {len(members)} | {', '.join(usual) or '—'} | {gaps} |")
+    table = "| category | listings | usually has | listings missing some |\n|---|---|---|---|\n" + "\n".join(lines)
+    return missing_rows, table
+
+
+def _audit(handle: ModelHandle, listing_file: str | None, photos_zip: str | None, tau: float,
+           progress: gr.Progress) -> tuple[str, str, list[list[Any]], list[list[Any]]]:
+    extractor = handle.get()
+    if not listing_file:
+        raise UserFacingError("Upload a CSV or JSONL file of listings first.")
+    rows, problems = _read_rows(Path(listing_file))
+    work = Path(tempfile.mkdtemp(prefix="dram-audit-"))
+    try:
+        photos = _unpack_photos(Path(photos_zip) if photos_zip else None, work / "photos")
+        todo: list[tuple[BatchRow, Path | None]] = []
+        for row in rows:
+            if not row.id:
+                problems.append([row.number, "", "no id", "skipped"])
+            elif not row.text:
+                problems.append([row.number, row.id, "empty text", "skipped"])
+            elif row.image and not photos:
+                problems.append([row.number, row.id, f"names the photo {row.image!r} but no photo zip was uploaded",
+                                 "skipped"])
+            elif row.image and row.image.replace("\\", "/") not in photos:
+                problems.append([row.number, row.id, f"unknown image name {row.image!r}: not in the photo zip",
+                                 "skipped"])
+            else:
+                todo.append((row, photos[row.image.replace("\\", "/")] if row.image else None))
+        done: list[tuple[BatchRow, Extraction]] = []
+        progress(0.0, desc="Extracting")
+        for start in range(0, len(todo), BATCH_CHUNK):
+            chunk = todo[start : start + BATCH_CHUNK]
+            results = extractor.extract_batch([(r.text, img) for r, img in chunk], tau_r=tau,
+                                              batch_size=BATCH_CHUNK)
+            for (row, _), result in zip(chunk, results):
+                if isinstance(result, DramInputError):
+                    problems.append([row.number, row.id, str(result), "skipped"])
+                else:
+                    done.append((row, result))
+            progress(min(1.0, (start + len(chunk)) / max(len(todo), 1)), desc="Extracting")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="dram-audit-out-"))
+    out_csv = out_dir / f"{Path(listing_file).stem}-attributes.csv"
+    with out_csv.open("w", newline="", encoding="utf-8") as handle_out:
+        writer = csv.writer(handle_out)
+        writer.writerow(["id", "attribute", "value", "confidence"])
+        for row, extraction in done:
+            for span in extraction.spans:
+                writer.writerow([row.id, span.attribute, span.text, f"{span.confidence:.4f}"])
+    missing, category_table = _missing_summary(done)
+    problems.sort(key=lambda p: p[0])
+    summary = (f"**{len(rows)}** listings read, **{len(done)}** extracted, **{len(rows) - len(done)}** "
+               f"skipped (see problems), **{len(missing)}** missing attributes their category usually has."
+               f"\n\n{category_table}")
+    return str(out_csv), summary, missing, problems
+
+
+# ---------------------------------------------------------------- UI
+
+_RULE = (f"**How “usually has” works.** A listing's category is its `category` column when the file has one, "
+         f"otherwise the article type the model extracts from it (lower-cased). Within this batch, an attribute is "
+         f"one a category *usually has* when a value for it was extracted from at least {USUAL_SHARE:.0%} of that "
+         f"category's listings; every listing of the category without a value for it is listed below. Small "
+         f"categories rarely reach the bar (2 of 3 is 67%), so the audit speaks only where the batch agrees.")
+
+
+def _model_markdown(handle: ModelHandle) -> str:
+    if handle.extractor is None:
+        return f"### ⚠️ No model loaded\n\n{handle.error}"
+    ex = handle.extractor
+    cfg = ex.config
+    device = "GPU (CUDA)" if ex.device.type == "cuda" else ex.device.type.upper()
+    metrics = json.dumps(ex.metrics, indent=2) if ex.metrics else "(no metrics.json values: an untrained or unevaluated checkpoint)"
+    return "\n".join([
+        f"- **Checkpoint:** `{handle.path}`",
+        f"- **Attributes:** {', '.join(cfg.attributes)}",
+        f"- **Variant:** {cfg.variant} (image: {cfg.use_image}, TEM: {cfg.use_tem}, ARM: {cfg.use_arm}, "
+        f"ARM policy: {cfg.arm_policy})",
+        f"- **Encoders:** text `{cfg.text_encoder}`, image `{cfg.image_encoder if cfg.use_image else 'none'}` "
+        f"({cfg.image_size}px, {cfg.image_regions} regions)",
+        f"- **tau_R (checkpoint default):** {cfg.tau_r}",
+        f"- **Runs on:** {device}",
+        f"- **Reads at most:** {cfg.max_tokens} tokens",
+        "", "**Metrics** (metrics.json)", "", f"```json\n{metrics}\n```",
+    ])
+
+
+def _photo_input(**kwargs: Any) -> gr.Image:
+    """A gr.Image whose upload reaches the handler unopened, so dram.images decides whether it is a
+    usable photo and says why not in plain words (gradio's own Pillow call fails with a generic error).
+
+    Set on the instance rather than by subclassing: a gr.Image subclass makes gradio write an
+    app.pyi stub next to this file at import time.
+    """
+    photo = gr.Image(type="filepath", **kwargs)
+    photo.preprocess = _uploaded_path  # type: ignore[method-assign]
+    return photo
+
+
+def _uploaded_path(payload: Any) -> str | None:
+    """The cached upload's path (gradio has already moved and checked the file before preprocess)."""
+    return str(payload.path) if payload is not None and getattr(payload, "path", None) else None
+
+
+def _examples() -> list[list[str]]:
+    path = EXAMPLES_DIR / "examples.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [[r["text"], str(EXAMPLES_DIR / r["image"])] for r in rows]
+
+
+def build_annotate_tab(handle: ModelHandle) -> None:
+    """PLACEHOLDER, not wired into the app yet: the "Annotate" tab.
+
+    It will let a reviewer correct the extracted spans of a listing and save them to the
+    corrections store (store/, built separately) for retraining. Build it inside a `gr.Tab("Annotate")`
+    in `build_demo` once the store's API is settled.
+    """
+    raise NotImplementedError("The Annotate tab is not built yet.")
+
+
+def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
+    """The whole app; the model is loaded here, once, before the first request."""
+    handle = ModelHandle(Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)).load()
+    attributes = handle.extractor.attributes if handle.extractor else []
+    palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb"]
+    colours = {a: palette[i % len(palette)] for i, a in enumerate(attributes)}
+
+    @_user_errors
+    def extract_ui(text: str, photo: str | None, tau: float):
+        session = _encode(handle, text, photo)
+        for note in session.extraction.warnings + session.notes:
+            gr.Warning(html.escape(note))
+        outputs = _render(session, tau, handle)
+        return (*outputs, _word_choices(session), _token_heatmap(session, 0 if session.photo else None))
+
+    @_user_errors
+    def retune(tau: float, session: Session | None):
+        if session is None:
+            return (gr.skip(),) * 6
+        return _render(session, tau, handle)
+
+    @_user_errors
+    def pick_word(word: int | None, session: Session | None) -> Image.Image | None:
+        return _token_heatmap(session, word)
+
+    @_user_errors
+    def extract_api(text: str, image: str | None, tau_r: float) -> dict:
+        """Extract attribute values from one listing: text, optional photo path, tau_R in [0, 1]."""
+        session = _encode(handle, text, image)
+        extraction = handle.get().decode(session.encoded, tau_r)
+        result = extraction.to_dict()
+        result["warnings"] = extraction.warnings + session.notes
+        return result
+
+    @_user_errors
+    def audit(listing_file: str | None, photos_zip: str | None, tau: float, progress=gr.Progress()):
+        return _audit(handle, listing_file, photos_zip, tau, progress)
+
+    with gr.Blocks(title="DRAM attribute extraction", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown("# DRAM: product attribute values from listing text + photo")
+        if handle.extractor is None:
+            gr.Markdown(f"## ⚠️ The model is not available\n\n{handle.error}", elem_id="model-missing")
+        with gr.Tab("Extract"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    text = gr.Textbox(label="Listing text", lines=3, placeholder="e.g. Roadster Men Navy Blue Casual Shirt",
+                                      elem_id="listing-text")
+                    tau_r = gr.Slider(0.0, 1.0, value=handle.default_tau, step=0.01, label="tau_R (ARM threshold)",
+                                    info="Attributes whose existence score R is above tau_R are decoded. "
+                                         "Moving it re-runs only ARM and the CRF.", elem_id="tau")
+                    run = gr.Button("Extract", variant="primary", elem_id="extract-button")
+                with gr.Column(scale=2):
+                    image = _photo_input(label="Product photo (optional)", height=240,
+                                       sources=["upload", "clipboard"], elem_id="photo")
+            examples = _examples()
+            if examples:
+                gr.Examples(examples, inputs=[text, image], label="Real Myntra listings")
+            notes = gr.Markdown(elem_id="notes")
+            highlighted = gr.HighlightedText(label="Extracted values", color_map=colours, show_legend=True,
+                                             elem_id="highlighted")
+            with gr.Row():
+                table = gr.Dataframe(headers=["attribute", "value", "confidence"], label="Attribute values",
+                                     interactive=False, elem_id="values-table")
+                chart = gr.Plot(label="ARM existence scores", elem_id="arm-chart")
+            gr.Markdown("### TEM: where each value looks in the photo\nEach map is the text-to-region attention "
+                        "(7x7 regions), stretched over the photo and scaled to its own min..max; the caption says "
+                        "how far its peak is above uniform attention (1.00x = flat, nothing singled out).")
+            with gr.Row():
+                value_maps = gr.Gallery(label="Per extracted value (mean over its words)", columns=4, height=360,
+                                        elem_id="value-heatmaps")
+                with gr.Column():
+                    word = gr.Dropdown(label="Attention of one word", choices=[], elem_id="word-pick")
+                    word_map = gr.Image(label="Word heatmap", type="pil", interactive=False, height=320,
+                                        elem_id="word-heatmap")
+            session = gr.State(None, time_to_live=3600)
+            render_outputs = [session, highlighted, table, chart, value_maps, notes]
+            run.click(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_visibility="private")
+            text.submit(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_visibility="private")
+            tau_r.change(retune, [tau_r, session], render_outputs, trigger_mode="always_last",
+                         api_visibility="private")
+            word.change(pick_word, [word, session], word_map, api_visibility="private")
+            extraction = gr.JSON(visible=False)
+            api_trigger = gr.Button(visible=False)
+            api_trigger.click(extract_api, [text, image, tau_r], extraction, api_name="extract",
+                              api_description="Extract attribute values: text, optional photo file, tau_R.")
+        with gr.Tab("Batch audit"):
+            gr.Markdown("Upload listings as CSV (columns `id`, `text`, optional `image`, `category`) or JSONL "
+                        "(same keys), and optionally a zip of the photos named in `image`. Rows that cannot be "
+                        "used are listed under *Problems*; the rest are still processed.")
+            with gr.Row():
+                listing_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
+                                       type="filepath", elem_id="batch-file")
+                photos_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath",
+                                     elem_id="batch-zip")
+            batch_tau_r = gr.Slider(0.0, 1.0, value=handle.default_tau, step=0.01, label="tau_R")
+            audit_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
+            if (EXAMPLES_DIR / "batch.csv").exists():
+                gr.Examples([[str(EXAMPLES_DIR / "batch.csv"), str(EXAMPLES_DIR / "batch_photos.zip")]],
+                            inputs=[listing_file, photos_zip], label="Sample batch (24 real Myntra listings)")
+            summary = gr.Markdown()
+            attributes_csv = gr.File(label="Extracted attributes (CSV: id, attribute, value, confidence)")
+            gr.Markdown(_RULE)
+            missing = gr.Dataframe(headers=["id", "category", "missing", "listings in category", "text"],
+                                   label="Listings missing attributes their category usually has", interactive=False)
+            problems = gr.Dataframe(headers=["row", "id", "problem", "action"], label="Problems", interactive=False)
+            audit_button.click(audit, [listing_file, photos_zip, batch_tau_r], [attributes_csv, summary, missing, problems],
+                               api_name="audit")
+        with gr.Tab("Model"):
+            gr.Markdown(_model_markdown(handle), elem_id="model-info")
+    demo.queue(default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def _theme() -> gr.themes.Base:
+    """System fonts only: the default theme fetches Google Fonts, which offline machines cannot reach."""
+    return gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo.launch(max_file_size=MAX_UPLOAD, theme=_theme())
