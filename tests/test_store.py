@@ -1,0 +1,318 @@
+"""The corrections store on a real SQLite file: round trip, queue, validation and failure modes."""
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dram.errors import ImageError
+from dram.listings import Span
+from store import CorrectionError, StoreBusyError, open_store
+from store.label_studio import LabelStudioError, export_to_label_studio, from_ls_offset, import_from_label_studio, to_ls_offset
+from store.models import Correction
+
+TEXT = "Red cotton shirt, size M"
+
+
+def png(color: str = "red", size: tuple[int, int] = (8, 6)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+
+@pytest.fixture
+def store(db_url: str):
+    with open_store(db_url) as opened:
+        yield opened
+
+
+def test_round_trip_gives_training_listings_with_photo_files(store, tmp_path: Path) -> None:
+    photo = png()
+    listing_id = store.add_listing(TEXT, photo, external_id="sku-1")
+    version = store.register_model_version("v1", "models/v1", {"f1": 0.71})
+    prediction_id = store.add_prediction(
+        listing_id, version, [{"start": 0, "end": 3, "attribute": "Color", "confidence": 0.9}], {"Color": 0.8}, 0.5
+    )
+    store.save_correction(listing_id, "alice", [Span(4, 10, "Material"), Span(0, 3, "Color")], prediction_id=prediction_id)
+
+    (listing,) = store.corrections_as_listings(tmp_path / "cache")
+    assert listing.id == "sku-1" and listing.text == TEXT
+    assert listing.spans == [Span(0, 3, "Color"), Span(4, 10, "Material")]
+    assert listing.image is not None and listing.image.read_bytes() == photo
+    assert store.predictions_for(listing_id)[0].spans[0]["text"] == "Red"
+    assert store.predictions_for(listing_id)[0].model_version_name == "v1"
+
+
+def test_latest_correction_wins_and_skipped_listings_are_left_out_of_training(store, tmp_path: Path) -> None:
+    first = store.add_listing(TEXT)
+    second = store.add_listing("Blue jeans")
+    store.save_correction(first, "alice", [Span(0, 3, "Color")])
+    store.save_correction(first, "bob", [Span(4, 10, "Material")])
+    store.save_correction(second, "alice", [Span(0, 4, "Color")])
+    store.save_correction(second, "bob", [], status="skipped")
+
+    (listing,) = store.corrections_as_listings(tmp_path / "cache")
+    assert listing.id == f"listing-{first}" and listing.spans == [Span(4, 10, "Material")] and listing.image is None
+
+
+def test_photos_are_stored_once_per_content(store, db_url: str) -> None:
+    red, blue = png("red"), png("blue")
+    ids = [store.add_listing(f"listing {i}", red) for i in range(3)] + [store.add_listing("other", blue)]
+    hashes = {store.get_listing(i).photo_sha256 for i in ids}
+    assert len(hashes) == 2
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as raw:
+        assert raw.execute("SELECT count(*), min(width), min(height), min(mime_type) FROM photos").fetchone() == (
+            2, 8, 6, "image/png"
+        )
+    assert store.photo_bytes(store.get_listing(ids[0]).photo_sha256) == red
+    with pytest.raises(ImageError, match="could not be read"):
+        store.add_listing("broken", b"not an image")
+
+
+def test_same_external_id_returns_the_stored_listing(store) -> None:
+    assert store.add_listing(TEXT, external_id="sku-1") == store.add_listing(TEXT, external_id="sku-1")
+    assert len(store.list_listings()) == 1
+
+
+def test_review_queue_puts_the_least_certain_first_and_leaves_out_reviewed(store) -> None:
+    tau = 0.5
+    confident = store.add_listing("confident listing")
+    unsure = store.add_listing("unsure listing")
+    tie_low = store.add_listing("tie with low confidence")
+    tie_high = store.add_listing("tie with high confidence")
+    unpredicted = store.add_listing("never predicted")
+    corrected = store.add_listing("already corrected")
+    skipped = store.add_listing("already skipped")
+    span = lambda c: [{"start": 0, "end": 3, "attribute": "Color", "confidence": c}]  # noqa: E731
+    store.add_prediction(confident, None, span(0.9), {"Color": 0.95, "Size": 0.02}, tau)
+    store.add_prediction(unsure, None, span(0.9), {"Color": 0.52, "Size": 0.1}, tau)
+    store.add_prediction(tie_low, None, span(0.2), {"Color": 0.7}, tau)
+    store.add_prediction(tie_high, None, span(0.8), {"Color": 0.3}, tau)
+    for listing in (corrected, skipped):
+        store.add_prediction(listing, None, span(0.1), {"Color": 0.5}, tau)
+    store.save_correction(corrected, "alice", [])
+    store.save_correction(skipped, "alice", [], status="skipped")
+
+    queue = store.review_queue(tau)
+    assert [item.listing_id for item in queue] == [unsure, tie_low, tie_high, confident, unpredicted]
+    assert queue[0].margin == pytest.approx(0.02)
+    assert [item.listing_id for item in store.review_queue(tau, limit=2)] == [unsure, tie_low]
+    assert store.progress() == (2, 5)
+
+
+def test_queue_uses_the_newest_prediction_of_a_listing(store) -> None:
+    listing = store.add_listing(TEXT)
+    store.add_prediction(listing, None, [], {"Color": 0.5}, 0.5)
+    newest = store.add_prediction(listing, None, [], {"Color": 0.9}, 0.5)
+    (item,) = store.review_queue(0.5)
+    assert item.prediction_id == newest and item.margin == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("spans", "kwargs", "message"),
+    [
+        ([Span(0, 99, "Color")], {}, "not inside the text"),
+        ([Span(5, 5, "Color")], {}, "not inside the text"),
+        ([Span(5, 3, "Color")], {}, "not inside the text"),
+        ([Span(-1, 3, "Color")], {}, "not inside the text"),
+        ([Span(0, 3, "Flavour")], {"allowed_attributes": ["Color", "Size"]}, "not one of"),
+        ([{"start": 0, "end": 3}], {}, "needs integer"),
+        ([{"start": 0, "end": 3, "attribute": " "}], {}, "no attribute"),
+        ([], {"annotator": "  "}, "annotator name"),
+        ([], {"status": "maybe"}, "not one of"),
+    ],
+)
+def test_bad_corrections_are_refused_and_nothing_is_saved(store, spans, kwargs, message) -> None:
+    listing = store.add_listing(TEXT)
+    arguments = {"annotator": "alice", "status": "corrected", **kwargs}
+    with pytest.raises(CorrectionError, match=message):
+        store.save_correction(listing, spans=spans, **arguments)
+    assert store.all_corrections() == []
+
+
+def test_a_correction_cannot_point_at_another_listings_prediction(store) -> None:
+    first, second = store.add_listing(TEXT), store.add_listing("Blue jeans")
+    prediction = store.add_prediction(first, None, [], {}, 0.5)
+    with pytest.raises(CorrectionError, match="not a prediction for listing"):
+        store.save_correction(second, "alice", [], prediction_id=prediction)
+
+
+def test_model_versions_keep_one_active_and_allow_rollback(store) -> None:
+    assert store.active_model_version() is None
+    first = store.register_model_version("v1", "models/v1", {"f1": 0.6})
+    second = store.register_model_version("v2", "models/v2", {"f1": 0.7}, parent_id=first)
+    candidate = store.register_model_version("v3", "models/v3", {"f1": 0.5}, parent_id=second, activate=False)
+    active = store.active_model_version()
+    assert active is not None and active.id == second and active.parent_id == first and active.metrics == {"f1": 0.7}
+    store.activate_model_version(first)
+    assert store.active_model_version().id == first
+    assert [v.active for v in store.list_model_versions()] == [True, False, False] and candidate == 3
+
+
+def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str) -> None:
+    with open_store(db_url) as store:
+        listing = store.add_listing(TEXT)
+        store.save_correction(listing, "alice", [Span(0, 3, "Color")])
+    with open_store(db_url) as store:
+        assert [c.spans for c in store.all_corrections()] == [[{"start": 0, "end": 3, "attribute": "Color"}]]
+        with store.db.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_url_comes_from_env_then_defaults_to_a_file_in_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DRAM_DB_URL", raising=False)
+    with open_store() as store:
+        store.add_listing(TEXT)
+    assert (tmp_path / "dram-store.sqlite").exists()
+    monkeypatch.setenv("DRAM_DB_URL", f"sqlite:///{tmp_path / 'from-env' / 'db.sqlite'}")
+    with open_store() as store:
+        assert store.list_listings() == []
+    assert (tmp_path / "from-env" / "db.sqlite").exists()
+
+
+def _save_many(url: str, listing_id: int, worker: int, count: int) -> None:
+    with open_store(url) as store:
+        for i in range(count):
+            store.save_correction(listing_id, f"worker-{worker}", [Span(0, 3, "Color")] if i % 2 else [])
+
+
+def test_several_processes_saving_at_once_lose_nothing(db_url: str) -> None:
+    with open_store(db_url) as store:
+        listing = store.add_listing(TEXT)
+    workers, per_worker = 4, 25
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_save_many, args=(db_url, listing, w, per_worker)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    with open_store(db_url) as store:
+        corrections = store.all_corrections()
+    assert len(corrections) == workers * per_worker
+    assert {c.annotator for c in corrections} == {f"worker-{w}" for w in range(workers)}
+
+
+def _hold_exclusive_lock(path: str) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def test_a_locked_database_is_retried_then_reported_and_nothing_is_lost(db_url: str, caplog) -> None:
+    path = db_url.removeprefix("sqlite:///")
+    with open_store(db_url, busy_timeout_s=0.05, retries=2, backoff_s=0.01) as store:
+        listing = store.add_listing(TEXT)
+        store.save_correction(listing, "alice", [Span(0, 3, "Color")])
+        holder = _hold_exclusive_lock(path)
+        try:
+            with caplog.at_level(logging.WARNING, logger="store.db"), pytest.raises(StoreBusyError, match="try again"):
+                store.save_correction(listing, "bob", [Span(4, 10, "Material")])
+        finally:
+            holder.rollback()
+            holder.close()
+        assert len([r for r in caplog.records if "locked" in r.getMessage()]) == 2
+        store.save_correction(listing, "bob", [Span(4, 10, "Material")])
+        assert [c.annotator for c in store.all_corrections()] == ["alice", "bob"]
+
+
+def test_a_lock_released_during_the_retries_lets_the_save_through(db_url: str) -> None:
+    path = db_url.removeprefix("sqlite:///")
+    with open_store(db_url, busy_timeout_s=0.05, retries=6, backoff_s=0.05) as store:
+        listing = store.add_listing(TEXT)
+        holder = _hold_exclusive_lock(path)
+        releaser = threading.Timer(0.3, lambda: (holder.rollback(), holder.close()))
+        releaser.start()
+        store.save_correction(listing, "alice", [Span(0, 3, "Color")])
+        releaser.join()
+        assert len(store.all_corrections()) == 1
+
+
+def test_an_exception_inside_a_save_leaves_nothing_half_written(store) -> None:
+    listing = store.add_listing(TEXT)
+
+    def half_save(session) -> None:
+        session.add(Correction(listing_id=listing, annotator="alice", spans=[], status="corrected"))
+        session.flush()  # the row is in the database transaction...
+        raise RuntimeError("simulated crash")  # ...when the save dies
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        store.db.run(half_save)
+    assert store.all_corrections() == []
+    assert store.progress() == (0, 1)
+
+
+def _die_mid_save(url: str, listing_id: int) -> None:
+    import os
+
+    with open_store(url) as store:
+
+        def work(session) -> None:
+            session.add(Correction(listing_id=listing_id, annotator="ghost", spans=[], status="corrected"))
+            session.flush()
+            os._exit(3)  # the process is gone with the transaction open
+
+        store.db.run(work)
+
+
+def test_a_process_killed_mid_save_leaves_nothing_behind(db_url: str) -> None:
+    with open_store(db_url) as store:
+        listing = store.add_listing(TEXT)
+    process = multiprocessing.get_context("spawn").Process(target=_die_mid_save, args=(db_url, listing))
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 3
+    with open_store(db_url, busy_timeout_s=1) as store:
+        assert store.all_corrections() == []
+        store.save_correction(listing, "alice", [])
+        assert len(store.all_corrections()) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_label_studio_down_raises_and_keeps_the_correction_unexported(store) -> None:
+    listing = store.add_listing(TEXT, png())
+    correction = store.save_correction(listing, "alice", [Span(0, 3, "Color")])
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(LabelStudioError, match="Could not reach Label Studio"):
+        export_to_label_studio(store, url, "some-token", "DRAM test", ["Color"])
+    with pytest.raises(LabelStudioError, match="Could not reach Label Studio"):
+        import_from_label_studio(store, url, "some-token", "DRAM test")
+    assert [c.id for c in store.unexported_corrections()] == [correction]
+
+
+def test_label_studio_settings_missing_say_what_to_set(store, monkeypatch) -> None:
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(LabelStudioError, match="LABEL_STUDIO_URL"):
+        export_to_label_studio(store, project_title="DRAM test", attributes=["Color"])
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:1")
+    with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY"):
+        import_from_label_studio(store, project_title="DRAM test")
+
+
+def test_label_studio_offsets_count_utf16_units() -> None:
+    text = "a👕b"
+    assert [to_ls_offset(text, i) for i in range(4)] == [0, 1, 3, 4]
+    assert [from_ls_offset(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
+    assert from_ls_offset(text, 9) > len(text)
