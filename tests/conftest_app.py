@@ -1,0 +1,99 @@
+"""Fixtures for the app tests: one checkpoint and one running app per test session.
+
+Loaded as a plugin (`pytest_plugins = ["tests.conftest_app"]` in the app test modules) so the
+session-scoped server is started once even when both app test modules run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTRIBUTES = ["brand", "gender", "colour", "article_type"]
+STARTUP_TIMEOUT_S = 180
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives a real browser (needs /usr/bin/chromium; "
+                                       "scripts/install_browser.sh)")
+
+
+@pytest.fixture(scope="session")
+def app_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint every app test uses: real pretrained encoders, untrained heads.
+
+    The single place to swap in a briefly trained model once training.build_default exists.
+    """
+    from dram.checkpoint import build_model, save_checkpoint
+    from dram.config import DramConfig
+
+    config = DramConfig.for_variant("dram", ATTRIBUTES)
+    model, tokenizer = build_model(config)
+    return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("app") / "checkpoint")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_file: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{log_file.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the app did not start in {STARTUP_TIMEOUT_S}s:\n{log_file.read_text()[-4000:]}")
+
+
+def launch_app(checkpoint: Path, log_file: Path) -> tuple[str, subprocess.Popen]:
+    """Start `python app.py` on 127.0.0.1 at a free port, the way a user would; return its URL."""
+    port = free_port()
+    env = {**os.environ, "DRAM_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    handle = log_file.open("w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=handle,
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(url, process, log_file)
+    except BaseException:
+        stop_app(process)
+        raise
+    return url, process
+
+
+def stop_app(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_file = tmp_path_factory.mktemp("app-log") / "app.log"
+    url, process = launch_app(app_checkpoint, log_file)
+    yield url
+    stop_app(process)
+    log.info("app log: %s", log_file)
