@@ -7,26 +7,32 @@ matches inside "T-shirt"):
 
 - gender: every title token that is a gender word (Men, Women, Woman, Boys, Boy, Girls, Girl,
   Unisex, Kids, Infant(s), Baby; a possessive "'s"/"'" is left outside the span: "Men's" ->
-  "Men"). "Baby" counts only as the first gender word, because "Baby Dolls" / "Baby-G" are not.
+  "Men"). "Baby" counts only as the first gender word ("Baby Tomato Red T-shirt"), and "Men"
+  after "Mr." is the "Mr. Men" brand.
 - brand: the title prefix before the first gender word. Prefixes are counted over the whole
-  catalogue; when the prefix extends a prefix seen on its own at least BRAND_MIN_COUNT times
-  ("Casio Enticer" -> "Casio", "Jockey Zone" -> "Jockey") only that brand is marked, except for
-  real two-word brands (COMPOUND_BRANDS: "Lee Cooper"). Prefixes longer than 4 words that do
-  not reduce, and prefixes made only of colour words, are not marked. Titles without a gender
-  word get a brand only when they start with such a frequent brand.
+  catalogue; the shortest leading part seen on its own before a gender word at least
+  BRAND_MIN_COUNT times is the brand ("Casio Enticer" -> "Casio", "Jockey Zone" -> "Jockey"),
+  except for real two-word brands (COMPOUND_BRANDS: "Lee Cooper"). A prefix with no such part
+  is marked whole when it has 1-4 words and is not only colour words. Titles without a gender
+  word get a brand only when they start with a frequent brand ("Red Rose", "Carlton London").
+- colour, article_type and pattern are looked for only after the whole pre-gender prefix, so
+  a brand or product line ("Red Tape", "Turtle Check Men") gives no colour or pattern.
 - colour: the catalogue baseColour (or a spelling of it: Grey/Gray, Off-White, Navy for Navy
-  Blue, Multicoloured for Multi...) located in the title outside the brand ("Red Tape" is a
-  brand, not a colour). The span grows to the whole colour phrase it sits in ("Navy Blue",
-  "Light Pink"). Every occurrence is marked; other colours in the title are not (the photo
-  decides those), and `n_colour_words` counts the colour phrases in the title so a benchmark
-  can slice titles with two or more colour words.
-- article_type: the catalogue articleType located in the title with its inflections and
-  spellings (Kurtas/Kurta, Tshirts/T-shirt/Tee, Watches/Watch, Flip Flops/Flip-Flops, "X and Y"
-  types by either part); for shoes and bags the generic head noun ("Shoes", "Bag") is used
-  when the specific name is absent. The last matching variant group wins, all its occurrences
-  are marked, outside the brand.
-- pattern: a small lexicon (Printed, Striped, Checked, Solid, Floral, Embroidered, ...) outside
-  the brand; precision checked by hand in docs/weak-label-audit.md.
+  Blue, Multicoloured for Multi, Golden for Gold, ...) located in the title; "Silver-Toned" and
+  "Cream-Coloured" count, "Sterling Silver" and "Stainless Steel" (materials) do not, nor
+  "Skin" in cosmetics ("New Skin Compact"). The span grows to the whole colour phrase it sits
+  in ("Navy Blue", "Royal Blue", "Light Pink"). Every occurrence is marked; other colours in
+  the title are not (the photo decides those). `n_colour_words` counts the distinct colour
+  phrases of the title ("Purple Purple Handbags" is 1) so a benchmark can slice titles with
+  two or more colour words.
+- article_type: the catalogue articleType located in the title through an ordered list of
+  spellings, most specific first (Kurtas/Kurta, Tshirts/T-shirt/Tee/Jersey, Watches/Watch,
+  Flip Flops/Flip-Flops, "X and Y" types by either part, "Formal Shoes"/"Formal Shoe"/"Shoes"
+  for shoes, "Handbag"/"Tote Bag"/"Bag" for bags); the first spelling found is marked at every
+  occurrence. A different article named in the title ("Sandals" for catalogue "Heels") is not.
+- pattern: a small lexicon (Printed, Print, Striped, Stripes, Checked, Check, Solid, Floral,
+  Embroidered, Polka Dots, Self Design, Colourblocked); precision checked by hand in
+  docs/weak-label-audit.md.
 
 The split is fixed by a seeded hash of the product id (80/10/10), so a product keeps its split
 across runs and catalogue versions, and the small bundle is drawn from the same split.
@@ -185,17 +191,20 @@ class Labeller:
     def label(self, title: str, article_type: str, base_colour: str, master_category: str = "") -> Labels:
         tokens = _tokens(title)
         spans: list[Span] = []
-        brand_end = 0
         brand = self._brand(tokens)
         if brand is not None:
             spans.append(brand)
-            brand_end = brand.end
+        # Other values are looked for after the whole pre-gender prefix: in "Turtle Check Men"
+        # the brand is "Turtle" but "Check" names its product line, not the shirt's pattern.
+        gender_at = self._first_gender(tokens)
+        after = tokens[gender_at - 1].end() if gender_at else (brand.end if brand else 0)
         spans += self._gender(tokens)
         if not (base_colour == "Skin" and master_category == "Personal Care"):  # "Skin Cover", "New Skin"
-            spans += self._colour(title, base_colour, brand_end)
-        spans += self._located(title, self._article_variants(article_type), "article_type", brand_end)
-        spans += self._located(title, PATTERN_WORDS, "pattern", brand_end, all_groups=True)
-        return Labels(spans=self._without_overlaps(spans), n_colour_words=len(self._colour_phrase_spans(title, brand_end)))
+            spans += self._colour(title, base_colour, after)
+        spans += self._located(title, self._article_variants(article_type), "article_type", after)
+        spans += self._located(title, PATTERN_WORDS, "pattern", after, all_groups=True)
+        colours = {title[s:e].lower() for s, e in self._colour_phrase_spans(title, after)}
+        return Labels(spans=self._without_overlaps(spans), n_colour_words=len(colours))
 
     def _brand(self, tokens: list[re.Match[str]]) -> Span | None:
         gender_at = self._first_gender(tokens)
