@@ -194,7 +194,7 @@ def _prediction_payload(text: str, prediction: PredictionInfo) -> dict[str, Any]
     confidences = [float(s.get("confidence", 1.0)) for s in prediction.spans]
     return {
         "result": [_region(text, s, f"p{prediction.id}-{i}") for i, s in enumerate(prediction.spans)],
-        "model_version": prediction.model_version_name or f"model-version-{prediction.model_version_id}",
+        "model_version": prediction.model_version_name or "unregistered-model",
         "score": min(confidences, default=1.0),
     }
 

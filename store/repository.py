@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from dram.errors import ImageError
 from dram.listings import Listing, Span
@@ -171,11 +172,11 @@ def _model_info(row: ModelVersion) -> ModelVersionInfo:
     )
 
 
-def _latest_prediction_ids():
+def _latest_prediction_ids() -> Subquery:
     return select(func.max(Prediction.id).label("id")).group_by(Prediction.listing_id).subquery()
 
 
-def _latest_correction_ids():
+def _latest_correction_ids() -> Subquery:
     return select(func.max(Correction.id).label("id")).group_by(Correction.listing_id).subquery()
 
 
