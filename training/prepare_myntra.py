@@ -356,6 +356,7 @@ def prepare(source: Path, out: Path, seed: int = 13, bundle: Path | None = None,
             bundle_sizes: dict[str, int] | None = None) -> Summary:
     """Write out/{train,valid,test}.jsonl + out/images/, and optionally the small bundle."""
     products = read_products(source / "products.csv")
+    log.info("read %d products from %s", len(products), source / "products.csv")
     labeller = Labeller([p.title for p in products], {p.base_colour for p in products if p.base_colour})
     summary = Summary()
     with zipfile.ZipFile(source / "images.zip") as archive:
@@ -387,6 +388,7 @@ def _write_bundle(archive: zipfile.ZipFile, by_split: dict[str, list[Listing]], 
         moved = [Listing(item.id, item.text, (bundle / "images" / f"{item.id}.jpg").resolve(), item.spans, item.meta)
                  for item in items]
         write_jsonl(bundle / f"{split}.jsonl", moved)
+    log.info("bundle written to %s: %s", bundle, ", ".join(f"{s} {len(v)}" for s, v in chosen.items()))
 
 
 def log_summary(summary: Summary) -> None:
