@@ -23,11 +23,6 @@ ATTRIBUTES = ["brand", "gender", "colour", "article_type"]
 STARTUP_TIMEOUT_S = 180
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives a real browser (needs /usr/bin/chromium; "
-                                       "scripts/install_browser.sh)")
-
-
 @pytest.fixture(scope="session")
 def app_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The checkpoint every app test uses: real pretrained encoders, untrained heads.
