@@ -538,7 +538,9 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
                                         elem_id="word-heatmap")
             session = gr.State(None, time_to_live=3600)
             render_outputs = [session, highlighted, table, chart, value_maps, notes]
-            run.click(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_visibility="private")
+            # "undocumented": callable by clients (benchmarks/bench_app.py times the full page work with it)
+            run.click(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_name="extract_ui",
+                      api_visibility="undocumented")
             text.submit(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_visibility="private")
             tau_r.change(retune, [tau_r, session], render_outputs, trigger_mode="always_last",
                          api_visibility="private")
