@@ -95,9 +95,11 @@ class SpanDecoder(nn.Module):
 
 
 class AttributeRangeMinimizer(nn.Module):
+    """Selection, guidance and the per-attribute decoder. The existence classifier lives on the
+    model itself, since the ARM-less variants train it too (for CLS-F1 and the UI's scores)."""
+
     def __init__(self, hidden_size: int, n_attributes: int, lstm_hidden: int, policy: str = "prototype"):
         super().__init__()
-        self.classifier = AttributeClassifier(hidden_size, n_attributes)
         self.guidance = GUIDANCE[policy](hidden_size, n_attributes)
         self.decoder = SpanDecoder(2 * hidden_size, lstm_hidden, 3)
 

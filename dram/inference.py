@@ -18,7 +18,7 @@ from dram.batching import EncodedText, collate, encode_text
 from dram.checkpoint import load_checkpoint, pick_device
 from dram.errors import DramInputError
 from dram.images import load_image
-from dram.model import Encoded
+from dram.model import DecodedSpan, Encoded
 from dram.tagging import Word
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,15 @@ class EncodedListing:
     encoded: Encoded
     has_image: bool
     warnings: list[str]
+
+
+def char_spans(text: str, words: list[Word], decoded: list[DecodedSpan]) -> list[ExtractedSpan]:
+    """Word-level decoder output -> character spans, in reading order."""
+    spans = []
+    for d in decoded:
+        start, end = words[d.first_word].start, words[d.end_word - 1].end
+        spans.append(ExtractedSpan(start, end, d.attribute, text[start:end], round(d.confidence, 4)))
+    return sorted(spans, key=lambda s: (s.start, s.attribute))
 
 
 class Extractor:
@@ -139,10 +148,7 @@ class Extractor:
         scores, decoded = self.model.decode(listing.encoded, tau)
         words = listing.text.words
         text = listing.text.text
-        spans = [ExtractedSpan(words[d.first_word].start, words[d.end_word - 1].end, d.attribute,
-                               text[words[d.first_word].start : words[d.end_word - 1].end], round(d.confidence, 4))
-                 for d in decoded]
-        spans.sort(key=lambda s: (s.start, s.attribute))
+        spans = char_spans(text, words, decoded)
         attention = None
         cross = listing.encoded.cross_attention
         if cross is not None and listing.has_image:

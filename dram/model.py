@@ -69,12 +69,11 @@ class DramModel(nn.Module):
                     if config.use_tem else None)
         self.region_tokens = nn.Linear(config.image_channels, hidden) if config.vanilla_irc and config.use_image else None
         n_attr = len(config.attributes)
+        self.classifier = AttributeClassifier(hidden, n_attr)
         if config.use_arm:
             self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy)
-            self.classifier = self.arm.classifier
         else:
             self.arm = None
-            self.classifier = AttributeClassifier(hidden, n_attr)
             self.joint_decoder = SpanDecoder(hidden, config.lstm_hidden, len(config.tags))
         if attribute_name_ids is not None:
             width = max(len(ids) for ids in attribute_name_ids)

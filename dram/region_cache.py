@@ -1,0 +1,65 @@
+"""Frozen-CNN region features computed once per photo and kept on disk.
+
+On a CPU the image encoder is frozen, so its features never change: caching them turns
+the image side of every training epoch into a lookup.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dram.encoders import ImageRegionEncoder
+from dram.errors import ImageError
+from dram.images import load_image
+
+log = logging.getLogger(__name__)
+
+
+def _key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+
+
+@torch.no_grad()
+def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: int, paths: list[Path | None],
+                    cache_dir: Path | None = None, batch_size: int = 64,
+                    device: torch.device | str = "cpu") -> tuple[torch.Tensor, list[bool]]:
+    """(N, R, C) float16 features and a has-image flag per path; unreadable photos are logged and skipped."""
+    store: dict[str, torch.Tensor] = {}
+    cache_file = None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache_file = cache_dir / f"{encoder_name.replace('/', '_').replace(':', '_')}-{image_size}.pt"
+        if cache_file.exists():
+            store = torch.load(cache_file)
+    keys = [(_key(p) if p is not None and p.exists() else None) for p in paths]
+    todo = sorted({(k, p) for k, p in zip(keys, paths) if k is not None and k not in store}, key=lambda kp: str(kp[1]))
+    encoder = encoder.to(device).eval()
+    bad: set[str] = set()
+    for start in tqdm(range(0, len(todo), batch_size), desc="image features", unit="batch", disable=not todo):
+        chunk = todo[start : start + batch_size]
+        pixels, chunk_keys = [], []
+        for key, path in chunk:
+            try:
+                pixels.append(encoder.preprocess(load_image(path), image_size))
+                chunk_keys.append(key)
+            except ImageError as err:
+                log.warning("skipping photo %s: %s", path, err)
+                bad.add(key)
+        if pixels:
+            feats = encoder(torch.stack(pixels).to(device)).half().cpu()
+            store.update(zip(chunk_keys, feats))
+    if todo and cache_file is not None:
+        torch.save(store, cache_file)
+    missing = [p for p, k in zip(paths, keys) if p is not None and k is None]
+    if missing:
+        log.warning("%d photos not found (first: %s); those listings are used as text-only", len(missing), missing[0])
+    grid = encoder.grid ** 2
+    zeros = torch.zeros(grid, encoder.channels, dtype=torch.float16)
+    has = [k is not None and k in store for k in keys]
+    feats = torch.stack([store[k] if h else zeros for k, h in zip(keys, has)]) if paths else torch.zeros(0, grid, encoder.channels)
+    return feats, has

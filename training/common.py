@@ -1,0 +1,58 @@
+"""Helpers the command-line jobs share: logging, reading data files, loading checkpoints for data."""
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+from dram.errors import CheckpointError, DramInputError
+from dram.listings import Listing
+from dram.readers import read_listings
+
+log = logging.getLogger("training")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def load_data(path: str | Path, what: str) -> list[Listing]:
+    """Read a data file in any supported format, log what was skipped, stop clearly if nothing is left."""
+    path = Path(path)
+    if not path.exists():
+        raise SystemExit(f"error: the {what} file {path} does not exist.")
+    listings, report = read_listings(path)
+    log.info("%s: %s", what, report.summary())
+    if not listings:
+        raise SystemExit(f"error: no usable listings in {path} ({report.summary()}).")
+    return listings
+
+
+def attribute_set(listings: list[Listing]) -> list[str]:
+    """Attributes in the data, most frequent first (a stable order for the checkpoint's label map)."""
+    counts = Counter(s.attribute for l in listings for s in l.spans)
+    return [a for a, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def check_attributes(model_attributes: list[str], listings: list[Listing], strict: bool = False) -> None:
+    """A checkpoint trained on another attribute set: say so plainly instead of scoring nonsense."""
+    data_attrs = set(attribute_set(listings))
+    unknown = sorted(data_attrs - set(model_attributes))
+    if not unknown:
+        return
+    message = (f"the data has attributes the model was not trained on: {', '.join(unknown)} "
+               f"(model: {', '.join(model_attributes)}).")
+    if strict or not data_attrs & set(model_attributes):
+        raise SystemExit(f"error: {message} Use a checkpoint trained on this attribute set, or retrain.")
+    log.warning("%s Their spans are ignored.", message)
+
+
+def run_cli(main) -> None:
+    """Turn the errors users can fix into one clear line instead of a traceback."""
+    try:
+        main()
+    except (DramInputError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

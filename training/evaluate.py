@@ -1,0 +1,39 @@
+"""Evaluate a checkpoint: `python -m training.evaluate --checkpoint DIR --data C.jsonl [--json OUT]`.
+
+Prints CLS-F1, TAG-F1, precision and recall, overall and per attribute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dram.checkpoint import load_checkpoint
+from dram.metrics import format_report
+from training.common import check_attributes, load_data, run_cli, setup_logging
+from training.loop import DEFAULT_CACHE, evaluate, prepare
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--tau-r", type=float, help="threshold (default: the checkpoint's)")
+    parser.add_argument("--json", type=Path, help="also write the metrics to this file")
+    parser.add_argument("--no-image", action="store_true", help="ignore the photos")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--device")
+    args = parser.parse_args()
+    setup_logging()
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
+    listings = load_data(args.data, "data")
+    check_attributes(model.config.attributes, listings)
+    data = prepare(model, tokenizer, listings, args.cache_dir, use_images=not args.no_image)
+    summary = evaluate(model, tokenizer, data, args.tau_r, progress=True)
+    print(format_report(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,99 @@
+"""Train a DRAM model: `python -m training.train --train A.jsonl --valid B.jsonl --out DIR [--variant dram]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from dram.checkpoint import build_model, pick_device, save_checkpoint
+from dram.config import ARM_POLICIES, VARIANTS, DramConfig
+from training.common import attribute_set, load_data, run_cli, setup_logging
+from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
+
+log = logging.getLogger("training.train")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", choices=VARIANTS, default="dram")
+    parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
+    parser.add_argument("--arm-policy", choices=ARM_POLICIES, default="prototype")
+    parser.add_argument("--tau-r", type=float, default=0.5)
+    parser.add_argument("--text-encoder", default="minilm", help="'minilm' or a local BERT-style folder")
+    parser.add_argument("--image-encoder", default="efficientnet-lite0",
+                        help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
+    parser.add_argument("--attributes", help="comma-separated attribute set (default: those in the training data)")
+    parser.add_argument("--max-tokens", type=int, default=96)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr-encoder", type=float, default=5e-5)
+    parser.add_argument("--lr-heads", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    parser.add_argument("--max-train", type=int, help="use at most this many training listings")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
+                         lr_heads=args.lr_heads, seed=args.seed, max_minutes=args.max_minutes, cache_dir=args.cache_dir)
+
+
+def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
+    variant = variant or ("text-only" if args.no_image else args.variant)
+    return DramConfig.for_variant(variant, attributes, arm_policy=args.arm_policy, tau_r=args.tau_r,
+                                  text_encoder=args.text_encoder, image_encoder=args.image_encoder,
+                                  max_tokens=args.max_tokens)
+
+
+def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
+                progress: bool = True):
+    """Build, prepare data, fit; returns (model, tokenizer, metrics)."""
+    torch.manual_seed(settings.seed)
+    model, tokenizer = build_model(config)
+    model.to(pick_device(device))
+    train_data = prepare(model, tokenizer, train, settings.cache_dir)
+    valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
+    result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress)
+    metrics = {"train": {"listings": len(train_data), **result}}
+    if valid_data is not None:
+        metrics["valid"] = evaluate(model, tokenizer, valid_data)
+    config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
+    return model, tokenizer, metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train", required=True, type=Path)
+    parser.add_argument("--valid", type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    add_model_arguments(parser)
+    add_training_arguments(parser)
+    args = parser.parse_args()
+    setup_logging()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train = load_data(args.train, "train")
+    if args.max_train:
+        train = train[: args.max_train]
+    valid = load_data(args.valid, "valid") if args.valid else []
+    attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
+    config = config_from(args, attributes)
+    log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
+    model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
+    save_checkpoint(model, tokenizer, args.out, metrics)
+    summary = metrics.get("valid", {})
+    log.info("saved %s  valid TAG-F1 %s", args.out, f"{summary['tag_f1']:.4f}" if summary else "n/a")
+    print(json.dumps({"checkpoint": str(args.out), "valid": {k: v for k, v in summary.items() if k != "per_attribute"}}))
+
+
+if __name__ == "__main__":
+    run_cli(main)
