@@ -48,8 +48,11 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = Path("models/default")
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 # Two CPU cores: one request at a time uses both through torch's intra-op threads; more would
-# only make every request slower. The queue holds the rest.
+# only make every request slower. The queue holds the rest (up to QUEUE_SIZE, then "queue full").
+# Batch audits get their own single slot, so a long audit delays single extractions but never
+# blocks them; at most two jobs share the cores.
 CONCURRENCY = 1
+QUEUE_SIZE = 100
 MAX_UPLOAD = "20mb"
 MAX_BATCH_ROWS = 2000
 MAX_ZIP_BYTES = 300 * 1024 * 1024
@@ -74,7 +77,7 @@ def _user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except (DramInputError, CheckpointError, UserFacingError) as err:
-            raise gr.Error(html.escape(str(err)), print_exception=False) from err
+            raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
         except Exception as err:  # a bug, not the user's fault: log it, show a short note
             log.exception("unexpected error in %s", fn.__name__)
             raise gr.Error("Something went wrong on the server while processing this request; "
@@ -194,7 +197,7 @@ def _notes_markdown(extraction: Extraction, session: Session) -> str:
         notes.append("No photo: the text alone was read, and there are no TEM heatmaps.")
     if not notes:
         return ""
-    return "\n".join(f"- ⚠️ {html.escape(n)}" for n in notes)
+    return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in notes)
 
 
 def _render(session: Session, tau: float, handle: ModelHandle) -> tuple:
@@ -473,7 +476,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
     def extract_ui(text: str, photo: str | None, tau: float):
         session = _encode(handle, text, photo)
         for note in session.extraction.warnings + session.notes:
-            gr.Warning(html.escape(note))
+            gr.Warning(html.escape(note, quote=False))
         outputs = _render(session, tau, handle)
         return (*outputs, _word_choices(session), _token_heatmap(session, 0 if session.photo else None))
 
@@ -570,10 +573,10 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
                                    label="Listings missing attributes their category usually has", interactive=False)
             problems = gr.Dataframe(headers=["row", "id", "problem", "action"], label="Problems", interactive=False)
             audit_button.click(audit, [listing_file, photos_zip, batch_tau_r], [attributes_csv, summary, missing, problems],
-                               api_name="audit")
+                               api_name="audit", concurrency_id="audit", concurrency_limit=1)
         with gr.Tab("Model"):
             gr.Markdown(_model_markdown(handle), elem_id="model-info")
-    demo.queue(default_concurrency_limit=CONCURRENCY)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
