@@ -1,0 +1,153 @@
+"""Fine-tuning on the store's corrections: a tiny text-only checkpoint and a real SQLite store in tmp_path."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dram.checkpoint import load_checkpoint, save_checkpoint
+from dram.listings import Listing, Span
+from store import open_store
+from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
+from training import finetune as finetune_module
+from training.finetune import FinetuneError, finetune, replay_sample, split_corrections
+from training.loop import TrainSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [
+    ("red cotton shirt for men", [("red", "colour"), ("cotton", "material"), ("shirt", "article_type")]),
+    ("blue denim jeans", [("blue", "colour"), ("denim", "material"), ("jeans", "article_type")]),
+    ("black leather belt", [("black", "colour"), ("leather", "material"), ("belt", "article_type")]),
+    ("white silk dress for women", [("white", "colour"), ("silk", "material"), ("dress", "article_type")]),
+    ("green wool jacket", [("green", "colour"), ("wool", "material"), ("jacket", "article_type")]),
+    ("navy cotton socks", [("navy", "colour"), ("cotton", "material"), ("socks", "article_type")]),
+]
+
+
+def data(prefix: str) -> list[Listing]:
+    return [listing(text, spans, f"{prefix}-{i}") for i, (text, spans) in enumerate(TEXTS)]
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny text-only checkpoint (random weights: fine-tuning only has to run, not to be good)."""
+    folder = write_text_encoder(tmp_path_factory.mktemp("tiny-bert"))
+    model, tokenizer = tiny_model(folder, "text-only")
+    return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("models") / "v0", {"test": {"tag_f1": 0.1}})
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+
+def add_corrections(db_url: str, listings: list[Listing]) -> None:
+    with open_store(db_url) as store:
+        for item in listings:
+            listing_id = store.add_listing(item.text, external_id=item.id)
+            store.save_correction(listing_id, "alice", item.spans)
+
+
+def settings(tmp_path: Path) -> TrainSettings:
+    return TrainSettings(epochs=1, batch_size=4, seed=13, cache_dir=tmp_path / "features")
+
+
+def run(source: Path, db_url: str, out: Path, tmp_path: Path):
+    with open_store(db_url) as store:
+        return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
+                        tmp_path / "photos", progress=False)
+
+
+def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_url: str, tmp_path: Path) -> None:
+    corrections = data("corr")
+    corrections[0] = Listing("corr-0", corrections[0].text, spans=[*corrections[0].spans, Span(18, 24, "fit")])
+    add_corrections(db_url, corrections)
+    out = tmp_path / "v1"
+
+    result = run(source, db_url, out, tmp_path)
+
+    model, _, metrics = load_checkpoint(out)
+    assert model.config.attributes == ATTRIBUTES
+    assert set(metrics["old"]) == set(metrics["new"]) == {"heldout", "corrections"}
+    assert metrics["old"]["heldout"]["n_listings"] == metrics["new"]["heldout"]["n_listings"] == len(TEXTS)
+    assert metrics["finetune"]["heldout_corrections"] == 2 and metrics["finetune"]["train_corrections"] == 4
+    assert metrics["finetune"]["dropped_spans"] == {"fit": 1}
+    assert metrics["finetune"]["minutes"] > 0
+    with open_store(db_url) as store:
+        versions = {v.id: v for v in store.list_model_versions()}
+        active = store.active_model_version()
+    assert active is not None and active.id == result.version_id
+    assert Path(active.checkpoint_path) == out.resolve()
+    parent = versions[active.parent_id]
+    assert Path(parent.checkpoint_path) == source.resolve() and not parent.active
+    assert parent.metrics == {"test": {"tag_f1": 0.1}}
+
+    second = run(out, db_url, tmp_path / "v2", tmp_path)
+    assert second.parent_id == result.version_id  # the active version is the parent from now on
+
+
+def test_no_corrections_is_a_clear_error_and_writes_nothing(source: Path, db_url: str, tmp_path: Path) -> None:
+    with open_store(db_url) as store:
+        store.save_correction(store.add_listing("red shirt"), "bob", [], status="skipped")
+    out = tmp_path / "v1"
+    with pytest.raises(FinetuneError, match="no corrections"):
+        run(source, db_url, out, tmp_path)
+    assert not out.exists()
+    with open_store(db_url) as store:
+        assert store.list_model_versions() == []
+
+
+def test_cli_without_corrections_exits_non_zero(source: Path, db_url: str, tmp_path: Path) -> None:
+    open_store(db_url).close()
+    out = tmp_path / "v1"
+    done = subprocess.run([sys.executable, "-m", "training.finetune", "--from", str(source), "--db", db_url,
+                           "--out", str(out), "--replay-size", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "no corrections" in done.stderr
+    assert not out.exists()
+
+
+def test_crash_during_fit_leaves_model_and_active_version(source: Path, db_url: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    add_corrections(db_url, data("corr"))
+    with open_store(db_url) as store:
+        active_id = store.register_model_version("v0", source.resolve(), {})
+    before = {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(finetune_module, "fit", crash)
+    out = tmp_path / "v1"
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(source, db_url, out, tmp_path)
+
+    assert not out.exists() and not list(tmp_path.glob(".v1.*"))
+    assert {p.relative_to(source): p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    with open_store(db_url) as store:
+        assert store.active_model_version().id == active_id
+        assert [v.id for v in store.list_model_versions()] == [active_id]
+
+
+def test_existing_out_folder_is_refused(source: Path, db_url: str, tmp_path: Path) -> None:
+    add_corrections(db_url, data("corr"))
+    with pytest.raises(FinetuneError, match="already exists"):
+        run(source, db_url, source, tmp_path)
+
+
+def test_split_and_replay_are_seeded_and_keep_corrected_listings_out_of_the_replay() -> None:
+    corrections = data("corr")
+    assert split_corrections(corrections, 0.34, 13) == split_corrections(corrections, 0.34, 13)
+    train, heldout = split_corrections(corrections[:1], 0.5, 13)
+    assert len(train) == 1 and heldout == []
+    replay = data("replay") + [listing("puma shoes", [("shoes", "article_type")], "other")]
+    assert [l.id for l in replay_sample(replay, 10, corrections, 13)] == ["other"]
+    assert replay_sample(data("replay"), 3, [], 13) == replay_sample(data("replay"), 3, [], 13)
+
+
+def test_missing_store_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FinetuneError, match="no store"):
+        finetune_module.existing_store_url(f"sqlite:///{tmp_path / 'absent.sqlite'}")
+    assert not (tmp_path / "absent.sqlite").exists()

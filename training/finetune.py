@@ -1,0 +1,249 @@
+"""Fine-tune a checkpoint on the annotators' corrections: `python -m training.finetune --from CKPT --db URL --out DIR`.
+
+Continues from the checkpoint's weights (same config and attribute set) on the store's corrections
+mixed with a seeded replay sample of the original training data, so the model learns the fixes
+without forgetting the rest. A seeded share of the corrections is held out: the old and the new
+model are scored on it and on a held-out data file, side by side. The new checkpoint is written
+atomically and only then registered in the store, so a crash at any point leaves the current
+model and the store's active version as they were.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from dram.checkpoint import load_checkpoint, save_checkpoint
+from dram.errors import DramInputError
+from dram.listings import Listing
+from sqlalchemy.engine import make_url
+
+from store import ModelVersionInfo, Store, open_store
+from store.db import default_url
+from training.common import check_attributes, load_data, run_cli, setup_logging
+from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
+
+log = logging.getLogger("training.finetune")
+ROOT = Path(__file__).resolve().parent.parent
+BUNDLE = ROOT / "assets" / "myntra-small"
+REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
+
+
+class FinetuneError(DramInputError):
+    """A fine-tuning run that cannot start as asked; nothing was written."""
+
+
+@dataclass
+class CorrectionData:
+    """The store's corrections, restricted to the checkpoint's attributes and split for training/held-out."""
+
+    train: list[Listing]
+    heldout: list[Listing]
+    dropped_spans: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FinetuneResult:
+    checkpoint: Path
+    version_id: int
+    parent_id: int
+    metrics: dict
+
+
+def restrict_to(listings: list[Listing], attributes: list[str]) -> tuple[list[Listing], dict[str, int]]:
+    """Drop spans of attributes the model has no output for; count them per attribute so they can be reported."""
+    known = set(attributes)
+    dropped: Counter[str] = Counter()
+    kept = []
+    for listing in listings:
+        dropped.update(s.attribute for s in listing.spans if s.attribute not in known)
+        kept.append(replace(listing, spans=[s for s in listing.spans if s.attribute in known]))
+    return kept, dict(sorted(dropped.items()))
+
+
+def split_corrections(listings: list[Listing], fraction: float, seed: int) -> tuple[list[Listing], list[Listing]]:
+    """Seeded (train, held-out) split; at least one correction always stays for training."""
+    if not 0 <= fraction < 1:
+        raise FinetuneError(f"--heldout-corrections must be in [0, 1), got {fraction}.")
+    order = list(listings)
+    random.Random(seed).shuffle(order)
+    n_heldout = min(len(order) - 1, round(fraction * len(order)))
+    if fraction > 0 and len(order) >= 2:
+        n_heldout = max(1, n_heldout)
+    return order[n_heldout:], order[:n_heldout]
+
+
+def replay_sample(replay: list[Listing], size: int, corrections: list[Listing], seed: int) -> list[Listing]:
+    """A seeded sample of the original training data, leaving out listings that were corrected.
+
+    A corrected listing must not come back with its old labels, and a held-out correction must
+    not be trained on through the replay.
+    """
+    corrected = {l.text for l in corrections}
+    pool = [l for l in replay if l.text not in corrected]
+    return random.Random(seed).sample(pool, min(size, len(pool)))
+
+
+def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
+    """The store's corrections as training listings, or `FinetuneError` when there are none."""
+    listings = store.corrections_as_listings(photo_cache)
+    if not listings:
+        raise FinetuneError(
+            f"The store {store.db.url} has no corrections to learn from (skipped listings do not count). "
+            "Correct some listings in the app's Annotate tab (or import them from Label Studio) first; "
+            "nothing was written.")
+    return listings
+
+
+def usable_corrections(listings: list[Listing], attributes: list[str], fraction: float, seed: int) -> CorrectionData:
+    """Corrections restricted to the checkpoint's attributes (the rest reported) and split seeded."""
+    listings, dropped = restrict_to(listings, attributes)
+    if dropped:
+        log.warning("corrections use attributes the checkpoint has no output for; these spans are dropped: %s "
+                    "(checkpoint attributes: %s). Retrain from scratch to add attributes.",
+                    ", ".join(f"{a} ({n})" for a, n in dropped.items()), ", ".join(attributes))
+    train, heldout = split_corrections(listings, fraction, seed)
+    log.info("corrections: %d (%d for training, %d held out)", len(listings), len(train), len(heldout))
+    return CorrectionData(train, heldout, dropped)
+
+
+def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
+    """The active version; with none, the source checkpoint's own version (registered inactive if new).
+
+    Registering it inactive keeps the store's active version untouched should the run die before
+    the new model is registered; an earlier crashed run's registration is reused, not duplicated.
+    """
+    active = store.active_model_version()
+    if active is not None:
+        if Path(active.checkpoint_path).resolve() != source.resolve():
+            log.warning("the store's active version %s (%s) is not the checkpoint being fine-tuned (%s); "
+                        "it is still recorded as the parent", active.name, active.checkpoint_path, source)
+        return active
+    for version in store.list_model_versions():
+        if Path(version.checkpoint_path).resolve() == source.resolve():
+            return version
+    metrics_file = source / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    version_id = store.register_model_version(source.name, source.resolve(), metrics, activate=False)
+    log.info("registered the source checkpoint %s as model version %d", source, version_id)
+    return next(v for v in store.list_model_versions() if v.id == version_id)
+
+
+def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
+             settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
+             photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
+             progress: bool = True) -> FinetuneResult:
+    """Fine-tune `source` on the store's corrections and register the result; see the module docstring."""
+    started = time.monotonic()
+    source, out = Path(source), Path(out)
+    if out.exists():
+        raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
+    fetched = fetch_corrections(store, photo_cache)
+    model, tokenizer, _ = load_checkpoint(source, device)
+    attributes = list(model.config.attributes)
+    if heldout:
+        check_attributes(attributes, heldout)
+    corrections = usable_corrections(fetched, attributes, heldout_fraction, settings.seed)
+    replayed = replay_sample(replay, replay_size, corrections.train + corrections.heldout, settings.seed)
+    log.info("training on %d corrections + %d replayed listings; held out: %d corrections, %d listings",
+             len(corrections.train), len(replayed), len(corrections.heldout), len(heldout))
+
+    cache = settings.cache_dir
+    train_data = prepare(model, tokenizer, corrections.train + replayed, cache)
+    eval_sets = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
+                 "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
+    eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
+
+    old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
+    result = fit(model, tokenizer, train_data, None, settings, progress=progress)
+    new = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
+
+    parent = _parent_version(store, source)
+    metrics = {
+        "finetune": {
+            "source": str(source.resolve()), "parent_version": parent.id,
+            "corrections": len(corrections.train) + len(corrections.heldout),
+            "train_corrections": len(corrections.train), "heldout_corrections": len(corrections.heldout),
+            "replay": len(replayed), "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
+            "dropped_spans": corrections.dropped_spans, "history": result["history"],
+            "train_minutes": result["train_minutes"], "minutes": (time.monotonic() - started) / 60,
+        },
+        "old": old,
+        "new": new,
+    }
+    model.config.train = {**asdict(settings), "cache_dir": str(cache), "finetuned_from": str(source.resolve())}
+    save_checkpoint(model, tokenizer, out, metrics)
+    log.info("saved %s", out)
+    version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=activate)
+    log.info("registered %s as model version %d (parent %d, %s)", out, version_id, parent.id,
+             "now active" if activate else "not activated")
+    return FinetuneResult(out, version_id, parent.id, metrics)
+
+
+def existing_store_url(url: str | None) -> str:
+    """The store URL, refusing a SQLite file that does not exist (opening it would create an empty store)."""
+    url = url or default_url()
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and not Path(database).exists():
+        raise FinetuneError(f"There is no store at {database}; pass the --db URL the app saves corrections to.")
+    return url
+
+
+def comparison_table(metrics: dict) -> str:
+    """Markdown table: old vs new on each held-out set."""
+    rows = ["| data | metric | old | new | change |", "|---|---|---:|---:|---:|"]
+    for name, old in metrics["old"].items():
+        new = metrics["new"][name]
+        for key in REPORTED:
+            if key in old:
+                rows.append(f"| {name} | {key} | {old[key]:.4f} | {new[key]:.4f} | {new[key] - old[key]:+.4f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", required=True, type=Path, help="checkpoint to continue from")
+    parser.add_argument("--db", help="store URL (default: DRAM_DB_URL or ./dram-store.sqlite)")
+    parser.add_argument("--out", required=True, type=Path, help="new checkpoint folder (must not exist)")
+    parser.add_argument("--replay", type=Path, default=BUNDLE / "train.jsonl", help="original training data")
+    parser.add_argument("--replay-size", type=int, default=400, help="replayed listings (0: corrections only)")
+    parser.add_argument("--heldout", type=Path, default=BUNDLE / "test.jsonl", help="held-out data file")
+    parser.add_argument("--heldout-corrections", type=float, default=0.2, help="share of corrections held out")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr-encoder", type=float, default=5e-5)
+    parser.add_argument("--lr-heads", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
+    parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
+    parser.add_argument("--no-activate", action="store_true", help="register the new version without activating it")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    args = parser.parse_args()
+    setup_logging()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    replay = load_data(args.replay, "replay") if args.replay_size > 0 else []
+    heldout = load_data(args.heldout, "heldout")
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
+                             lr_heads=args.lr_heads, seed=args.seed, max_minutes=args.max_minutes,
+                             cache_dir=args.cache_dir)
+    with open_store(existing_store_url(args.db)) as store:
+        result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
+                          args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device)
+    print(comparison_table(result.metrics))
+    print(json.dumps({"checkpoint": str(result.checkpoint), "model_version": result.version_id,
+                      "parent_version": result.parent_id, "minutes": round(result.metrics["finetune"]["minutes"], 2)}))
+
+
+if __name__ == "__main__":
+    run_cli(main)
