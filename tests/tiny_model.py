@@ -1,0 +1,115 @@
+"""Tiny random-init encoders for fast model tests.
+
+`write_text_encoder(folder)` writes a 2-layer, 32-wide BERT (config, WordPiece tokenizer and
+weights) that `DramConfig(text_encoder=<folder>)` loads through `load_tokenizer` /
+`load_text_encoder`; `tiny_image_encoder()` is a one-conv CNN giving a 7x7 grid of 8-d regions.
+`tiny_model(...)` puts them together into a DramModel with small heads.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torchvision import transforms
+
+from dram.batching import collate, encode_text, gold_targets
+from dram.config import DramConfig
+from dram.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
+from dram.listings import Listing, Span
+from dram.model import DramModel
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = [
+    "red", "blue", "black", "white", "green", "navy", "cotton", "silk", "wool", "denim", "leather",
+    "shirt", "shirts", "dress", "jeans", "shoes", "watch", "belt", "jacket", "men", "women", "kids",
+    "nike", "puma", "adidas", "raymond", "short", "long", "sleeve", "slim", "fit", "casual", "formal",
+    "colour", "material", "article", "type", "brand", "gender", "for", "with", "and", "the", "a",
+    "deo", "perfume", "bag", "cap", "socks", "t", "s", "x", "l", "m",
+    "红", "色", "棉", "衬", "衫", "短", "袖", "男", "女",
+    "-", ",", ".", "/", "!", "(", ")", "&", "1", "2", "3", "0",
+]
+SUBWORDS = ["##s", "##ed", "##er", "##ing", "##x", "##l"]
+VOCAB = SPECIAL + WORDS + SUBWORDS
+IMAGE_SIZE = 32
+ATTRIBUTES = ["colour", "material", "article_type"]
+
+
+def write_text_encoder(folder: Path, seed: int = 0) -> str:
+    """A BERT-style model folder: vocab.txt, tokenizer files, config.json and random weights."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    # transformers 5 ignores `vocab_file=`; loading the folder reads vocab.txt.
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
+    assert tokenizer.tokenize("Red shirts") == ["red", "shirts"], "tiny vocabulary was not read"
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        vocab_size=len(VOCAB), max_position_embeddings=128)
+    config.save_pretrained(folder)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def tiny_image_encoder(seed: int = 0) -> ImageRegionEncoder:
+    torch.manual_seed(seed)
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.ReLU())
+    return ImageRegionEncoder(backbone, 8, 7, transforms.Normalize([0.5] * 3, [0.5] * 3))
+
+
+def tiny_config(folder: str, variant: str = "dram", attributes: list[str] | None = None, **overrides) -> DramConfig:
+    values = dict(text_encoder=folder, image_encoder="tiny", image_size=IMAGE_SIZE, tem_dim=16,
+                  lstm_hidden=16, max_tokens=32)
+    values.update(overrides)
+    return DramConfig.for_variant(variant, list(attributes or ATTRIBUTES), **values)
+
+
+def tiny_model(folder: str, variant: str = "dram", attributes: list[str] | None = None, seed: int = 0,
+               image: ImageRegionEncoder | None = None, **overrides) -> tuple[DramModel, object]:
+    config = tiny_config(folder, variant, attributes, **overrides)
+    tokenizer = load_tokenizer(folder)
+    text = load_text_encoder(folder, pretrained=True)
+    image = image if image is not None else tiny_image_encoder(seed)
+    names = ([tokenizer(a.replace("_", " "))["input_ids"] for a in config.attributes]
+             if config.arm_policy == "bert" else None)
+    torch.manual_seed(seed)
+    return DramModel(config, text, image if config.use_image else None, names), tokenizer
+
+
+def listing(text: str, spans: list[tuple[str, str]], lid: str = "x") -> Listing:
+    """A listing whose spans are given as (substring, attribute): the first occurrence of each."""
+    out = []
+    for value, attribute in spans:
+        start = text.index(value)
+        out.append(Span(start, start + len(value), attribute))
+    return Listing(id=lid, text=text, spans=sorted(out))
+
+
+def make_batch(model: DramModel, tokenizer, listings: list[Listing], with_image: bool | list[bool] = True,
+               gold: bool = True, seed: int = 0):
+    """A collated batch with random pixels (when the model reads images) and gold targets."""
+    texts = [encode_text(tokenizer, l.text, model.config.max_tokens) for l in listings]
+    flags = with_image if isinstance(with_image, list) else [with_image] * len(listings)
+    pixels = None
+    if model.image_encoder is not None:
+        generator = torch.Generator().manual_seed(seed)
+        pixels = torch.randn(len(listings), 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    else:
+        flags = [False] * len(listings)
+    targets = [gold_targets(model.config, t, l) for t, l in zip(texts, listings)] if gold else None
+    return collate(texts, flags, pixels=pixels, gold=targets, pad_id=tokenizer.pad_token_id or 0), texts
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> str:
+    return write_text_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def clone(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module)
