@@ -528,7 +528,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
             with gr.Row():
                 table = gr.Dataframe(headers=["attribute", "value", "confidence"], label="Attribute values",
                                      interactive=False, elem_id="values-table")
-                chart = gr.Plot(label="ARM: existence score R per attribute (selected: R > tau_R)", elem_id="arm-chart")
+                chart = gr.Plot(label="ARM chart", show_label=False, elem_id="arm-chart")  # title is in the figure
             gr.Markdown("### TEM: where each value looks in the photo\nEach map is the text-to-region attention "
                         "(7x7 regions), stretched over the photo and scaled to its own min..max; the caption says "
                         "how far its peak is above uniform attention (1.00x = flat, nothing singled out).")

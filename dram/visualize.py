@@ -122,6 +122,7 @@ def arm_chart(scores: dict[str, float], tau_r: float, selected: Iterable[str]) -
     ax.axhline(tau_r, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.5, label=f"tau_R = {tau_r:.2f}")
     ax.set_ylim(0.0, 1.08)
     ax.set_ylabel("existence score R")
+    ax.set_title("ARM: which attributes the listing has", fontsize=10)
     ax.tick_params(axis="x", labelrotation=20)
     handles = [ax.get_lines()[0], Patch(color=SELECTED_COLOUR, label="selected (R > tau_R)"),
                Patch(color=UNSELECTED_COLOUR, label="not selected")]
