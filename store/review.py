@@ -1,0 +1,213 @@
+"""What the app's Annotate tab does besides drawing widgets: span edits, listing intake, model versions.
+
+Kept out of app.py so it is testable without a browser. Spans are plain dicts
+`{"start", "end", "attribute"}` in character offsets; the annotator picks bounds by word, the
+same words the model tags (`dram.tagging.split_words`), so a corrected span is always one the
+model can learn.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from dram.errors import DramInputError
+from dram.tagging import Word, split_words
+from store.errors import CorrectionError, StoreBusyError, StoreError
+from store.repository import Store
+
+if TYPE_CHECKING:
+    from dram.inference import Extraction, Extractor
+
+log = logging.getLogger(__name__)
+
+ReviewSpan = dict[str, Any]
+
+
+class ReviewError(CorrectionError):
+    """An edit that cannot be made as asked; the message tells the annotator what to pick instead."""
+
+
+# ---------------------------------------------------------------- span edits
+
+
+def words_of(text: str) -> list[Word]:
+    return split_words(text)
+
+
+def word_choices(text: str) -> list[tuple[str, int]]:
+    """Dropdown choices for span bounds: "index: word", valued by word index."""
+    return [(f"{i}: {w.text}", i) for i, w in enumerate(words_of(text))]
+
+
+def clean_spans(spans: Iterable[Mapping[str, Any]]) -> list[ReviewSpan]:
+    """Only position and attribute (a prediction's text/confidence are not the annotator's), in reading order."""
+    cleaned = [{"start": int(s["start"]), "end": int(s["end"]), "attribute": str(s["attribute"])} for s in spans]
+    return sorted(cleaned, key=lambda s: (s["start"], s["end"], s["attribute"]))
+
+
+def _check_attribute(attribute: str | None, attributes: Sequence[str]) -> str:
+    if not attribute or attribute not in attributes:
+        raise ReviewError(f"Pick an attribute from the model's set: {', '.join(attributes)}.")
+    return attribute
+
+
+def _check_index(spans: Sequence[ReviewSpan], index: int | None) -> int:
+    if index is None or not 0 <= int(index) < len(spans):
+        raise ReviewError("Pick one of the listing's spans first.")
+    return int(index)
+
+
+def span_from_words(text: str, first: int | None, last: int | None, attribute: str) -> ReviewSpan:
+    """The character span covering words first..last (inclusive)."""
+    words = words_of(text)
+    if first is None or last is None:
+        raise ReviewError("Pick the first and the last word of the value.")
+    first, last = int(first), int(last)
+    if not 0 <= first < len(words) or not 0 <= last < len(words):
+        raise ReviewError(f"Word numbers go from 0 to {len(words) - 1} for this listing.")
+    if last < first:
+        raise ReviewError(f"The last word ({last}) comes before the first ({first}); swap them.")
+    return {"start": words[first].start, "end": words[last].end, "attribute": attribute}
+
+
+def word_bounds(text: str, span: Mapping[str, Any]) -> tuple[int, int]:
+    """(first, last) word index of a span, to pre-fill the bound dropdowns when it is selected."""
+    inside = [i for i, w in enumerate(words_of(text)) if w.start < span["end"] and w.end > span["start"]]
+    return (inside[0], inside[-1]) if inside else (0, 0)
+
+
+def _with(spans: Sequence[ReviewSpan], new: ReviewSpan, replacing: int | None = None) -> list[ReviewSpan]:
+    """spans with `new` (instead of spans[replacing]), refusing one the same attribute already overlaps."""
+    others = [s for i, s in enumerate(spans) if i != replacing]
+    for other in others:
+        if other["attribute"] == new["attribute"] and other["start"] < new["end"] and new["start"] < other["end"]:
+            raise ReviewError(
+                f"{new['attribute']} already has a value overlapping these words "
+                f"(characters {other['start']}-{other['end']}); re-bound or remove that one instead.")
+    return clean_spans([*others, new])
+
+
+def add_span(text: str, spans: Sequence[ReviewSpan], first: int | None, last: int | None, attribute: str | None,
+             attributes: Sequence[str]) -> list[ReviewSpan]:
+    return _with(spans, span_from_words(text, first, last, _check_attribute(attribute, attributes)))
+
+
+def remove_span(spans: Sequence[ReviewSpan], index: int | None) -> list[ReviewSpan]:
+    index = _check_index(spans, index)
+    return [s for i, s in enumerate(spans) if i != index]
+
+
+def relabel_span(spans: Sequence[ReviewSpan], index: int | None, attribute: str | None,
+                 attributes: Sequence[str]) -> list[ReviewSpan]:
+    index = _check_index(spans, index)
+    return _with(spans, {**spans[index], "attribute": _check_attribute(attribute, attributes)}, replacing=index)
+
+
+def rebound_span(text: str, spans: Sequence[ReviewSpan], index: int | None, first: int | None,
+                 last: int | None) -> list[ReviewSpan]:
+    index = _check_index(spans, index)
+    return _with(spans, span_from_words(text, first, last, spans[index]["attribute"]), replacing=index)
+
+
+def span_choices(text: str, spans: Sequence[ReviewSpan]) -> list[tuple[str, int]]:
+    """Dropdown choices naming each span by attribute and value, valued by its index."""
+    return [(f"{i}: {s['attribute']} = {text[s['start']:s['end']]!r}", i) for i, s in enumerate(spans)]
+
+
+def status_for(spans: Sequence[ReviewSpan], predicted: Sequence[Mapping[str, Any]]) -> str:
+    """'accepted' when the annotator kept the model's spans exactly, else 'corrected'."""
+    return "accepted" if clean_spans(spans) == clean_spans(predicted) else "corrected"
+
+
+# ---------------------------------------------------------------- listings into the store
+
+
+def listing_key(text: str, photo: bytes | None) -> str:
+    """A stable external id for a listing seen in the app, so extracting it again does not queue it twice."""
+    digest = hashlib.sha256(text.encode("utf-8"))
+    digest.update(b"\0" + hashlib.sha256(photo).digest() if photo is not None else b"\0")
+    return f"app-{digest.hexdigest()[:20]}"
+
+
+def record_extraction(store: Store, extraction: Extraction, photo: bytes | None, version_id: int | None,
+                      external_id: str | None = None) -> int:
+    """Store a listing and the model's output on it, so it enters the review queue; returns the listing id."""
+    listing_id = store.add_listing(extraction.text, photo, external_id or listing_key(extraction.text, photo))
+    store.add_prediction(listing_id, version_id, [asdict(s) for s in extraction.spans], extraction.attribute_scores,
+                         extraction.tau_r)
+    return listing_id
+
+
+@dataclass(frozen=True)
+class IntakeRow:
+    """One listing of an uploaded file: its id (or None), text and photo file (or None)."""
+
+    external_id: str | None
+    text: str
+    photo: Path | None = None
+
+
+@dataclass
+class IntakeReport:
+    added: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{self.added} listings added to the review queue" + (
+            f"; {len(self.problems)} could not be added" if self.problems else "")
+
+
+def import_for_review(store: Store, extractor: Extractor, rows: Sequence[IntakeRow], version_id: int | None,
+                      tau_r: float | None = None, batch_size: int = 16) -> IntakeReport:
+    """Run the model on uploaded listings and queue them; a bad row is reported and the rest go on.
+
+    A locked store stops the import with `StoreBusyError`; rows added before it stay (each is its
+    own transaction), and importing the file again does not duplicate them.
+    """
+    report = IntakeReport()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        results = extractor.extract_batch([(r.text, r.photo) for r in chunk], tau_r=tau_r)
+        for row, result in zip(chunk, results):
+            name = row.external_id or row.text[:40]
+            if isinstance(result, DramInputError):
+                report.problems.append(f"{name}: {result}")
+                continue
+            try:
+                photo = row.photo.read_bytes() if row.photo is not None else None
+                record_extraction(store, result, photo, version_id, row.external_id)
+                report.added += 1
+            except StoreBusyError:
+                raise
+            except (DramInputError, StoreError, OSError) as err:
+                report.problems.append(f"{name}: {err}")
+    log.info("import for review: %s", report.summary())
+    return report
+
+
+# ---------------------------------------------------------------- model versions
+
+
+def version_for_checkpoint(store: Store, checkpoint: Path, metrics: Mapping[str, Any]) -> int:
+    """The store's version for a checkpoint, registering it (active only when nothing else is) if new."""
+    wanted = Path(checkpoint).resolve()
+    for version in store.list_model_versions():
+        if Path(version.checkpoint_path).resolve() == wanted:
+            return version.id
+    activate = store.active_model_version() is None
+    return store.register_model_version(wanted.name, wanted, metrics, activate=activate)
+
+
+def version_choices(store: Store) -> list[tuple[str, int]]:
+    """Dropdown choices for the registered versions, newest first, marking the active one."""
+    choices = []
+    for v in reversed(store.list_model_versions()):
+        tag = " (active)" if v.active else ""
+        parent = f", from #{v.parent_id}" if v.parent_id else ""
+        f1 = v.metrics.get("new", {}).get("heldout", {}).get("tag_f1") or v.metrics.get("test", {}).get("tag_f1")
+        score = f", TAG-F1 {f1:.3f}" if isinstance(f1, float) else ""
+        choices.append((f"#{v.id} {v.name}{tag}{parent}{score}", v.id))
+    return choices

@@ -1,0 +1,123 @@
+"""The Annotate tab's logic without the UI: span edits, listing intake into a real SQLite store, versions."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dram.inference import Extractor
+from store import open_store
+from store.review import (
+    IntakeRow,
+    ReviewError,
+    add_span,
+    import_for_review,
+    listing_key,
+    rebound_span,
+    record_extraction,
+    relabel_span,
+    remove_span,
+    span_choices,
+    status_for,
+    version_choices,
+    version_for_checkpoint,
+    word_bounds,
+    word_choices,
+)
+from tests.tiny_model import ATTRIBUTES, tiny_model, write_text_encoder
+
+TEXT = "Nike Men Navy Blue cotton T-Shirt"  # words: 0 Nike, 1 Men, 2 Navy, 3 Blue, 4 cotton, 5 T, 6 -, 7 Shirt
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory: pytest.TempPathFactory) -> Extractor:
+    model, tokenizer = tiny_model(write_text_encoder(tmp_path_factory.mktemp("tiny-bert")), "text-only")
+    return Extractor(model, tokenizer)
+
+
+def text_of(spans: list[dict]) -> list[tuple[str, str]]:
+    return [(s["attribute"], TEXT[s["start"]:s["end"]]) for s in spans]
+
+
+def test_word_choices_number_the_words_the_model_tags() -> None:
+    choices = word_choices(TEXT)
+    assert choices[2] == ("2: Navy", 2) and choices[7] == ("7: Shirt", 7) and len(choices) == 8
+
+
+def test_add_relabel_rebound_remove() -> None:
+    spans = add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES)
+    spans = add_span(TEXT, spans, 5, 7, "article_type", ATTRIBUTES)
+    assert text_of(spans) == [("colour", "Navy Blue"), ("article_type", "T-Shirt")]
+    spans = rebound_span(TEXT, spans, 0, 3, 3)
+    assert text_of(spans) == [("colour", "Blue"), ("article_type", "T-Shirt")]
+    spans = add_span(TEXT, spans, 4, 4, "colour", ATTRIBUTES)
+    spans = relabel_span(spans, 1, "material", ATTRIBUTES)
+    assert text_of(spans) == [("colour", "Blue"), ("material", "cotton"), ("article_type", "T-Shirt")]
+    assert word_bounds(TEXT, spans[2]) == (5, 7)
+    assert span_choices(TEXT, spans)[1] == ("1: material = 'cotton'", 1)
+    assert text_of(remove_span(spans, 0)) == [("material", "cotton"), ("article_type", "T-Shirt")]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: add_span(TEXT, s, 2, 2, "size", ATTRIBUTES), "attribute from the model's set"),
+    (lambda s: add_span(TEXT, s, 3, 2, "colour", ATTRIBUTES), "comes before"),
+    (lambda s: add_span(TEXT, s, 0, 99, "colour", ATTRIBUTES), "from 0 to 7"),
+    (lambda s: add_span(TEXT, s, None, 2, "colour", ATTRIBUTES), "first and the last word"),
+    (lambda s: add_span(TEXT, s, 3, 4, "colour", ATTRIBUTES), "overlapping"),
+    (lambda s: remove_span(s, 5), "Pick one of the listing's spans"),
+    (lambda s: relabel_span(s, None, "colour", ATTRIBUTES), "Pick one of the listing's spans"),
+])
+def test_bad_edits_say_what_to_do_and_change_nothing(edit, message: str) -> None:
+    spans = add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES)
+    before = [dict(s) for s in spans]
+    with pytest.raises(ReviewError, match=message):
+        edit(spans)
+    assert spans == before
+
+
+def test_status_is_accepted_only_when_the_model_spans_are_kept() -> None:
+    predicted = [{"start": 9, "end": 18, "attribute": "colour", "text": "Navy Blue", "confidence": 0.4}]
+    assert status_for(add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES), predicted) == "accepted"
+    assert status_for([], predicted) == "corrected"
+
+
+def test_extracted_listing_enters_the_queue_once(store, extractor: Extractor) -> None:
+    version = version_for_checkpoint(store, Path("models/x"), {"test": {"tag_f1": 0.5}})
+    assert version_for_checkpoint(store, Path("models/x"), {}) == version
+    assert store.active_model_version().id == version  # the first version registered is the one in use
+    extraction = extractor.extract(TEXT, tau_r=0.0)
+    first = record_extraction(store, extraction, None, version)
+    again = record_extraction(store, extractor.extract(TEXT, tau_r=0.0), None, version)
+    assert first == again
+    (item,) = store.review_queue(0.5)
+    assert item.listing_id == first and item.model_version_id == version
+    assert len(store.predictions_for(first)) == 2
+    assert version_choices(store) == [("#1 x (active), TAG-F1 0.500", version)]
+    assert listing_key(TEXT, b"a") != listing_key(TEXT, None)
+
+
+def test_import_queues_good_rows_and_reports_bad_ones(store, extractor: Extractor, tmp_path: Path) -> None:
+    photo = tmp_path / "p.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 40), "navy").save(buffer, "PNG")
+    photo.write_bytes(buffer.getvalue())
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    rows = [IntakeRow("a", TEXT), IntakeRow("b", "Puma Women Black Shoes", photo), IntakeRow("c", "   "),
+            IntakeRow("d", "Red shirt", broken)]
+
+    report = import_for_review(store, extractor, rows, None, batch_size=3)
+
+    assert report.added == 2
+    assert [p[:2] for p in report.problems] == ["c:", "d:"] and "photo" in report.problems[1]
+    assert {i.external_id for i in store.review_queue(0.5)} == {"a", "b"}
+    assert import_for_review(store, extractor, rows[:2], None).added == 2  # re-import: same listings, no duplicates
+    assert store.progress() == (0, 2)
