@@ -113,3 +113,29 @@ def tiny_encoder_dir(tmp_path_factory) -> str:
 
 def clone(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is ~100x faster than two when other jobs share the 2 cores
+    (OpenMP threads spin against each other). Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TRAIN_LISTINGS = [
+    ("red cotton shirt for men", [("red", "colour"), ("cotton", "material"), ("shirt", "article_type")]),
+    ("blue denim jeans", [("blue", "colour"), ("denim", "material"), ("jeans", "article_type")]),
+    ("black leather belt", [("black", "colour"), ("leather", "material"), ("belt", "article_type")]),
+    ("women silk dress", [("silk", "material"), ("dress", "article_type")]),
+    ("nike shoes white", [("white", "colour"), ("shoes", "article_type")]),
+    ("puma casual cap green", [("green", "colour"), ("cap", "article_type")]),
+    ("wool jacket navy blue", [("navy blue", "colour"), ("wool", "material"), ("jacket", "article_type")]),
+    ("raymond formal watch", [("watch", "article_type")]),
+]
+
+
+def train_listings() -> list[Listing]:
+    return [listing(text, spans, str(i)) for i, (text, spans) in enumerate(TRAIN_LISTINGS)]
