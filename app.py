@@ -16,12 +16,19 @@ returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], 
 
 Endpoint "/audit": inputs a CSV/JSONL listing file, an optional zip of photos, tau_r; returns the
 result CSV, a markdown summary, the missing-attribute table and the problems table.
+
+Annotate tab (corrections store from DRAM_DB_URL, default ./dram-store.sqlite; logic in store/review.py):
+"/review_next", "/review_add" | "/review_relabel" | "/review_rebound" | "/review_remove" (span index,
+attribute, first word, last word), "/review_save" and "/review_skip" (annotator name), each returning the
+listing under review last as {"listing", "text", "spans", "predicted", "attributes"}; "/review_import"
+(listing file, photo zip); "/model_versions" and "/use_model" (version id: swaps the model, no restart).
 """
 from __future__ import annotations
 
 import csv
 import functools
 import html
+import io
 import json
 import logging
 import os
@@ -41,6 +48,9 @@ from dram.errors import CheckpointError, DramInputError
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor
 from dram.visualize import arm_chart, highlight_segments, mean_attention, normalise_attention, overlay
+from store import Store, StoreError, open_store
+from store import review
+from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 
 log = logging.getLogger("dram.app")
 
@@ -76,7 +86,7 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (DramInputError, CheckpointError, UserFacingError) as err:
+        except (DramInputError, CheckpointError, UserFacingError, StoreError, LabelStudioError) as err:
             raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
         except Exception as err:  # a bug, not the user's fault: log it, show a short note
             log.exception("unexpected error in %s", fn.__name__)
@@ -116,6 +126,37 @@ class ModelHandle:
     @property
     def default_tau(self) -> float:
         return self.extractor.config.tau_r if self.extractor else 0.5
+
+    def swap(self, path: Path) -> Extractor:
+        """Load another checkpoint and serve it from the next request on, without a restart.
+
+        The new model is loaded before the lock is taken, so requests keep being served by the
+        old one meanwhile; a checkpoint that fails to load leaves the old one in place.
+        """
+        extractor = Extractor.load(path)
+        with self._lock:
+            self.extractor, self.path, self.error = extractor, Path(path), None
+        log.info("now serving %s", path)
+        return extractor
+
+
+class StoreHandle:
+    """The corrections store (DRAM_DB_URL or ./dram-store.sqlite), opened on first use."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                try:
+                    self._store = open_store(self.url)
+                except Exception as err:
+                    log.exception("could not open the store")
+                    raise UserFacingError(f"The corrections store could not be opened ({err}); check DRAM_DB_URL.") from err
+            return self._store
 
 
 @dataclass
@@ -455,14 +496,249 @@ def _examples() -> list[list[str]]:
     return [[r["text"], str(EXAMPLES_DIR / r["image"])] for r in rows]
 
 
-def build_annotate_tab(handle: ModelHandle) -> None:
-    """PLACEHOLDER, not wired into the app yet: the "Annotate" tab.
+# ---------------------------------------------------------------- Annotate tab (logic in store/review.py)
 
-    It will let a reviewer correct the extracted spans of a listing and save them to the
-    corrections store (store/, built separately) for retraining. Build it inside a `gr.Tab("Annotate")`
-    in `build_demo` once the store's API is settled.
+def _running_version(handle: ModelHandle, store: Store) -> int:
+    """The store's version id of the model this app is serving (registered on first use)."""
+    extractor = handle.get()
+    return review.version_for_checkpoint(store, handle.path, extractor.metrics)
+
+
+def _record(handle: ModelHandle, stores: StoreHandle, session: Session, photo_path: str | None, tau: float) -> None:
+    """Queue an extracted listing for review; a store problem is a warning, never a failed extraction."""
+    try:
+        store = stores.get()
+        photo = Path(photo_path).read_bytes() if photo_path else None
+        extraction = handle.get().decode(session.encoded, tau)
+        review.record_extraction(store, extraction, photo, _running_version(handle, store))
+    except (StoreError, DramInputError, UserFacingError, OSError) as err:
+        log.warning("extraction not queued for review: %s", err)
+        gr.Warning(html.escape(f"Not added to the review queue: {err}", quote=False))
+
+
+def _progress_markdown(store: Store) -> str:
+    done, left = store.progress()
+    return f"**Reviewed:** {done} · **left:** {left}"
+
+
+def _show(store: Store, item: dict | None, attributes: list[str]) -> tuple:
+    """Annotate-tab outputs for the listing being reviewed (or the empty queue)."""
+    progress = _progress_markdown(store)
+    if item is None:
+        empty = gr.Dropdown(choices=[], value=None)
+        return (None, "The review queue is empty: extract listings or import a file below.", [], empty, empty, empty,
+                None, progress, {"listing": None})
+    text, spans = item["text"], item["spans"]
+    words = review.word_choices(text)
+    photo = None
+    if item["photo_sha256"]:
+        data = store.photo_bytes(item["photo_sha256"])
+        photo = Image.open(io.BytesIO(data)) if data else None
+    listing = (f"**Listing {item['listing_id']}**" + (f" (`{html.escape(item['external_id'])}`)" if item["external_id"] else "")
+               + f"\n\n> {html.escape(text, quote=False)}\n\n"
+               + "Words: " + " ".join(f"`{label}`" for label, _ in words))
+    highlighted = highlight_segments(text, [(s["start"], s["end"], s["attribute"]) for s in spans])
+    api_view = {"listing": item["listing_id"], "text": text, "spans": spans, "predicted": item["predicted"],
+                "attributes": attributes}
+    return (item, listing, highlighted, gr.Dropdown(choices=review.span_choices(text, spans), value=None),
+            gr.Dropdown(choices=words, value=None), gr.Dropdown(choices=words, value=None), photo, progress, api_view)
+
+
+def _next_item(store: Store, tau: float) -> dict | None:
+    queue = store.review_queue(tau, limit=1)
+    if not queue:
+        return None
+    top = queue[0]
+    return {"listing_id": top.listing_id, "external_id": top.external_id, "text": top.text,
+            "photo_sha256": top.photo_sha256, "prediction_id": top.prediction_id,
+            "predicted": review.clean_spans(top.spans), "spans": review.clean_spans(top.spans)}
+
+
+def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[review.IntakeRow], list[str]]:
+    rows, problems = _read_rows(listing_file)
+    notes = [f"row {p[0]}: {p[2]}" for p in problems]
+    intake = []
+    for row in rows:
+        name = row.image.replace("\\", "/")
+        if row.image and name not in photos:
+            notes.append(f"row {row.number} ({row.id}): photo {row.image!r} is not in the photo zip; skipped")
+        else:
+            intake.append(review.IntakeRow(row.id or None, row.text, photos.get(name) if row.image else None))
+    return intake, notes
+
+
+def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[str, str]) -> Any:
+    """The "Annotate" tab: review queue, span editing, imports, Label Studio sync and model versions.
+
+    Returns the "use this model" event so the caller can refresh what else shows the model.
     """
-    raise NotImplementedError("The Annotate tab is not built yet.")
+    attributes = handle.extractor.attributes if handle.extractor else []
+
+    def load_next() -> tuple:
+        store = stores.get()
+        return _show(store, _next_item(store, handle.default_tau), attributes)
+
+    def edit(change: Callable[[dict], list[dict]]) -> Callable:
+        @_user_errors
+        def handler(item: dict | None, *choices: Any) -> tuple:
+            if item is None:
+                raise UserFacingError("Load a listing from the review queue first.")
+            item = {**item, "spans": change(item, *choices)}
+            return _show(stores.get(), item, attributes)
+
+        return handler
+
+    add = edit(lambda item, _span, attribute, first, last: review.add_span(item["text"], item["spans"], first, last,
+                                                                             attribute, attributes))
+    remove = edit(lambda item, span, *_: review.remove_span(item["spans"], span))
+    relabel = edit(lambda item, span, attribute, *_: review.relabel_span(item["spans"], span, attribute, attributes))
+    rebound = edit(lambda item, span, _attribute, first, last: review.rebound_span(item["text"], item["spans"], span,
+                                                                                     first, last))
+
+    @_user_errors
+    def pick_span(item: dict | None, span: int | None) -> tuple:
+        if item is None or span is None or not 0 <= span < len(item["spans"]):
+            return gr.skip(), gr.skip(), gr.skip()
+        first, last = review.word_bounds(item["text"], item["spans"][span])
+        return item["spans"][span]["attribute"], first, last
+
+    def verdict(skip: bool) -> Callable:
+        @_user_errors
+        def handler(annotator: str, item: dict | None) -> tuple:
+            if item is None:
+                raise UserFacingError("Load a listing from the review queue first.")
+            store = stores.get()
+            status = "skipped" if skip else review.status_for(item["spans"], item["predicted"])
+            store.save_correction(item["listing_id"], annotator, item["spans"], status=status,
+                                  prediction_id=item["prediction_id"], allowed_attributes=attributes)
+            gr.Info(f"Listing {item['listing_id']}: {status}.")
+            return load_next()
+
+        return handler
+
+    @_user_errors
+    def import_file(listing_file: str | None, photos_zip: str | None) -> tuple[str, str]:
+        if not listing_file:
+            raise UserFacingError("Upload a CSV or JSONL file of listings first.")
+        store = stores.get()
+        work = Path(tempfile.mkdtemp(prefix="dram-review-"))
+        try:
+            photos = _unpack_photos(Path(photos_zip) if photos_zip else None, work)
+            rows, notes = _intake_rows(Path(listing_file), photos)
+            report = review.import_for_review(store, handle.get(), rows, _running_version(handle, store),
+                                              handle.default_tau, batch_size=BATCH_CHUNK)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        problems = notes + report.problems
+        details = "\n".join(f"- {html.escape(p, quote=False)}" for p in problems)
+        return f"**{report.summary()}**\n\n{details}", _progress_markdown(store)
+
+    @_user_errors
+    def export_ls(url: str, key: str) -> str:
+        report = export_to_label_studio(stores.get(), url or None, key or None, attributes=attributes)
+        failures = "".join(f"\n- {html.escape(f, quote=False)}" for f in report.failures)
+        return (f"Exported to Label Studio project {report.project_id}: {report.tasks_created} tasks, "
+                f"{report.predictions_created} predictions, {report.annotations_created} annotations.{failures}")
+
+    @_user_errors
+    def import_ls(url: str, key: str) -> tuple[str, str]:
+        store = stores.get()
+        report = import_from_label_studio(store, url or None, key or None)
+        rejected = "".join(f"\n- {html.escape(r, quote=False)}" for r in report.rejected)
+        return (f"Imported from Label Studio project {report.project_id}: {report.added} added, {report.updated} "
+                f"updated, {report.unchanged} unchanged.{rejected}"), _progress_markdown(store)
+
+    @_user_errors
+    def list_versions() -> gr.Dropdown:
+        store = stores.get()
+        _running_version(handle, store)
+        choices = review.version_choices(store)
+        active = store.active_model_version()
+        return gr.Dropdown(choices=choices, value=active.id if active else None)
+
+    @_user_errors
+    def use_version(version_id: int | None) -> tuple[str, gr.Dropdown]:
+        store = stores.get()
+        version = next((v for v in store.list_model_versions() if v.id == version_id), None)
+        if version is None:
+            raise UserFacingError("Pick a registered model version first (refresh the list if it is empty).")
+        handle.swap(Path(version.checkpoint_path))
+        store.activate_model_version(version.id)
+        return (f"Now serving **#{version.id} {html.escape(version.name)}** (`{version.checkpoint_path}`).",
+                gr.Dropdown(choices=review.version_choices(store), value=version.id))
+
+    with gr.Tab("Annotate"):
+        gr.Markdown("Fix the model's values on the listings it is least sure about; saved corrections are what "
+                    "`python -m training.finetune` learns from. Listings enter the queue when extracted in the "
+                    "Extract tab or imported below.")
+        with gr.Row():
+            annotator = gr.Textbox(label="Your name (required to save)", elem_id="annotator", scale=2)
+            progress = gr.Markdown(elem_id="review-progress")
+            next_button = gr.Button("Load next listing", elem_id="review-next", scale=1)
+        current = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                listing = gr.Markdown(elem_id="review-listing")
+                spans = gr.HighlightedText(label="Values (as you will save them)", color_map=colours, show_legend=True,
+                                           elem_id="review-spans")
+                with gr.Row():
+                    span_pick = gr.Dropdown(label="Value to change", choices=[], elem_id="review-span")
+                    attribute = gr.Dropdown(label="Attribute", choices=attributes, elem_id="review-attribute")
+                    first = gr.Dropdown(label="First word", choices=[], elem_id="review-first")
+                    last = gr.Dropdown(label="Last word", choices=[], elem_id="review-last")
+                with gr.Row():
+                    add_button = gr.Button("Add value (attribute, first..last word)")
+                    relabel_button = gr.Button("Relabel value")
+                    rebound_button = gr.Button("Re-bound value (first..last word)")
+                    remove_button = gr.Button("Remove value")
+                with gr.Row():
+                    save_button = gr.Button("Save", variant="primary", elem_id="review-save")
+                    skip_button = gr.Button("Skip", elem_id="review-skip")
+            with gr.Column(scale=2):
+                photo = gr.Image(label="Photo", type="pil", interactive=False, height=280, elem_id="review-photo")
+        view = gr.JSON(visible=False)
+        shown = [current, listing, spans, span_pick, first, last, photo, progress, view]
+        next_button.click(_user_errors(load_next), None, shown, api_name="review_next")
+        choices = [current, span_pick, attribute, first, last]
+        add_button.click(add, choices, shown, api_name="review_add")
+        relabel_button.click(relabel, choices, shown, api_name="review_relabel")
+        rebound_button.click(rebound, choices, shown, api_name="review_rebound")
+        remove_button.click(remove, choices, shown, api_name="review_remove")
+        span_pick.change(pick_span, [current, span_pick], [attribute, first, last], api_visibility="private")
+        save_button.click(verdict(skip=False), [annotator, current], shown, api_name="review_save")
+        skip_button.click(verdict(skip=True), [annotator, current], shown, api_name="review_skip")
+
+        with gr.Accordion("Import listings for review", open=False):
+            gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
+                        "model runs on each and they join the queue.")
+            with gr.Row():
+                intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
+                                      type="filepath", elem_id="review-import-file")
+                intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath")
+            intake_button = gr.Button("Import listings for review", elem_id="review-import")
+            intake_report = gr.Markdown()
+            intake_button.click(import_file, [intake_file, intake_zip], [intake_report, progress],
+                                api_name="review_import", concurrency_id="audit", concurrency_limit=1)
+
+        with gr.Accordion("Label Studio", open=False):
+            with gr.Row():
+                ls_url = gr.Textbox(label="Label Studio URL", value=os.environ.get("LABEL_STUDIO_URL", ""))
+                ls_key = gr.Textbox(label="API key", type="password", placeholder="default: LABEL_STUDIO_API_KEY")
+            with gr.Row():
+                export_button = gr.Button("Export to Label Studio")
+                import_button = gr.Button("Import from Label Studio")
+            ls_report = gr.Markdown()
+            export_button.click(export_ls, [ls_url, ls_key], ls_report, api_visibility="private")
+            import_button.click(import_ls, [ls_url, ls_key], [ls_report, progress], api_visibility="private")
+
+        with gr.Accordion("Model version", open=False):
+            with gr.Row():
+                versions = gr.Dropdown(label="Registered model versions", choices=[], elem_id="model-versions")
+                refresh_button = gr.Button("Refresh list")
+                use_button = gr.Button("Use this model", variant="primary", elem_id="use-model")
+            version_note = gr.Markdown()
+            refresh_button.click(list_versions, None, versions, api_name="model_versions")
+            return use_button.click(use_version, versions, [version_note, versions], api_name="use_model")
 
 
 def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
@@ -471,10 +747,12 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
     attributes = handle.extractor.attributes if handle.extractor else []
     palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb"]
     colours = {a: palette[i % len(palette)] for i, a in enumerate(attributes)}
+    stores = StoreHandle()
 
     @_user_errors
     def extract_ui(text: str, photo: str | None, tau: float):
         session = _encode(handle, text, photo)
+        _record(handle, stores, session, photo, tau)
         for note in session.extraction.warnings + session.notes:
             gr.Warning(html.escape(note, quote=False))
         outputs = _render(session, tau, handle)
@@ -574,8 +852,10 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
             problems = gr.Dataframe(headers=["row", "id", "problem", "action"], label="Problems", interactive=False)
             audit_button.click(audit, [listing_file, photos_zip, batch_tau_r], [attributes_csv, summary, missing, problems],
                                api_name="audit", concurrency_id="audit", concurrency_limit=1)
+        model_switched = build_annotate_tab(handle, stores, colours)
         with gr.Tab("Model"):
-            gr.Markdown(_model_markdown(handle), elem_id="model-info")
+            model_info = gr.Markdown(_model_markdown(handle), elem_id="model-info")
+        model_switched.then(lambda: _model_markdown(handle), None, model_info, api_visibility="private")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 

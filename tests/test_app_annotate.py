@@ -1,0 +1,137 @@
+"""The Annotate tab through the running app's API (gradio_client): queue order, edits, save, skip, model switch.
+
+The app gets its own SQLite store in a temporary folder (DRAM_DB_URL), filled here through the Store API.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+pytest.register_assert_rewrite("tests.conftest_app")
+from dram.checkpoint import save_checkpoint  # noqa: E402
+from store import open_store  # noqa: E402
+from tests.conftest_app import ATTRIBUTES, launch_app, stop_app  # noqa: E402
+from tests.tiny_model import ATTRIBUTES as TINY_ATTRIBUTES, tiny_model, write_text_encoder  # noqa: E402
+
+pytest_plugins = ["tests.conftest_app"]
+
+SURE = "Puma Men Black Sports Shoes"
+UNSURE = "Roadster Men Navy Blue Casual Shirt"
+MIDDLE = "Nike Women White Running Shoes"
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store with three predicted listings; the model is least sure about UNSURE (score nearest tau_R)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('annotate') / 'store.sqlite'}"
+    with open_store(url) as store:
+        for text, score in ((SURE, 0.99), (UNSURE, 0.52), (MIDDLE, 0.8)):
+            listing = store.add_listing(text, external_id=text.split()[0].lower())
+            end = text.index(" ")
+            store.add_prediction(listing, None, [{"start": 0, "end": end, "attribute": "brand", "confidence": score}],
+                                 {"brand": score}, 0.5)
+    return url
+
+
+@pytest.fixture(scope="module")
+def app(app_checkpoint: Path, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
+    log_file = tmp_path_factory.mktemp("annotate-log") / "app.log"
+    previous = os.environ.get("DRAM_DB_URL")
+    os.environ["DRAM_DB_URL"] = db_url
+    try:
+        url, process = launch_app(app_checkpoint, log_file)
+    finally:
+        if previous is None:
+            os.environ.pop("DRAM_DB_URL")
+        else:
+            os.environ["DRAM_DB_URL"] = previous
+    yield url, process
+    stop_app(process)
+
+
+@pytest.fixture(scope="module")
+def client(app: tuple[str, subprocess.Popen]) -> Client:
+    return Client(app[0], verbose=False)
+
+
+def view(result: tuple) -> dict:
+    """The hidden JSON every review endpoint returns last: the listing shown and its spans."""
+    return result[-1]
+
+
+def test_queue_starts_with_the_listing_the_model_is_least_sure_about(client: Client) -> None:
+    shown = view(client.predict(api_name="/review_next"))
+    assert shown["text"] == UNSURE
+    assert shown["spans"] == shown["predicted"] == [{"start": 0, "end": 8, "attribute": "brand"}]
+    assert shown["attributes"] == ATTRIBUTES
+
+
+def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
+    client.predict(api_name="/review_next")
+    words = UNSURE.split()
+    navy, blue = words.index("Navy"), words.index("Blue")
+    shown = view(client.predict(None, "colour", navy, blue, api_name="/review_add"))
+    assert {"start": UNSURE.index("Navy"), "end": UNSURE.index("Blue") + 4, "attribute": "colour"} in shown["spans"]
+    shown = view(client.predict(0, "brand", None, None, api_name="/review_remove"))
+    assert [s["attribute"] for s in shown["spans"]] == ["colour"]
+
+    with pytest.raises(AppError, match="annotator name"):
+        client.predict("", api_name="/review_save")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(None, "size", 0, 0, api_name="/review_add")
+
+    after = view(client.predict("alice", api_name="/review_save"))
+    assert after["text"] == MIDDLE  # the next most uncertain listing
+    with open_store(db_url) as store:
+        (correction,) = [c for c in store.all_corrections() if c.status != "skipped"]
+        assert correction.annotator == "alice" and correction.status == "corrected"
+        assert store.get_listing(correction.listing_id).text == UNSURE
+        assert [s["attribute"] for s in correction.spans] == ["colour"]
+        assert store.progress() == (1, 2)
+
+
+def test_skip_moves_on_and_accept_keeps_the_model_spans(client: Client, db_url: str) -> None:
+    assert view(client.predict(api_name="/review_next"))["text"] == MIDDLE
+    assert view(client.predict("bob", api_name="/review_skip"))["text"] == SURE
+    assert view(client.predict("bob", api_name="/review_save"))["listing"] is None  # queue now empty
+    with open_store(db_url) as store:
+        statuses = {store.get_listing(c.listing_id).text: c.status for c in store.all_corrections()}
+    assert statuses == {UNSURE: "corrected", MIDDLE: "skipped", SURE: "accepted"}
+
+
+def test_extracting_queues_the_listing(client: Client, db_url: str) -> None:
+    text = "Levis Men Blue Slim Fit Jeans"
+    client.predict(text, None, 0.5, api_name="/extract_ui")
+    assert view(client.predict(api_name="/review_next"))["text"] == text
+    with open_store(db_url) as store:
+        (version,) = store.list_model_versions()
+        (prediction,) = store.predictions_for(store.review_queue(0.5)[0].listing_id)
+    assert prediction.model_version_id == version.id and version.active
+
+
+def test_switch_model_without_restart(client: Client, app: tuple[str, subprocess.Popen], db_url: str,
+                                      tmp_path: Path) -> None:
+    model, tokenizer = tiny_model(write_text_encoder(tmp_path / "tiny-bert"), "text-only")
+    tiny = save_checkpoint(model, tokenizer, tmp_path / "tiny")
+    with open_store(db_url) as store:
+        tiny_id = store.register_model_version("tiny", tiny, {}, activate=False)
+    pid = app[1].pid
+
+    choices = client.predict(api_name="/model_versions")
+    assert choices is not None
+    note, _ = client.predict(tiny_id, api_name="/use_model")
+    assert "tiny" in note
+
+    result = client.predict("red cotton shirt", None, 0.5, api_name="/extract")
+    assert list(result["attribute_scores"]) == TINY_ATTRIBUTES
+    assert app[1].poll() is None and app[1].pid == pid
+    with open_store(db_url) as store:
+        assert store.active_model_version().id == tiny_id
+    with pytest.raises(AppError, match="Pick a registered model version"):
+        client.predict(None, api_name="/use_model")
