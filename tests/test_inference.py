@@ -1,0 +1,172 @@
+"""The inference API with the REAL pretrained encoders (MiniLM + EfficientNet-Lite0), untrained heads."""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dram.checkpoint import build_model, save_checkpoint
+from dram.config import DramConfig
+from dram.errors import DramInputError, ImageError
+from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
+from dram.tagging import split_words
+from tests.tiny_model import one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[0]
+ATTRIBUTES = ["brand", "gender", "colour", "article_type"]
+TEXT = "Raymond Men Black Leather Belt"
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory) -> Extractor:
+    torch.manual_seed(0)
+    model, tokenizer = build_model(DramConfig.for_variant("dram", ATTRIBUTES))
+    folder = tmp_path_factory.mktemp("real") / "ck"
+    save_checkpoint(model, tokenizer, folder, {"note": "untrained heads"})
+    return Extractor.load(folder)
+
+
+def _png(mode: str, size=(40, 30), colour=None, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def _check_spans(extraction: Extraction) -> None:
+    for span in extraction.spans:
+        assert extraction.text[span.start:span.end] == span.text and span.attribute in ATTRIBUTES
+        assert 0.0 <= span.confidence <= 1.0
+
+
+def test_loaded_extractor_uses_the_real_encoders(extractor: Extractor) -> None:
+    assert extractor.config.text_encoder == "minilm" and extractor.config.image_encoder == "efficientnet-lite0"
+    assert extractor.config.hidden_size == 384 and extractor.config.image_channels == 1280
+    assert extractor.tokenizer.tokenize("black leather belt") == ["black", "leather", "belt"]
+    assert extractor.attributes == ATTRIBUTES and extractor.metrics == {"note": "untrained heads"}
+
+
+def test_extract_with_a_photo_gives_spans_scores_and_attention(extractor: Extractor) -> None:
+    result = extractor.extract(TEXT, PHOTO)
+    assert [w.text for w in result.words] == TEXT.split()
+    assert set(result.attribute_scores) == set(ATTRIBUTES)
+    assert all(0.0 <= s <= 1.0 for s in result.attribute_scores.values())
+    assert result.tau_r == 0.5 and result.warnings == []
+    assert result.attention.shape == (5, 7, 7)
+    np.testing.assert_allclose(result.attention.reshape(5, -1).sum(-1), np.ones(5), rtol=1e-5)
+    assert (result.attention >= 0).all()
+    _check_spans(result)
+    as_dict = result.to_dict()
+    assert set(as_dict) == {"text", "spans", "attribute_scores", "tau_r", "selected", "warnings"}
+
+
+def test_extract_without_a_photo_has_no_attention(extractor: Extractor) -> None:
+    result = extractor.extract(TEXT)
+    assert result.attention is None and result.warnings == []
+    assert set(result.attribute_scores) == set(ATTRIBUTES)
+    _check_spans(result)
+
+
+def test_photo_as_bytes_path_and_pil_image_agree(extractor: Extractor) -> None:
+    from_path = extractor.extract(TEXT, PHOTO).attention
+    from_bytes = extractor.extract(TEXT, PHOTO.read_bytes()).attention
+    from_pil = extractor.extract(TEXT, Image.open(PHOTO)).attention
+    np.testing.assert_allclose(from_bytes, from_path, atol=1e-5)
+    np.testing.assert_allclose(from_pil, from_path, atol=1e-5)
+
+
+def test_decode_at_another_tau_does_not_rerun_the_encoders(extractor: Extractor, monkeypatch) -> None:
+    model = extractor.model
+    calls = {"text": 0, "image": 0}
+    for name, module in (("text", model.text_encoder), ("image", model.image_encoder)):
+        original = module.forward
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, "forward", counted)
+    listing = extractor.encode(TEXT, PHOTO)
+    assert calls == {"text": 1, "image": 1}
+    everything = extractor.decode(listing, 0.0)
+    nothing = extractor.decode(listing, 1.0)
+    middle = extractor.decode(listing, 0.5)
+    assert calls == {"text": 1, "image": 1}
+    assert everything.tau_r == 0.0 and everything.selected == ATTRIBUTES
+    assert nothing.tau_r == 1.0 and nothing.selected == [] and nothing.spans == []
+    assert middle.attribute_scores == everything.attribute_scores
+    np.testing.assert_array_equal(middle.attention, everything.attention)
+    assert {s.attribute for s in middle.spans} <= set(middle.selected)
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", None])
+def test_empty_text_is_a_dram_input_error(extractor: Extractor, text) -> None:
+    with pytest.raises(DramInputError, match="empty"):
+        extractor.extract(text, PHOTO)
+
+
+def test_text_beyond_max_tokens_is_truncated_with_a_warning(extractor: Extractor) -> None:
+    text = " ".join(["black leather belt for men"] * 40)  # 200 words, far over 96 tokens
+    result = extractor.extract(text)
+    assert len(result.words) < len(split_words(text)) and len(result.words) <= extractor.config.max_tokens - 2
+    assert any(f"({extractor.config.max_tokens} tokens)" in w for w in result.warnings)
+    last = result.words[-1].end
+    assert all(s.end <= last for s in result.spans)
+    assert result.text == text
+
+
+def test_very_long_text_is_cut_with_a_warning(extractor: Extractor) -> None:
+    text = "red shirt " * 600  # 6000 characters
+    result = extractor.extract(text)
+    assert len(text) > MAX_TEXT_CHARS
+    assert any(f"longer than {MAX_TEXT_CHARS} characters" in w for w in result.warnings)
+    assert len(result.text) == MAX_TEXT_CHARS
+
+
+@pytest.mark.parametrize("photo", [b"definitely not a jpeg", b"", _png("RGB")[:40]])
+def test_bad_photo_bytes_raise_image_error(extractor: Extractor, photo: bytes) -> None:
+    with pytest.raises(ImageError, match="photo could not be read"):
+        extractor.extract(TEXT, photo)
+
+
+@pytest.mark.parametrize("photo", [
+    _png("CMYK", colour=(0, 255, 255, 0), fmt="JPEG"),
+    _png("RGBA", colour=(255, 0, 0, 0)),
+    _png("RGB", size=(1, 1), colour=(10, 20, 30)),
+    _png("L", size=(3, 500), colour=128),
+], ids=["cmyk-jpeg", "rgba-png", "1x1", "grey-thin"])
+def test_awkward_photos_work(extractor: Extractor, photo: bytes) -> None:
+    result = extractor.extract(TEXT, photo)
+    assert result.attention.shape == (5, 7, 7) and np.isfinite(result.attention).all()
+    assert result.warnings == []
+
+
+def test_extract_batch_keeps_order_and_returns_errors_in_place(extractor: Extractor, caplog) -> None:
+    items = [(TEXT, PHOTO), ("", None), ("Nike Women White Shoes", None), ("Puma Men Blue Cap", b"junk"),
+             ("Police Men Watch", PHOTO)]
+    with caplog.at_level(logging.WARNING, logger="dram.inference"):
+        results = extractor.extract_batch(items, batch_size=3)
+    assert len(results) == 5
+    assert isinstance(results[1], DramInputError) and "empty" in str(results[1])
+    assert isinstance(results[3], ImageError)
+    for i in (0, 2, 4):
+        assert isinstance(results[i], Extraction) and results[i].text == items[i][0]
+    assert results[0].attention is not None and results[2].attention is None
+    # Batched results equal one-by-one extraction.
+    alone = extractor.extract(*items[2])
+    assert results[2].attribute_scores == alone.attribute_scores
+    assert [r.getMessage() for r in caplog.records if "skipped listing" in r.getMessage()]
+
+
+def test_text_only_model_says_the_photo_was_not_used(tiny_encoder_dir) -> None:
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only")
+    extractor = Extractor(model, tokenizer)
+    result = extractor.extract("red cotton shirt", PHOTO)
+    assert result.attention is None
+    assert result.warnings == ["This model reads text only; the photo was not used."]
+    assert extractor.extract("red cotton shirt").warnings == []
