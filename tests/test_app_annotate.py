@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 pytest.register_assert_rewrite("tests.conftest_app")
@@ -113,6 +113,16 @@ def test_extracting_queues_the_listing(client: Client, db_url: str) -> None:
         (version,) = store.list_model_versions()
         (prediction,) = store.predictions_for(store.review_queue(0.5)[0].listing_id)
     assert prediction.model_version_id == version.id and version.active
+
+
+def test_import_listings_for_review(client: Client, db_url: str, tmp_path: Path) -> None:
+    upload = tmp_path / "listings.jsonl"
+    upload.write_text('{"id": "u1", "text": "Red cotton shirt"}\n{"id": "u2", "text": "   "}\n'
+                      '{"id": "u3", "text": "Blue jeans", "image": "missing.jpg"}\n')
+    report, progress = client.predict(handle_file(str(upload)), None, api_name="/review_import")
+    assert "1 listings added" in report and "u2" in report and "missing.jpg" in report
+    with open_store(db_url) as store:
+        assert "u1" in {i.external_id for i in store.review_queue(0.5)}
 
 
 def test_switch_model_without_restart(client: Client, app: tuple[str, subprocess.Popen], db_url: str,
