@@ -1,0 +1,180 @@
+"""train / evaluate / predict as the commands people run: subprocesses on a tiny JSONL and a tiny BERT.
+
+Each subprocess costs ~5 s of imports, so independent commands run side by side, and the error
+paths that share a mechanism with one already proven in a subprocess (run_cli's CheckpointError
+line, load_data's SystemExit message) run in-process through the same `run_cli(main)` entry.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import TRAIN_LISTINGS, write_text_encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _records(listings) -> list[dict]:
+    out = []
+    for i, (text, spans) in enumerate(listings):
+        marks = []
+        for value, attribute in spans:
+            start = text.index(value)
+            marks.append({"start": start, "end": start + len(value), "attribute": attribute})
+        out.append({"id": f"p{i}", "text": text, "spans": marks})
+    return out
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return path
+
+
+def _start(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs: dict[str, subprocess.Popen]) -> dict[str, subprocess.CompletedProcess]:
+    done = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("cli")
+    encoder = write_text_encoder(tmp / "tiny-bert")
+    data = _write(tmp / "train.jsonl", _records(TRAIN_LISTINGS))
+    unknown = _write(tmp / "unknown.jsonl", _records([("red cotton shirt size l", [("l", "size")]),
+                                                       ("blue jeans size m", [("m", "size")])]))
+    ck = tmp / "ck"
+    common = ["--cache-dir", str(tmp / "cache")]
+    first = _finish({
+        "train": _start("training.train", "--train", str(data), "--valid", str(data), "--out", str(ck),
+                        "--text-encoder", encoder, "--no-image", "--epochs", "1", "--batch-size", "4",
+                        "--threads", "1", *common),
+        "missing": _start("training.train", "--train", str(tmp / "nope.jsonl"), "--out", str(tmp / "ck2"),
+                          "--text-encoder", encoder, "--no-image", *common),
+    })
+    assert first["train"].returncode == 0, first["train"].stderr[-3000:]
+    second = _finish({
+        "evaluate": _start("training.evaluate", "--checkpoint", str(ck), "--data", str(data),
+                           "--json", str(tmp / "metrics.json"), *common),
+        "predict": _start("training.predict", "--checkpoint", str(ck), "--input", str(data),
+                          "--output", str(tmp / "out" / "pred.jsonl"), *common),
+    })
+    return {**first, **second, "tmp": tmp, "ck": ck, "data": data, "unknown": unknown, "encoder": encoder}
+
+
+def _in_process(monkeypatch, module, *argv: str) -> SystemExit:
+    """Run `python -m training.<module> argv...` in this process; the SystemExit it ends with."""
+    from training.common import run_cli
+
+    monkeypatch.setattr(sys, "argv", [module.__name__, *argv])
+    with pytest.raises(SystemExit) as ended:
+        run_cli(module.main)
+    return ended.value
+
+
+def test_train_writes_a_checkpoint(runs) -> None:
+    ck = runs["ck"]
+    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "text_encoder"]
+    config = json.loads((ck / "config.json").read_text())
+    assert config["variant"] == "text-only" and config["use_image"] is False
+    assert config["attributes"] == ["article_type", "colour", "material"]  # most frequent first
+    assert config["text_encoder"] == runs["encoder"]
+    assert config["train"]["epochs"] == 1 and config["train"]["batch_size"] == 4
+    metrics = json.loads((ck / "metrics.json").read_text())
+    assert metrics["train"]["listings"] == 8 and len(metrics["train"]["history"]) == 1
+    assert "tag_f1" in metrics["valid"] and "cls_f1" in metrics["valid"]
+    printed = json.loads(runs["train"].stdout.strip().splitlines()[-1])
+    assert printed["checkpoint"] == str(ck)
+    assert set(printed["valid"]) >= {"tag_f1", "cls_f1", "precision", "recall"}
+    assert "per_attribute" not in printed["valid"]
+
+
+def test_evaluate_prints_metrics_and_writes_json(runs) -> None:
+    result = runs["evaluate"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    headline = next(line for line in result.stdout.splitlines() if line.startswith("listings"))
+    assert "listings 8" in headline and "CLS-F1" in headline and "TAG-F1" in headline
+    assert " P " in headline and " R " in headline
+    summary = json.loads((runs["tmp"] / "metrics.json").read_text())
+    assert summary["n_listings"] == 8
+    assert set(summary) == {"n_listings", "cls_f1", "tag_f1", "precision", "recall", "per_attribute"}
+    assert f"TAG-F1 {summary['tag_f1']:.4f}" in headline and f"CLS-F1 {summary['cls_f1']:.4f}" in headline
+
+
+def test_predict_writes_one_line_per_listing(runs) -> None:
+    result = runs["predict"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote 8 predictions" in result.stdout
+    lines = (runs["tmp"] / "out" / "pred.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["id"] for r in records] == [f"p{i}" for i in range(8)]
+    texts = [t for t, _ in TRAIN_LISTINGS]
+    for record, text in zip(records, texts):
+        assert set(record) == {"id", "spans", "attribute_scores"}
+        assert set(record["attribute_scores"]) == {"article_type", "colour", "material"}
+        for span in record["spans"]:
+            assert set(span) == {"start", "end", "attribute", "text", "confidence"}
+            assert text[span["start"]:span["end"]] == span["text"]
+
+
+def test_unknown_attribute_gives_a_clear_message(runs, monkeypatch) -> None:
+    from training import evaluate
+
+    ended = _in_process(monkeypatch, evaluate, "--checkpoint", str(runs["ck"]), "--data", str(runs["unknown"]),
+                        "--cache-dir", str(runs["tmp"] / "cache"))
+    # SystemExit with a string: the interpreter prints exactly this line and exits 1, no traceback.
+    assert isinstance(ended.code, str) and ended.code.startswith("error: ")
+    assert "not trained on: size" in ended.code and "(model: article_type, colour, material)" in ended.code
+
+
+def test_missing_data_file_is_a_clear_error(runs) -> None:
+    result = runs["missing"]
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "nope.jsonl does not exist" in result.stderr
+    assert not (runs["tmp"] / "ck2").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_folder_that_is_not_a_checkpoint_gives_the_checkpoint_error(runs, monkeypatch, capsys, command) -> None:
+    import importlib
+
+    folder = runs["tmp"] / "not-a-checkpoint"
+    folder.mkdir(exist_ok=True)
+    (folder / "notes.txt").write_text("hello")
+    module = importlib.import_module(f"training.{command}")
+    data_flag = "--data" if command == "evaluate" else "--input"
+    extra = [] if command == "evaluate" else ["--output", str(runs["tmp"] / "never.jsonl")]
+    ended = _in_process(monkeypatch, module, "--checkpoint", str(folder), data_flag, str(runs["data"]), *extra)
+    assert ended.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1  # one line, not a traceback
+    assert "not a DRAM checkpoint" in err and "training.build_default" in err
+
+
+@pytest.mark.xfail(reason="bug: predict drops listings whose text has no tokenizable word (e.g. a zero-width "
+                          "space) — prepare() skips them — so the output has fewer lines than the input",
+                   strict=True)
+def test_predict_keeps_a_line_for_a_listing_without_readable_words(runs, monkeypatch) -> None:
+    from training import predict
+
+    data = _write(runs["tmp"] / "odd.jsonl", _records([("red shirt", []), ("\u200b", []), ("blue jeans", [])]))
+    out = runs["tmp"] / "odd-pred.jsonl"
+    monkeypatch.setattr(sys, "argv", ["predict", "--checkpoint", str(runs["ck"]), "--input", str(data),
+                                      "--output", str(out), "--cache-dir", str(runs["tmp"] / "cache")])
+    predict.main()
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2"]
