@@ -80,15 +80,31 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None) 
         raise CheckpointError(
             f"{path} is not a DRAM checkpoint (missing {', '.join(missing)}). "
             "Build the default model with `python -m training.build_default` or train one with `python -m training.train`.")
-    config = DramConfig.load(path / "config.json")
+    try:
+        config = DramConfig.load(path / "config.json")
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: config.json is damaged ({err}); rebuild the checkpoint.") from err
+    encoder_dir = path / "text_encoder"
+    if not (encoder_dir / "config.json").exists() or not any(
+            (encoder_dir / name).exists() for name in ("tokenizer.json", "vocab.txt")):
+        raise CheckpointError(f"{path}: text_encoder/ lacks its config or tokenizer files; rebuild the checkpoint.")
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path / "text_encoder")
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     text = AutoModel.from_config(AutoConfig.from_pretrained(path / "text_encoder"))
     image = load_image_encoder(config.image_encoder) if config.use_image else None
     names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
     model = DramModel(config, text, image, names)
-    state = load_file(str(path / "model.safetensors"))
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise CheckpointError(f"{path}: model.safetensors is damaged ({err}); rebuild the checkpoint.") from err
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(
+            f"{path}: weights do not fit its config ({', '.join(wrong[:3])} have other shapes): the weights "
+            "were trained for another attribute set or encoder. Rebuild the checkpoint.")
     result = model.load_state_dict(state, strict=False)
     missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.")]
     if missing_keys or result.unexpected_keys:

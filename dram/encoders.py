@@ -61,12 +61,12 @@ class ImageRegionEncoder(nn.Module):
         self.channels = channels
         self.grid = grid
         self.normalize = normalize
-        self._features = features or backbone
+        self._features = features  # a bound method such as extract_features, or None for the whole body
         self.pool = nn.AdaptiveAvgPool2d(grid)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
-        fmap = self.pool(self._features(pixels))
+        fmap = self.pool((self._features or self.backbone)(pixels))
         return fmap.flatten(2).transpose(1, 2)
 
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:

@@ -91,9 +91,6 @@ def test_saved_folder_contents(trained, tmp_path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["ck"]  # no temporary folders left
 
 
-@pytest.mark.xfail(reason="bug: ImageRegionEncoder registers the backbone twice (as backbone and _features) when no "
-                          "features callable is given (every torchvision CNN), so save_file refuses the shared tensors "
-                          "once the image encoder is not frozen", raises=RuntimeError, strict=True)
 def test_unfrozen_image_encoder_is_stored(tiny_encoder_dir, image_encoder, tmp_path) -> None:
     model, tokenizer = tiny_model(tiny_encoder_dir, "dram", image=clone(image_encoder), freeze_image_encoder=False)
     save_checkpoint(model, tokenizer, tmp_path / "ck")
@@ -155,24 +152,8 @@ def _damage(folder: Path, how: str) -> None:
                 f.unlink()
 
 
-@pytest.mark.parametrize("how", [
-    pytest.param("garbage weights", marks=pytest.mark.xfail(
-        reason="bug: load_checkpoint lets safetensors' SafetensorError through instead of CheckpointError",
-        raises=SafetensorError, strict=True)),
-    pytest.param("truncated weights", marks=pytest.mark.xfail(
-        reason="bug: load_checkpoint lets safetensors' SafetensorError through instead of CheckpointError",
-        raises=SafetensorError, strict=True)),
-    pytest.param("broken config.json", marks=pytest.mark.xfail(
-        reason="bug: load_checkpoint lets json.JSONDecodeError through instead of CheckpointError",
-        raises=json.JSONDecodeError, strict=True)),
-    pytest.param("config for other attributes", marks=pytest.mark.xfail(
-        reason="bug: load_state_dict(strict=False) still raises RuntimeError on size mismatches, so the "
-               "'damaged or from another version' CheckpointError is never reached for them",
-        raises=RuntimeError, strict=True)),
-    pytest.param("no tokenizer files", marks=pytest.mark.xfail(
-        reason="bug: text_encoder/ without tokenizer files loads a 5-token BertTokenizer (every word [UNK]) "
-               "silently instead of raising CheckpointError", raises=pytest.fail.Exception, strict=True)),
-])
+@pytest.mark.parametrize("how", ["garbage weights", "truncated weights", "broken config.json",
+                                 "config for other attributes", "no tokenizer files"])
 def test_damaged_checkpoint_raises_checkpoint_error(trained, tmp_path, how: str) -> None:
     model, tokenizer = trained
     save_checkpoint(model, tokenizer, tmp_path / "ck")

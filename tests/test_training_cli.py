@@ -166,9 +166,6 @@ def test_folder_that_is_not_a_checkpoint_gives_the_checkpoint_error(runs, monkey
     assert "not a DRAM checkpoint" in err and "training.build_default" in err
 
 
-@pytest.mark.xfail(reason="bug: predict drops listings whose text has no tokenizable word (e.g. a zero-width "
-                          "space) — prepare() skips them — so the output has fewer lines than the input",
-                   strict=True)
 def test_predict_keeps_a_line_for_a_listing_without_readable_words(runs, monkeypatch) -> None:
     from training import predict
 

@@ -25,15 +25,21 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
-    data = prepare(model, tokenizer, load_data(args.input, "input"), args.cache_dir)
-    predictions = predict(model, tokenizer, data, args.tau_r, progress=True)
+    listings = load_data(args.input, "input")
+    data = prepare(model, tokenizer, listings, args.cache_dir)
+    predicted = dict(zip((id(l) for l in data.listings), predict(model, tokenizer, data, args.tau_r, progress=True)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
-        for listing, (spans, scores) in zip(data.listings, predictions):
-            record = {"id": listing.id, "spans": [asdict(s) for s in spans],
-                      "attribute_scores": {a: round(v, 4) for a, v in scores.items()}}
+        for listing in listings:  # one line per input listing, in order, even for unreadable ones
+            record: dict = {"id": listing.id, "spans": [], "attribute_scores": {}}
+            if id(listing) in predicted:
+                spans, scores = predicted[id(listing)]
+                record.update(spans=[asdict(s) for s in spans],
+                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
+            else:
+                record["error"] = "the text has no words the model can read"
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"wrote {len(predictions)} predictions to {args.output}")
+    print(f"wrote {len(listings)} predictions to {args.output}")
 
 
 if __name__ == "__main__":
