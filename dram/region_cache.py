@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -54,7 +55,10 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
             feats = encoder(torch.stack(pixels).to(device)).half().cpu()
             store.update(zip(chunk_keys, feats))
     if todo and cache_file is not None:
-        torch.save(store, cache_file)
+        # Write beside, then rename: a reader in another process never sees half a file.
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(store, partial)
+        os.replace(partial, cache_file)
     missing = [p for p, k in zip(paths, keys) if p is not None and k is None]
     if missing:
         log.warning("%d photos not found (first: %s); those listings are used as text-only", len(missing), missing[0])
