@@ -19,22 +19,23 @@ import pytest
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-ATTRIBUTES = ["brand", "gender", "colour", "article_type"]
+# The default model's label map (training data order: most frequent first).
+ATTRIBUTES = ["brand", "gender", "article_type", "colour", "pattern"]
 STARTUP_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="session")
-def app_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The checkpoint every app test uses: real pretrained encoders, untrained heads.
-
-    The single place to swap in a briefly trained model once training.build_default exists.
-    """
-    from dram.checkpoint import build_model, save_checkpoint
+def app_checkpoint() -> Path:
+    """The default model the app ships with: built by scripts/test.sh before the suite, or here if missing."""
     from dram.config import DramConfig
 
-    config = DramConfig.for_variant("dram", ATTRIBUTES)
-    model, tokenizer = build_model(config)
-    return save_checkpoint(model, tokenizer, tmp_path_factory.mktemp("app") / "checkpoint")
+    path = ROOT / "models" / "default"
+    if not (path / "model.safetensors").exists():
+        from training.build_default import build
+
+        build(path)
+    assert DramConfig.load(path / "config.json").attributes == ATTRIBUTES, "default model has another label map"
+    return path
 
 
 def free_port() -> int:

@@ -52,6 +52,12 @@ def test_extract_text_only(client: Client):
     assert result["warnings"] == []
 
 
+def test_trained_default_model_finds_the_values(client: Client):
+    result = extract(client, TITLE, PHOTO)
+    found = {(s["attribute"], s["text"]) for s in result["spans"]}
+    assert {("gender", "Men"), ("colour", "Navy Blue"), ("article_type", "Shirt")} <= found
+
+
 def test_extract_with_photo(client: Client):
     result = extract(client, TITLE, PHOTO, 0.0)
     check_result(result, TITLE, 0.0)
@@ -75,7 +81,7 @@ def test_tau_between_scores_splits_the_attributes(client: Client):
         pytest.skip("tied scores")
     result = extract(client, TITLE, None, cut)
     assert sorted(result["selected"]) == sorted(a for a, s in scores.items() if s > cut)
-    assert len(result["selected"]) == 2
+    assert len(result["selected"]) == len(ATTRIBUTES) - 2
 
 
 def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, monkeypatch: pytest.MonkeyPatch):

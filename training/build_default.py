@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-train", type=int)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
     parser.add_argument("--device")
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     args = parser.parse_args()
@@ -57,7 +58,7 @@ def main() -> None:
     if args.if_missing and (args.out / "model.safetensors").exists():
         log.info("%s exists; not rebuilding (drop --if-missing to rebuild)", args.out)
     else:
-        build(args.out, args.data, args.epochs, args.max_train, args.seed, device=args.device)
+        build(args.out, args.data, args.epochs, args.max_train, args.seed, args.cache_dir, args.device)
     example = load_data(args.data / "test.jsonl", "example")[0]
     extraction = Extractor.load(args.out).extract(example.text, example.image)
     print(json.dumps({"example": example.text, **extraction.to_dict()}, indent=2, ensure_ascii=False))
