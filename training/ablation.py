@@ -1,0 +1,95 @@
+"""Train the paper's variants on one split with the same seeds and print one table (Tables 6 and 7).
+
+    python -m training.ablation --train T.jsonl --valid V.jsonl --test C.jsonl \
+        [--variants text-only,frozen,v-irc,v-irc+arm,v-irc+tem,dram] [--seeds 13,14,15] [--policies prototype]
+
+Also reports the slice of titles with two or more colour words (`meta.n_colour_words >= 2`),
+where only the photo tells which colour is the catalogue's base colour.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+from pathlib import Path
+
+from dram.config import VARIANTS
+from training.common import attribute_set, load_data, run_cli, setup_logging
+from training.loop import predict, prepare, score
+from training.train import add_model_arguments, add_training_arguments, config_from, settings_from, train_model
+
+log = logging.getLogger("training.ablation")
+METRICS = ("cls_f1", "tag_f1", "precision", "recall", "slice_tag_f1", "slice_colour_f1")
+
+
+def colour_slice(listings) -> list[int]:
+    return [i for i, l in enumerate(listings) if l.meta.get("n_colour_words", 0) >= 2]
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    train = load_data(args.train, "train")[: args.max_train]
+    valid = load_data(args.valid, "valid") if args.valid else []
+    test = load_data(args.test, "test")
+    attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
+    rows = []
+    for variant in args.variants.split(","):
+        for policy in args.policies.split(","):
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                args.seed, args.arm_policy = seed, policy
+                config = config_from(args, attributes, variant)
+                log.info("== %s (%s policy), seed %d", variant, policy, seed)
+                model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
+                data = prepare(model, tokenizer, test, args.cache_dir)
+                predictions = predict(model, tokenizer, data, progress=True)
+                overall = score(model, data, predictions)
+                sliced = score(model, data, predictions, subset=colour_slice(data.listings))
+                rows.append({"variant": variant, "policy": policy, "seed": seed,
+                             "cls_f1": overall["cls_f1"], "tag_f1": overall["tag_f1"],
+                             "precision": overall["precision"], "recall": overall["recall"],
+                             "slice_n": sliced["n_listings"], "slice_tag_f1": sliced["tag_f1"],
+                             "slice_colour_f1": sliced["per_attribute"].get("colour", {}).get("f1", 0.0),
+                             "train_minutes": metrics["train"]["train_minutes"]})
+                log.info("%s", rows[-1])
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], row["policy"]), []).append(row)
+    head = "| variant | ARM policy | seeds | CLS-F1 | TAG-F1 | P | R | 2+ colours TAG-F1 | 2+ colours colour F1 | train min |"
+    lines = [head, "|---" * 10 + "|"]
+    for (variant, policy), group in groups.items():
+        cells = []
+        for metric in METRICS:
+            values = [100 * r[metric] for r in group]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.2f} ± {spread:.2f}")
+        minutes = statistics.mean(r["train_minutes"] for r in group)
+        lines.append(f"| {variant} | {policy} | {len(group)} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+    slice_n = rows[0]["slice_n"] if rows else 0
+    lines.append(f"\nmean ± standard deviation over seeds, in %; the colour slice has {slice_n} test listings.")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", required=True, type=Path)
+    parser.add_argument("--valid", type=Path)
+    parser.add_argument("--test", required=True, type=Path)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--policies", default="prototype", help="ARM policies, e.g. prototype,dynet,bert")
+    parser.add_argument("--seeds", default="13,14,15")
+    parser.add_argument("--json", type=Path, help="write every run's metrics here as they finish")
+    add_model_arguments(parser)
+    add_training_arguments(parser)
+    args = parser.parse_args()
+    setup_logging()
+    print(table(run(args)))
+
+
+if __name__ == "__main__":
+    run_cli(main)

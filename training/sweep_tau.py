@@ -1,0 +1,57 @@
+"""TAG-F1 and CLS-F1 across tau_R values for one checkpoint (the paper's Figure 6).
+
+    python -m training.sweep_tau --checkpoint DIR --data C.jsonl [--taus 0.1,0.2,...,0.9]
+
+The encoders run once per batch; only ARM and the CRF run again for each tau_R.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dram.checkpoint import load_checkpoint
+from dram.inference import char_spans
+from training.common import check_attributes, load_data, run_cli, setup_logging
+from training.loop import DEFAULT_CACHE, make_batch, prepare, score
+
+
+@torch.no_grad()
+def sweep(model, tokenizer, data, taus: list[float], batch_size: int = 64) -> dict[float, dict]:
+    predictions: dict[float, list] = {tau: [] for tau in taus}
+    pad = tokenizer.pad_token_id or 0
+    for start in tqdm(range(0, len(data), batch_size), desc="sweep", unit="batch"):
+        index = list(range(start, min(start + batch_size, len(data))))
+        encoded = model.encode(make_batch(data, index, pad, with_gold=False).to(model.device))
+        for tau in taus:
+            scores, decoded = model.decode(encoded, tau)
+            for row, i in enumerate(index):
+                spans = char_spans(data.texts[i].text, data.texts[i].words, [d for d in decoded if d.listing == row])
+                predictions[tau].append((spans, dict(zip(model.config.attributes, scores[row].tolist()))))
+    return {tau: score(model, data, predictions[tau], tau) for tau in taus}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--device")
+    args = parser.parse_args()
+    setup_logging()
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
+    listings = load_data(args.data, "data")
+    check_attributes(model.config.attributes, listings)
+    data = prepare(model, tokenizer, listings, args.cache_dir)
+    results = sweep(model, tokenizer, data, [float(t) for t in args.taus.split(",")])
+    print("| tau_R | CLS-F1 | TAG-F1 | P | R |\n|---|---|---|---|---|")
+    for tau, s in results.items():
+        print(f"| {tau:.2f} | {100 * s['cls_f1']:.2f} | {100 * s['tag_f1']:.2f} | "
+              f"{100 * s['precision']:.2f} | {100 * s['recall']:.2f} |")
+
+
+if __name__ == "__main__":
+    run_cli(main)
