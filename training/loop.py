@@ -7,13 +7,15 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from dram.batching import Batch, EncodedText, collate, encode_text, gold_targets
-from dram.encoders import ImageRegionEncoder
+from dram.errors import ImageError
+from dram.images import load_image
 from dram.inference import ExtractedSpan, char_spans
 from dram.listings import Listing
 from dram.metrics import ExtractionScorer
@@ -42,6 +44,8 @@ class PreparedData:
     gold: list[tuple[torch.Tensor, torch.Tensor]]
     regions: torch.Tensor | None
     has_image: list[bool]
+    # Joint fine-tuning of the CNN: photos are decoded per batch instead of read from the cache.
+    pixels: Callable[[list[int]], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.listings)
@@ -69,17 +73,37 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
     if unknown:
         log.warning("spans of attributes the model does not know are ignored: %s", ", ".join(unknown))
     gold = [gold_targets(config, t, l) for t, l in zip(texts, kept)]
-    regions, has_image = None, [False] * len(kept)
-    if model.image_encoder is not None:
+    regions, has_image, pixels = None, [False] * len(kept), None
+    if model.image_encoder is not None and config.freeze_image_encoder:
         paths = [l.image if use_images else None for l in kept]
         regions, has_image = region_features(model.image_encoder, config.image_encoder, config.image_size, paths,
                                              cache_dir, device=model.device)
-    return PreparedData(kept, texts, gold, regions, has_image)
+    elif model.image_encoder is not None:
+        photos = [_readable(l.image) if use_images else None for l in kept]
+        has_image = [p is not None for p in photos]
+        blank = torch.zeros(3, config.image_size, config.image_size)
+
+        def pixels(index: list[int]) -> torch.Tensor:
+            return torch.stack([model.image_encoder.preprocess(photos[i], config.image_size) if photos[i] is not None
+                                else blank for i in index])
+    return PreparedData(kept, texts, gold, regions, has_image, pixels)
+
+
+def _readable(path: Path | None):
+    """The photo as an RGB image, or None (logged) when it is missing or unreadable."""
+    if path is None:
+        return None
+    try:
+        return load_image(path)
+    except ImageError as err:
+        log.warning("skipping photo %s: %s", path, err)
+        return None
 
 
 def make_batch(data: PreparedData, index: list[int], pad_id: int, with_gold: bool = True) -> Batch:
     regions = data.regions[index].float() if data.regions is not None else None
-    return collate([data.texts[i] for i in index], [data.has_image[i] for i in index], regions=regions,
+    pixels = data.pixels(index) if data.pixels is not None else None
+    return collate([data.texts[i] for i in index], [data.has_image[i] for i in index], regions=regions, pixels=pixels,
                    gold=[data.gold[i] for i in index] if with_gold else None, pad_id=pad_id)
 
 

@@ -25,6 +25,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-encoder", default="minilm", help="'minilm' or a local BERT-style folder")
     parser.add_argument("--image-encoder", default="efficientnet-lite0",
                         help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
+    parser.add_argument("--finetune-image-encoder", action="store_true",
+                        help="train the CNN jointly (decodes photos every step: for a GPU)")
     parser.add_argument("--attributes", help="comma-separated attribute set (default: those in the training data)")
     parser.add_argument("--max-tokens", type=int, default=96)
 
@@ -51,7 +53,8 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
     variant = variant or ("text-only" if args.no_image else args.variant)
     return DramConfig.for_variant(variant, attributes, arm_policy=args.arm_policy, tau_r=args.tau_r,
                                   text_encoder=args.text_encoder, image_encoder=args.image_encoder,
-                                  max_tokens=args.max_tokens)
+                                  max_tokens=args.max_tokens,
+                                  freeze_image_encoder=not args.finetune_image_encoder)
 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,

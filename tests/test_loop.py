@@ -1,0 +1,47 @@
+"""The shared training loop: cached region features by default, photos decoded per batch when the CNN trains."""
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from dram.listings import Listing
+from tests.tiny_model import listing, one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401
+from training.loop import TrainSettings, fit, make_batch, prepare
+
+
+def with_photos(tmp_path, listings: list[Listing], broken: int | None = None) -> list[Listing]:
+    for i, item in enumerate(listings):
+        path = tmp_path / f"{i}.png"
+        if i == broken:
+            path.write_bytes(b"not an image")
+        else:
+            Image.new("RGB", (20, 30), (40 * i % 255, 90, 200)).save(path)
+        item.image = path
+    return listings
+
+
+def data(tmp_path, broken=None):
+    return with_photos(tmp_path, [listing("red cotton shirt", [("red", "colour"), ("cotton", "material")], "a"),
+                                  listing("blue silk dress", [("blue", "colour"), ("dress", "article_type")], "b"),
+                                  listing("green wool coat", [("green", "colour")], "c")], broken)
+
+
+def test_frozen_cnn_reads_cached_features_and_skips_broken_photos(tiny_encoder_dir, tmp_path):
+    model, tokenizer = tiny_model(tiny_encoder_dir)
+    prepared = prepare(model, tokenizer, data(tmp_path, broken=1), tmp_path / "cache")
+    assert prepared.pixels is None and prepared.regions.shape == (3, 49, 8)
+    assert prepared.has_image == [True, False, True]
+    assert list((tmp_path / "cache").iterdir()), "features were not cached on disk"
+
+
+def test_joint_finetuning_decodes_photos_and_trains_the_cnn(tiny_encoder_dir, tmp_path):
+    model, tokenizer = tiny_model(tiny_encoder_dir, freeze_image_encoder=False)
+    prepared = prepare(model, tokenizer, data(tmp_path, broken=2), tmp_path / "cache")
+    assert prepared.regions is None and prepared.has_image == [True, True, False]
+    batch = make_batch(prepared, [0, 1, 2], tokenizer.pad_token_id)
+    assert batch.pixels.shape == (3, 3, model.config.image_size, model.config.image_size)
+    before = [p.detach().clone() for p in model.image_encoder.parameters()]
+    # TEM's output starts at zero, so the photo gets gradient from the second step on.
+    fit(model, tokenizer, prepared, None, TrainSettings(epochs=3, batch_size=3, cache_dir=None), progress=False)
+    after = list(model.image_encoder.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the CNN did not train"
