@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--corrections", type=int, default=50, help="listings corrected for the error")
     parser.add_argument("--timing-corrections", type=int, default=200)
     parser.add_argument("--min-seen", type=int, default=5, help="occurrences in VALID for an error to count")
-    parser.add_argument("--min-miss-rate", type=float, default=0.5)
+    parser.add_argument("--min-miss-rate", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--replay-size", type=int, default=400)
     parser.add_argument("--seed", type=int, default=13)
@@ -131,9 +132,9 @@ def main() -> None:
     old, new = fixed.metrics["old"]["heldout"], fixed.metrics["new"]["heldout"]
 
     timing_set = random.Random(args.seed).sample(train, args.timing_corrections)
-    timed_start = time.monotonic()
+    timed_start, load_before = time.monotonic(), os.getloadavg()[0]
     timed = run_finetune(args.checkpoint, timing_set, args, "timing", test, train)
-    timed_total = (time.monotonic() - timed_start) / 60
+    timed_total, load_after = (time.monotonic() - timed_start) / 60, os.getloadavg()[0]
     facts = timed.metrics["finetune"]
 
     command = " ".join(["python", *sys.argv])
@@ -156,6 +157,8 @@ def main() -> None:
     print("| step | minutes |\n|---|---:|")
     print(f"| fit | {facts['train_minutes']:.2f} |\n| finetune() incl. loading and old/new evaluation | "
           f"{facts['minutes']:.2f} |\n| with filling the store (predictions) | {timed_total:.2f} |")
+    print(f"\n1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs "
+          "(other jobs on the machine slow every step above).")
 
 
 if __name__ == "__main__":
