@@ -1,6 +1,6 @@
 """Extraction speed of a checkpoint on this machine: one listing with photo (p50/p95) and batch throughput.
 
-    python benchmarks/bench_model.py [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
+    python -m benchmarks.bench_model [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
 """
 from __future__ import annotations
 

