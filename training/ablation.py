@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--policies", default="prototype", help="ARM policies, e.g. prototype,dynet,bert")
     parser.add_argument("--seeds", default="13,14,15")
+    parser.add_argument("--max-train", type=int, help="use at most this many training listings")
     parser.add_argument("--json", type=Path, help="write every run's metrics here as they finish")
     add_model_arguments(parser)
     add_training_arguments(parser)

@@ -28,7 +28,8 @@ from sqlalchemy.engine import make_url
 from store import ModelVersionInfo, Store, open_store
 from store.db import default_url
 from training.common import check_attributes, load_data, run_cli, setup_logging
-from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
+from training.loop import TrainSettings, evaluate, fit, prepare
+from training.train import add_training_arguments, settings_from
 
 log = logging.getLogger("training.finetune")
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,26 +218,17 @@ def main() -> None:
     parser.add_argument("--replay-size", type=int, default=400, help="replayed listings (0: corrections only)")
     parser.add_argument("--heldout", type=Path, default=BUNDLE / "test.jsonl", help="held-out data file")
     parser.add_argument("--heldout-corrections", type=float, default=0.2, help="share of corrections held out")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr-encoder", type=float, default=5e-5)
-    parser.add_argument("--lr-heads", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
+    add_training_arguments(parser)
+    parser.set_defaults(epochs=2)
     parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
     parser.add_argument("--no-activate", action="store_true", help="register the new version without activating it")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
     args = parser.parse_args()
     setup_logging()
     if args.threads:
         torch.set_num_threads(args.threads)
     replay = load_data(args.replay, "replay") if args.replay_size > 0 else []
     heldout = load_data(args.heldout, "heldout")
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
-                             lr_heads=args.lr_heads, seed=args.seed, max_minutes=args.max_minutes,
-                             cache_dir=args.cache_dir)
+    settings = settings_from(args)
     with open_store(existing_store_url(args.db)) as store:
         result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
                           args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device)
