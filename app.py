@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import html
 import io
 import json
@@ -42,12 +43,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from dram.errors import CheckpointError, DramInputError
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor
-from dram.visualize import arm_chart, highlight_segments, mean_attention, normalise_attention, overlay
+from dram.visualize import (ARM_TITLE, arm_chart, display_photo, encode_jpeg, highlight_segments,
+                            mean_attention, normalise_attention, overlay)
 from store import Store, StoreError, open_store
 from store import review
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
@@ -167,6 +170,10 @@ class Session:
     photo: Image.Image | None
     extraction: Extraction
     notes: list[str] = field(default_factory=list)
+    # Heatmaps already drawn for this listing, by the word indices they average: (file, peak ratio).
+    # The attention does not depend on tau_R, so moving the slider reuses them.
+    heatmaps: dict[tuple[int, ...], tuple[str, float]] = field(default_factory=dict)
+    display: Any = None  # the photo at display size (uint8 array), scaled once for all its heatmaps
 
 
 def _read_photo(path: str | None) -> tuple[Image.Image | None, list[str]]:
@@ -201,12 +208,49 @@ def _word_spans(extraction: Extraction) -> list[tuple[str, list[int]]]:
     return out
 
 
-def _heat_image(session: Session, rows: list[int]) -> tuple[Image.Image, str]:
-    heat = normalise_attention(mean_attention(session.extraction.attention, rows))
-    return overlay(session.photo, heat.normalised), f"peak {heat.peak_ratio:.2f}x uniform"
+def _publish(picture: Image.Image, name: str) -> str:
+    """Save an output picture as JPEG in gradio's cache and return its path, for gradio to serve as it is.
+
+    Handing gradio a PIL image makes it re-encode it (WebP, ~10 ms) into a file named by a hash of its
+    content and written in place: two identical requests at once rewrote the same file while it was
+    being downloaded ("Too little data for declared Content-Length"). Here a file is written under a
+    temporary name and renamed into place, and an existing one is never rewritten, only touched (the
+    cache clean-up ages files by ctime).
+    """
+    data = encode_jpeg(picture)
+    folder = Path(get_upload_folder()) / f"dram-{hashlib.sha256(data).hexdigest()[:40]}"
+    target = folder / f"{name}.jpg"
+    try:
+        os.utime(target)
+        return str(target)
+    except FileNotFoundError:
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(target)
 
 
-def _value_heatmaps(session: Session) -> list[tuple[Image.Image, str]]:
+def _heat_image(session: Session, rows: list[int]) -> tuple[str, str]:
+    """The heatmap file of the mean attention of some words, drawn once per session, and its peak caption."""
+    key = tuple(rows)
+    cached = session.heatmaps.get(key)
+    if cached is None or not Path(cached[0]).exists():  # the cache clean-up may have removed an old file
+        if session.display is None:
+            session.display = display_photo(session.photo)
+        heat = normalise_attention(mean_attention(session.extraction.attention, rows))
+        cached = (_publish(overlay(session.display, heat.normalised), "heatmap"), heat.peak_ratio)
+        session.heatmaps[key] = cached
+    return cached[0], f"peak {cached[1]:.2f}x uniform"
+
+
+def _value_heatmaps(session: Session) -> list[tuple[str, str]]:
     if session.extraction.attention is None or session.photo is None:
         return []
     gallery = []
@@ -216,7 +260,7 @@ def _value_heatmaps(session: Session) -> list[tuple[Image.Image, str]]:
     return gallery
 
 
-def _token_heatmap(session: Session | None, word: int | None) -> Image.Image | None:
+def _token_heatmap(session: Session | None, word: int | None) -> str | None:
     if session is None or session.extraction.attention is None or session.photo is None or word is None:
         return None
     if not 0 <= int(word) < len(session.extraction.words):
@@ -246,7 +290,7 @@ def _render(session: Session, tau: float, handle: ModelHandle) -> tuple:
     extraction = handle.get().decode(session.encoded, tau)
     session.extraction = extraction
     highlighted = highlight_segments(extraction.text, [(s.start, s.end, s.attribute) for s in extraction.spans])
-    chart = arm_chart(extraction.attribute_scores, extraction.tau_r, extraction.selected)
+    chart = arm_chart(extraction.attribute_scores, extraction.tau_r, extraction.selected, title=None)
     return (session, highlighted, _table(extraction), chart, _value_heatmaps(session),
             _notes_markdown(extraction, session))
 
@@ -765,7 +809,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
         return _render(session, tau, handle)
 
     @_user_errors
-    def pick_word(word: int | None, session: Session | None) -> Image.Image | None:
+    def pick_word(word: int | None, session: Session | None) -> str | None:
         return _token_heatmap(session, word)
 
     @_user_errors
@@ -806,7 +850,8 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
             with gr.Row():
                 table = gr.Dataframe(headers=["attribute", "value", "confidence"], label="Attribute values",
                                      interactive=False, elem_id="values-table")
-                chart = gr.Plot(label="ARM chart", show_label=False, elem_id="arm-chart")  # title is in the figure
+                # PNG: a flat chart encodes ~3x faster than as WebP (gradio's default), and is sent inline
+                chart = gr.Plot(label=ARM_TITLE, show_label=True, format="png", elem_id="arm-chart")
             gr.Markdown("### TEM: where each value looks in the photo\nEach map is the text-to-region attention "
                         "(7x7 regions), stretched over the photo and scaled to its own min..max; the caption says "
                         "how far its peak is above uniform attention (1.00x = flat, nothing singled out).")
@@ -815,7 +860,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
                                         elem_id="value-heatmaps")
                 with gr.Column():
                     word = gr.Dropdown(label="Attention of one word", choices=[], elem_id="word-pick")
-                    word_map = gr.Image(label="Word heatmap", type="pil", interactive=False, height=320,
+                    word_map = gr.Image(label="Word heatmap", type="filepath", interactive=False, height=320,
                                         elem_id="word-heatmap")
             session = gr.State(None, time_to_live=3600)
             render_outputs = [session, highlighted, table, chart, value_maps, notes]

@@ -8,12 +8,18 @@
     python benchmarks/bench_app.py --checkpoint models/default           # starts the app itself
     python benchmarks/bench_app.py --url http://127.0.0.1:7860/          # or measures a running one
 
-Prints a markdown table.
+Prints a markdown table, and the load averages (other jobs share the cores) before and after.
+
+The clients skip TLS certificate loading for plain-http URLs (`ssl_verify=False`, nothing to verify):
+gradio_client downloads each output file with a new httpx client, and loading the CA bundle for it
+cost ~40-50 ms per file on two busy cores, about 300 ms per /extract_ui call (six heatmap images)
+that a browser, reusing one connection, never pays. `--verify-ssl` measures that way anyway.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -53,13 +59,17 @@ def one_call(client: Client, endpoint: str) -> float:
     return elapsed
 
 
-def sequential(url: str, calls: int, endpoint: str) -> list[float]:
-    client = Client(url, verbose=False)
+def make_client(url: str, verify_ssl: bool) -> Client:
+    return Client(url, verbose=False, ssl_verify=verify_ssl or not url.startswith("http://"))
+
+
+def sequential(url: str, calls: int, endpoint: str, verify_ssl: bool = False) -> list[float]:
+    client = make_client(url, verify_ssl)
     one_call(client, endpoint)  # warm-up: first call pays for lazy initialisation
     return [one_call(client, endpoint) for _ in range(calls)]
 
 
-def concurrent(url: str, clients: int, seconds: float) -> tuple[list[float], int]:
+def concurrent(url: str, clients: int, seconds: float, verify_ssl: bool = False) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -67,7 +77,7 @@ def concurrent(url: str, clients: int, seconds: float) -> tuple[list[float], int
 
     def worker() -> None:
         nonlocal errors
-        client = Client(url, verbose=False)
+        client = make_client(url, verify_ssl)
         while time.monotonic() < deadline:
             try:
                 elapsed = one_call(client, "/extract_ui")
@@ -94,11 +104,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--verify-ssl", action="store_true",
+                        help="load CA certificates for every client and file download even on plain http")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    load_before = os.getloadavg()
     process = None
     url = args.url
     if url is None:
@@ -106,9 +119,9 @@ def main() -> None:
         url, process = launch_app(args.checkpoint, log_file)
         log.info("app at %s, log %s", url, log_file)
     try:
-        api = sequential(url, args.calls, "/extract")
-        page = sequential(url, args.calls, "/extract_ui")
-        loaded, errors = concurrent(url, args.clients, args.seconds)
+        api = sequential(url, args.calls, "/extract", args.verify_ssl)
+        page = sequential(url, args.calls, "/extract_ui", args.verify_ssl)
+        loaded, errors = concurrent(url, args.clients, args.seconds, args.verify_ssl)
     finally:
         if process is not None:
             stop_app(process)
@@ -124,6 +137,8 @@ def main() -> None:
         f"{(statistics.median(loaded) if loaded else float('nan')) * ms:.0f} | "
         f"{percentile(loaded, 95) * ms:.0f} | {len(loaded) / args.seconds:.1f} |",
     ]
+    lines.append("\nload average (1, 5, 15 min): before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}; {} CPUs".format(
+        *load_before, *os.getloadavg(), os.cpu_count()))
     sys.stdout.write("\n".join(lines) + "\n")
 
 
