@@ -21,12 +21,18 @@ def main() -> None:
     parser.add_argument("--tau-r", type=float, help="threshold (default: the checkpoint's)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this file")
     parser.add_argument("--no-image", action="store_true", help="ignore the photos")
+    parser.add_argument("--min-colour-words", type=int,
+                        help="only listings whose title has at least this many colour words (Myntra's meta field)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--device")
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
     listings = load_data(args.data, "data")
+    if args.min_colour_words:
+        listings = [l for l in listings if l.meta.get("n_colour_words", 0) >= args.min_colour_words]
+        if not listings:
+            raise SystemExit("error: no listing has that many colour words (is this Myntra data from prepare_myntra?)")
     check_attributes(model.config.attributes, listings)
     data = prepare(model, tokenizer, listings, args.cache_dir, use_images=not args.no_image)
     summary = evaluate(model, tokenizer, data, args.tau_r, progress=True)
