@@ -18,5 +18,6 @@ echo "Creating $venv and installing $spec (a few minutes)..."
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "$spec"
-echo "Installed: $("$venv/bin/label-studio" --version 2>/dev/null | tail -n 1 || true)"
+# Not `label-studio --version`: it asks PyPI for the latest release and hangs offline.
+echo "Installed: label-studio $("$venv/bin/python" -c 'import label_studio; print(label_studio.__version__)')"
 echo "Run the integration tests with: .venv/bin/python -m pytest -m label_studio"
