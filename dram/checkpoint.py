@@ -33,7 +33,7 @@ def build_model(config: DramConfig, pretrained: bool = True) -> tuple[DramModel,
     """A fresh model from the configured encoders (pretrained weights from the installed packages)."""
     tokenizer = load_tokenizer(config.text_encoder)
     text = load_text_encoder(config.text_encoder, pretrained)
-    image = load_image_encoder(config.image_encoder) if config.use_image else None
+    image = load_image_encoder(config.image_encoder, frozen=config.freeze_image_encoder) if config.use_image else None
     names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
     return DramModel(config, text, image, names), tokenizer
 
@@ -92,7 +92,7 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None) 
 
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     text = AutoModel.from_config(AutoConfig.from_pretrained(path / "text_encoder"))
-    image = load_image_encoder(config.image_encoder) if config.use_image else None
+    image = load_image_encoder(config.image_encoder, frozen=config.freeze_image_encoder) if config.use_image else None
     names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
     model = DramModel(config, text, image, names)
     try:

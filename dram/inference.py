@@ -131,7 +131,7 @@ class Extractor:
             has_image.append(px is not None)
             pixels.append(px)
         stacked = None
-        if self.model.image_encoder is not None:
+        if self.model.image_encoder is not None and any(has_image):  # no photo at all: skip the CNN
             size = self.config.image_size
             stacked = torch.stack([p if p is not None else torch.zeros(3, size, size) for p in pixels])
         batch = collate(texts, has_image, pixels=stacked, pad_id=self.tokenizer.pad_token_id or 0).to(self.device)

@@ -24,7 +24,7 @@ METRICS = {"valid": {"tag_f1": 0.5, "cls_f1": 0.75}}
 def image_encoder(monkeypatch):
     """The checkpoint rebuilds the (frozen, not stored) CNN by name; give it the tiny one."""
     image = tiny_image_encoder(seed=5)
-    monkeypatch.setattr(checkpoint, "load_image_encoder", lambda name, grid=7: clone(image))
+    monkeypatch.setattr(checkpoint, "load_image_encoder", lambda name, grid=7, frozen=True: clone(image))
     return image
 
 
