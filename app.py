@@ -1,6 +1,7 @@
 """DRAM web app: extract product attribute values from a listing's text and photo, and audit batches.
 
-Only wiring lives here: the model is `dram.inference.Extractor`, the pictures `dram.visualize`.
+Only wiring lives here: the model is `dram.inference.Extractor`, the pictures `dram.visualize`,
+the batch audit `dram.audit`.
 
 Run:  python app.py   (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, model from
 DRAM_CHECKPOINT, default models/default).
@@ -25,7 +26,6 @@ listing under review last as {"listing", "text", "spans", "predicted", "attribut
 """
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import html
@@ -36,16 +36,17 @@ import os
 import shutil
 import tempfile
 import threading
-import zipfile
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+# BatchRow and missing_summary (as _missing_summary) are re-exported for tests/test_app_api.py
+from dram.audit import BATCH_CHUNK, USUAL_SHARE, BatchRow, read_rows, run_audit, unpack_photos  # noqa: F401
+from dram.audit import missing_summary as _missing_summary  # noqa: F401
 from dram.errors import CheckpointError, DramInputError
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor
@@ -67,12 +68,7 @@ EXAMPLES_DIR = ROOT / "assets" / "examples"
 CONCURRENCY = 1
 QUEUE_SIZE = 100
 MAX_UPLOAD = "20mb"
-MAX_BATCH_ROWS = 2000
-MAX_ZIP_BYTES = 300 * 1024 * 1024
-BATCH_CHUNK = 16
-USUAL_SHARE = 0.8
 SMALL_PHOTO_PX = 32
-NO_CATEGORY = "(no category)"
 BUILD_HINT = "python -m training.build_default"
 
 
@@ -302,187 +298,16 @@ def _word_choices(session: Session) -> gr.Dropdown:
                        interactive=has_map)
 
 
-# ---------------------------------------------------------------- batch audit
-
-@dataclass
-class BatchRow:
-    number: int  # 1-based data row (line for JSONL)
-    id: str
-    text: str
-    image: str
-    category: str
-
-
-def _read_rows(path: Path) -> tuple[list[BatchRow], list[list[Any]]]:
-    """Rows of a CSV or JSONL listing file, plus problems found while reading it."""
-    suffix = path.suffix.lower()
-    problems: list[list[Any]] = []
-    records: list[tuple[int, dict]] = []
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UserFacingError("The listing file is not UTF-8 text; save it as UTF-8 CSV or JSONL.") from err
-    if suffix == ".csv":
-        reader = csv.DictReader(raw.splitlines())
-        columns = {(c or "").strip().lower() for c in (reader.fieldnames or [])}
-        _require_columns(columns)
-        for number, record in enumerate(reader, start=1):
-            records.append((number, {(k or "").strip().lower(): v for k, v in record.items()}))
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        keys: set[str] = set()
-        for number, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                problems.append([number, "", "line is not valid JSON", "skipped"])
-                continue
-            if not isinstance(record, dict):
-                problems.append([number, "", "line is not a JSON object", "skipped"])
-                continue
-            record = {str(k).strip().lower(): v for k, v in record.items()}
-            keys |= set(record)
-            records.append((number, record))
-        _require_columns(keys)
-    else:
-        raise UserFacingError(f"Unsupported listing file {path.name!r}: upload a .csv or .jsonl file.")
-    if not records:
-        raise UserFacingError("The listing file has no rows.")
-    if len(records) > MAX_BATCH_ROWS:
-        raise UserFacingError(f"The file has {len(records)} listings; this app audits at most "
-                              f"{MAX_BATCH_ROWS} at a time. Split the file.")
-    rows = [BatchRow(n, _cell(r.get("id")), _cell(r.get("text")), _cell(r.get("image")), _cell(r.get("category")))
-            for n, r in records]
-    return rows, problems
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value).strip()
-
-
-def _require_columns(found: set[str]) -> None:
-    missing = [c for c in ("id", "text") if c not in found]
-    if missing:
-        shown = ", ".join(sorted(c for c in found if c)) or "none"
-        raise UserFacingError(f"The listing file is missing the column(s) {', '.join(missing)}. It needs columns "
-                              f"`id` and `text`, and may have `image` (a file name in the photo zip) and "
-                              f"`category`. Columns found: {shown}.")
-
-
-def _unpack_photos(zip_path: Path | None, into: Path) -> dict[str, Path]:
-    """Extract a photo zip safely (no paths outside `into`, bounded size); map names to files."""
-    if zip_path is None:
-        return {}
-    try:
-        archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as err:
-        raise UserFacingError("The photo archive is not a valid zip file.") from err
-    names: dict[str, Path] = {}
-    by_base: Counter[str] = Counter()
-    total = 0
-    with archive:
-        for info in archive.infolist():
-            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-            if info.is_dir() or not parts or parts[0] in ("/", "__MACOSX") or ".." in parts:
-                continue
-            total += info.file_size
-            if total > MAX_ZIP_BYTES:
-                raise UserFacingError(f"The photo zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB; "
-                                      "upload smaller photos or fewer at a time.")
-            target = into.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            relative = "/".join(parts)
-            names[relative] = target
-            by_base[parts[-1]] += 1
-    for relative, target in list(names.items()):
-        base = target.name
-        if by_base[base] == 1:
-            names.setdefault(base, target)
-    return names
-
-
-def _category(row: BatchRow, extraction: Extraction) -> str:
-    if row.category:
-        return row.category
-    types = [s.text for s in extraction.spans if s.attribute == "article_type"]
-    return types[0].casefold() if types else NO_CATEGORY
-
-
-def _missing_summary(done: list[tuple[BatchRow, Extraction]]) -> tuple[list[list[Any]], str]:
-    """Listings missing attributes that >= 80% of their category's listings in this batch have."""
-    groups: dict[str, list[tuple[BatchRow, set[str]]]] = defaultdict(list)
-    for row, extraction in done:
-        groups[_category(row, extraction)].append((row, {s.attribute for s in extraction.spans}))
-    missing_rows: list[list[Any]] = []
-    lines = []
-    for category, members in sorted(groups.items()):
-        counts = Counter(a for _, attrs in members for a in attrs)
-        usual = sorted(a for a, n in counts.items() if n >= USUAL_SHARE * len(members))
-        gaps = 0
-        for row, attrs in members:
-            lacking = [a for a in usual if a not in attrs]
-            if lacking:
-                gaps += 1
-                missing_rows.append([row.id, category, ", ".join(lacking), len(members), row.text])
-        lines.append(f"| {html.escape(category)} | {len(members)} | {', '.join(usual) or '—'} | {gaps} |")
-    table = "| category | listings | usually has | listings missing some |\n|---|---|---|---|\n" + "\n".join(lines)
-    return missing_rows, table
-
+# ---------------------------------------------------------------- batch audit (logic in dram/audit.py)
 
 def _audit(handle: ModelHandle, listing_file: str | None, photos_zip: str | None, tau: float,
            progress: gr.Progress) -> tuple[str, str, list[list[Any]], list[list[Any]]]:
     extractor = handle.get()
     if not listing_file:
         raise UserFacingError("Upload a CSV or JSONL file of listings first.")
-    rows, problems = _read_rows(Path(listing_file))
-    work = Path(tempfile.mkdtemp(prefix="dram-audit-"))
-    try:
-        photos = _unpack_photos(Path(photos_zip) if photos_zip else None, work / "photos")
-        todo: list[tuple[BatchRow, Path | None]] = []
-        for row in rows:
-            if not row.id:
-                problems.append([row.number, "", "no id", "skipped"])
-            elif not row.text:
-                problems.append([row.number, row.id, "empty text", "skipped"])
-            elif row.image and not photos:
-                problems.append([row.number, row.id, f"names the photo {row.image!r} but no photo zip was uploaded",
-                                 "skipped"])
-            elif row.image and row.image.replace("\\", "/") not in photos:
-                problems.append([row.number, row.id, f"unknown image name {row.image!r}: not in the photo zip",
-                                 "skipped"])
-            else:
-                todo.append((row, photos[row.image.replace("\\", "/")] if row.image else None))
-        done: list[tuple[BatchRow, Extraction]] = []
-        progress(0.0, desc="Extracting")
-        for start in range(0, len(todo), BATCH_CHUNK):
-            chunk = todo[start : start + BATCH_CHUNK]
-            results = extractor.extract_batch([(r.text, img) for r, img in chunk], tau_r=tau,
-                                              batch_size=BATCH_CHUNK)
-            for (row, _), result in zip(chunk, results):
-                if isinstance(result, DramInputError):
-                    problems.append([row.number, row.id, str(result), "skipped"])
-                else:
-                    done.append((row, result))
-            progress(min(1.0, (start + len(chunk)) / max(len(todo), 1)), desc="Extracting")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    out_dir = Path(tempfile.mkdtemp(prefix="dram-audit-out-"))
-    out_csv = out_dir / f"{Path(listing_file).stem}-attributes.csv"
-    with out_csv.open("w", newline="", encoding="utf-8") as handle_out:
-        writer = csv.writer(handle_out)
-        writer.writerow(["id", "attribute", "value", "confidence"])
-        for row, extraction in done:
-            for span in extraction.spans:
-                writer.writerow([row.id, span.attribute, span.text, f"{span.confidence:.4f}"])
-    missing, category_table = _missing_summary(done)
-    problems.sort(key=lambda p: p[0])
-    summary = (f"**{len(rows)}** listings read, **{len(done)}** extracted, **{len(rows) - len(done)}** "
-               f"skipped (see problems), **{len(missing)}** missing attributes their category usually has."
-               f"\n\n{category_table}")
-    return str(out_csv), summary, missing, problems
+    result = run_audit(extractor, Path(listing_file), Path(photos_zip) if photos_zip else None, tau,
+                       progress=lambda share: progress(share, desc="Extracting"))
+    return str(result.csv_path), result.summary_markdown(), result.missing, result.problems
 
 
 # ---------------------------------------------------------------- UI
@@ -599,7 +424,7 @@ def _next_item(store: Store, tau: float) -> dict | None:
 
 
 def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[review.IntakeRow], list[str]]:
-    rows, problems = _read_rows(listing_file)
+    rows, problems = read_rows(listing_file)
     notes = [f"row {p[0]}: {p[2]}" for p in problems]
     intake = []
     for row in rows:
@@ -667,7 +492,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         store = stores.get()
         work = Path(tempfile.mkdtemp(prefix="dram-review-"))
         try:
-            photos = _unpack_photos(Path(photos_zip) if photos_zip else None, work)
+            photos = unpack_photos(Path(photos_zip) if photos_zip else None, work)
             rows, notes = _intake_rows(Path(listing_file), photos)
             report = review.import_for_review(store, handle.get(), rows, _running_version(handle, store),
                                               handle.default_tau, batch_size=BATCH_CHUNK)
