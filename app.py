@@ -44,9 +44,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from PIL import Image
 
-# BatchRow and missing_summary (as _missing_summary) are re-exported for tests/test_app_api.py
-from dram.audit import BATCH_CHUNK, USUAL_SHARE, BatchRow, read_rows, run_audit, unpack_photos  # noqa: F401
-from dram.audit import missing_summary as _missing_summary  # noqa: F401
+from dram.audit import BATCH_CHUNK, USUAL_SHARE, read_rows, run_audit, unpack_photos
 from dram.errors import CheckpointError, DramInputError
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor

@@ -269,26 +269,6 @@ def test_audit_rejects_a_broken_zip(client: Client, tmp_path: Path):
         audit(client, listings, broken)
 
 
-def test_missing_rule_flags_listings_below_their_category_majority():
-    """>= 80% of a category's listings have a value -> the others are reported, with the gap named."""
-    import app
-    from dram.inference import ExtractedSpan, Extraction
-
-    def listing(i: int, attrs: list[str], category: str = "") -> tuple:
-        spans = [ExtractedSpan(0, 1, a, "x", 0.9) for a in attrs]
-        return app.BatchRow(i, f"id{i}", "x", "", category), Extraction("x", spans, {}, 0.5, [])
-
-    shirts = [listing(i, ["brand", "colour", "article_type"]) for i in range(4)]
-    shirts += [listing(4, ["colour", "article_type"])]  # brand: 4/5 = 80% -> usual, id4 misses it
-    for row, extraction in shirts:
-        extraction.spans[-1] = ExtractedSpan(0, 5, "article_type", "Shirt", 0.9)
-    shoes = [listing(10 + i, ["colour"] if i < 2 else [], category="Shoes") for i in range(3)]  # 2/3 < 80%
-    missing, table = app._missing_summary(shirts + shoes)
-    assert missing == [["id4", "shirt", "brand", 5, "x"]]
-    assert "| shirt | 5 | article_type, brand, colour | 1 |" in table
-    assert "| Shoes | 3 | — | 0 |" in table
-
-
 # ---------------------------------------------------------------- no model
 
 @pytest.fixture(scope="module")
