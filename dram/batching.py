@@ -52,9 +52,6 @@ class Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return Batch(**moved)
 
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
 
 def gold_targets(config: DramConfig, encoded: EncodedText, listing: Listing) -> tuple[torch.Tensor, torch.Tensor]:
     """Gold attribute presence (N,) and tags: (N, W) per attribute with ARM, (W,) joint without."""
