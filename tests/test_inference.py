@@ -15,7 +15,7 @@ from dram.config import DramConfig
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
 from dram.tagging import split_words
-from tests.tiny_model import one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401 (fixtures)
+from tests.tiny_model import count_encoder_calls, one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[0]
@@ -82,15 +82,7 @@ def test_photo_as_bytes_path_and_pil_image_agree(extractor: Extractor) -> None:
 
 def test_decode_at_another_tau_does_not_rerun_the_encoders(extractor: Extractor, monkeypatch) -> None:
     model = extractor.model
-    calls = {"text": 0, "image": 0}
-    for name, module in (("text", model.text_encoder), ("image", model.image_encoder)):
-        original = module.forward
-
-        def counted(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(module, "forward", counted)
+    calls = count_encoder_calls(model, monkeypatch)
     listing = extractor.encode(TEXT, PHOTO)
     assert calls == {"text": 1, "image": 1}
     everything = extractor.decode(listing, 0.0)

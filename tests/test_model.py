@@ -8,7 +8,7 @@ from dram.config import VARIANTS
 from dram.inference import char_spans
 from dram.metrics import ExtractionScorer
 from tests.tiny_model import (  # noqa: F401 (fixtures)
-    listing, make_batch, one_torch_thread, tiny_encoder_dir, tiny_model, train_listings,
+    count_encoder_calls, listing, make_batch, one_torch_thread, tiny_encoder_dir, tiny_model, train_listings,
 )
 
 
@@ -153,15 +153,7 @@ def test_decode_at_new_tau_does_not_call_the_encoders(tiny_encoder_dir, monkeypa
     model, tokenizer = tiny_model(tiny_encoder_dir, "dram")
     model.eval()
     batch, _ = make_batch(model, tokenizer, _two_listings())
-    calls = {"text": 0, "image": 0}
-    for name, module in (("text", model.text_encoder), ("image", model.image_encoder)):
-        original = module.forward
-
-        def counted(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(module, "forward", counted)
+    calls = count_encoder_calls(model, monkeypatch)
     with torch.no_grad():
         encoded = model.encode(batch)
     assert calls == {"text": 1, "image": 1}  # the counters do count

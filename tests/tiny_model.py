@@ -139,3 +139,17 @@ TRAIN_LISTINGS = [
 
 def train_listings() -> list[Listing]:
     return [listing(text, spans, str(i)) for i, (text, spans) in enumerate(TRAIN_LISTINGS)]
+
+
+def count_encoder_calls(model: DramModel, monkeypatch) -> dict[str, int]:
+    """Patch the encoders' forward to count calls: proves a path (re-decoding) never runs them."""
+    calls = {"text": 0, "image": 0}
+    for name, module in (("text", model.text_encoder), ("image", model.image_encoder)):
+        original = module.forward
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, "forward", counted)
+    return calls

@@ -1,6 +1,7 @@
 """Helpers the command-line jobs share: logging, reading data files, loading checkpoints for data."""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections import Counter
@@ -11,6 +12,15 @@ from dram.listings import Listing
 from dram.readers import read_listings
 
 log = logging.getLogger("training")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --cache-dir and --device, as every job that reads a checkpoint takes them."""
+    from training.loop import DEFAULT_CACHE
+
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -10,21 +10,19 @@ from pathlib import Path
 
 from dram.checkpoint import load_checkpoint
 from dram.metrics import format_report
-from training.common import check_attributes, load_data, run_cli, setup_logging
-from training.loop import DEFAULT_CACHE, evaluate, prepare
+from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
+from training.loop import evaluate, prepare
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--tau-r", type=float, help="threshold (default: the checkpoint's)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this file")
     parser.add_argument("--no-image", action="store_true", help="ignore the photos")
     parser.add_argument("--min-colour-words", type=int,
                         help="only listings whose title has at least this many colour words (Myntra's meta field)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--device")
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)

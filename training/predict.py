@@ -10,18 +10,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dram.checkpoint import load_checkpoint
-from training.common import load_data, run_cli, setup_logging
-from training.loop import DEFAULT_CACHE, predict, prepare
+from training.common import add_checkpoint_arguments, load_data, run_cli, setup_logging
+from training.loop import predict, prepare
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    add_checkpoint_arguments(parser)
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--tau-r", type=float)
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--device")
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)

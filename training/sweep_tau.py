@@ -14,8 +14,8 @@ from tqdm import tqdm
 
 from dram.checkpoint import load_checkpoint
 from dram.inference import char_spans
-from training.common import check_attributes, load_data, run_cli, setup_logging
-from training.loop import DEFAULT_CACHE, make_batch, prepare, score
+from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
+from training.loop import make_batch, prepare, score
 
 
 @torch.no_grad()
@@ -35,11 +35,9 @@ def sweep(model, tokenizer, data, taus: list[float], batch_size: int = 64) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--device")
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
