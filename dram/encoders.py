@@ -54,8 +54,8 @@ def load_text_encoder(name: str, pretrained: bool = True) -> nn.Module:
 class ImageRegionEncoder(nn.Module):
     """An ImageNet CNN whose last feature map, pooled to a fixed grid, gives region features."""
 
-    # Photos go through the CNN 4 at a time: a 32-photo batch's activations spill out of the CPU
-    # caches; batch extraction ran 1.4x faster with chunks of 4 on 2 cores (bench_model --chunks).
+    # On a CPU photos go through the CNN 4 at a time: a 32-photo batch's activations spill out of
+    # the caches; batch extraction ran 1.4x faster with chunks of 4 on 2 cores (bench_model --chunks).
     chunk_size = 4
 
     def __init__(self, backbone: nn.Module, channels: int, grid: int, normalize: transforms.Normalize,
@@ -74,7 +74,8 @@ class ImageRegionEncoder(nn.Module):
         """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
         body = self._features or self.backbone
         pixels = pixels.contiguous(memory_format=torch.channels_last)
-        fmap = torch.cat([self.pool(body(chunk)) for chunk in pixels.split(self.chunk_size)])
+        chunks = pixels.split(self.chunk_size) if pixels.device.type == "cpu" else [pixels]
+        fmap = torch.cat([self.pool(body(chunk)) for chunk in chunks])
         return fmap.flatten(2).transpose(1, 2)
 
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:

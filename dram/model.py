@@ -3,7 +3,7 @@
     word embeddings E, image regions G
       -> TEM: E_TEM = E + SelfAtt(E) + CrossAtt(E, G)    (or V-IRC: [E; proj(G)] as tokens)
       -> language model encoder (fine-tuned: IRC)
-      -> ARM: R = sigmoid(W [CLS]), select R > tau_R, guide features with prototypes
+      -> ARM: R = sigmoid(MLP(pooled)), select R > tau_R, guide features per attribute (DyNet; paper: prototypes)
       -> BiLSTM + CRF tags B-I-O per selected attribute
 Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
 """
@@ -114,14 +114,22 @@ class DramModel(nn.Module):
             attention = torch.cat([attention, image_mask], dim=1)
         out = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(), output_hidden_states=True)
         hidden = out.hidden_states
-        cls = torch.cat([hidden[-1][:, 0], hidden[-2][:, 0]], dim=-1)
+        sentence = torch.cat([self._sentence(hidden[-1], batch.attention_mask),
+                              self._sentence(hidden[-2], batch.attention_mask)], dim=-1)
         index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden[-1].shape[-1])
         word_features = hidden[-1].gather(1, index)
         names = None
         if self.config.use_arm and self.config.arm_policy == "bert":
             ids = self.attribute_name_ids
             names = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state[:, 0]
-        return Encoded(word_features, batch.word_mask, self.classifier(cls), cross, names)
+        return Encoded(word_features, batch.word_mask, self.classifier(sentence), cross, names)
+
+    def _sentence(self, states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """The classifier's view of a listing: [CLS] as in the paper, or the mean over text tokens."""
+        if self.config.classifier_pooling == "cls":
+            return states[:, 0]
+        mask = text_mask.unsqueeze(-1).to(states.dtype)
+        return (states[:, : mask.shape[1]] * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def loss(self, encoded: Encoded, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold."""

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import dram.checkpoint as checkpoint
 from dram.checkpoint import load_checkpoint, save_checkpoint
+from dram.config import DramConfig
 from dram.errors import CheckpointError
 from tests.tiny_model import (  # noqa: F401 (fixtures)
     clone, make_batch, one_torch_thread, tiny_encoder_dir, tiny_image_encoder, tiny_model, train_listings,
@@ -185,3 +186,12 @@ def test_crash_during_first_save_leaves_nothing(trained, tmp_path, monkeypatch) 
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(model, tokenizer, tmp_path / "ck")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_saved_before_classifier_pooling_existed_loads_as_cls(tmp_path) -> None:
+    config = DramConfig(attributes=["brand", "colour"])
+    config.save(tmp_path / "config.json")
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data.pop("classifier_pooling") == "mean"
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert DramConfig.load(tmp_path / "config.json").classifier_pooling == "cls"

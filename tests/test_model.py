@@ -143,7 +143,7 @@ def test_with_nothing_selected_and_no_gold_only_bce_trains(tiny_encoder_dir) -> 
     assert batch.gold_attributes.sum() == 0
     loss, parts = model.loss(model.encode(batch), batch)
     assert parts["nll"] == 0.0
-    assert loss.item() == pytest.approx(1e-3 * parts["bce"], rel=1e-5)
+    assert loss.item() == pytest.approx(model.config.loss_lambda * parts["bce"], rel=1e-5)
     loss.backward()
     assert all(p.grad is None for p in model.arm.parameters())
     assert model.classifier.mlp[-1].bias.grad is not None and model.classifier.mlp[-1].bias.grad.abs().sum() > 0
@@ -209,3 +209,24 @@ def test_model_overfits_eight_listings(tiny_encoder_dir) -> None:
             break
     assert best == 1.0, f"TAG-F1 {best:.3f} after {step} steps"
     assert all(0.0 < d.confidence <= 1.0 for d in decoded)
+
+
+def test_classifier_reads_the_mean_over_text_tokens_or_cls(tiny_encoder_dir) -> None:
+    model, _ = tiny_model(tiny_encoder_dir, "v-irc")
+    states = torch.arange(12.0).reshape(1, 6, 2)  # 4 text positions (2 of them padding) + 2 region tokens
+    text_mask = torch.tensor([[True, True, False, False]])
+    assert model.config.classifier_pooling == "mean"
+    torch.testing.assert_close(model._sentence(states, text_mask), torch.tensor([[1.0, 2.0]]))
+    model.config.classifier_pooling = "cls"
+    torch.testing.assert_close(model._sentence(states, text_mask), torch.tensor([[0.0, 1.0]]))
+
+
+def test_attribute_scores_do_not_depend_on_padding(tiny_encoder_dir) -> None:
+    model, tokenizer = tiny_model(tiny_encoder_dir, "dram")
+    model.eval()
+    short = listing("red shirt", [])
+    alone, _ = make_batch(model, tokenizer, [short])
+    padded, _ = make_batch(model, tokenizer, [short, listing("blue cotton formal shirt for men with pockets", [])])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(alone).attribute_logits[0], model.encode(padded).attribute_logits[0],
+                                   atol=1e-5, rtol=1e-5)

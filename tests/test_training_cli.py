@@ -175,3 +175,38 @@ def test_predict_keeps_a_line_for_a_listing_without_readable_words(runs, monkeyp
                                       "--output", str(out), "--cache-dir", str(runs["tmp"] / "cache")])
     predict.main()
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2"]
+
+
+def test_sweep_tau_prints_one_row_per_tau_and_matches_evaluate(runs, monkeypatch, capsys) -> None:
+    from training import sweep_tau
+
+    monkeypatch.setattr(sys, "argv", ["sweep_tau", "--checkpoint", str(runs["ck"]), "--data", str(runs["data"]),
+                                      "--taus", "0.5,0.99", "--cache-dir", str(runs["tmp"] / "cache")])
+    sweep_tau.main()
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.")]
+    assert [r[0].strip() for r in rows] == ["0.50", "0.99"]
+    at_half = json.loads((runs["tmp"] / "metrics.json").read_text())  # evaluate ran at the default tau_R 0.5
+    assert float(rows[0][2]) == pytest.approx(100 * at_half["tag_f1"], abs=0.006)
+    assert float(rows[0][1]) == pytest.approx(100 * at_half["cls_f1"], abs=0.006)
+
+
+def test_ablation_trains_each_variant_and_seed_and_merges_saved_runs(runs, monkeypatch, capsys) -> None:
+    from training import ablation
+
+    saved = runs["tmp"] / "ablation.json"
+    monkeypatch.setattr(sys, "argv", [
+        "ablation", "--train", str(runs["data"]), "--test", str(runs["data"]), "--variants", "text-only",
+        "--seeds", "1,2", "--epochs", "1", "--batch-size", "4", "--threads", "1", "--text-encoder", runs["encoder"],
+        "--json", str(saved), "--cache-dir", str(runs["tmp"] / "cache")])
+    ablation.main()
+    printed = capsys.readouterr().out
+    rows = json.loads(saved.read_text())
+    assert [(r["variant"], r["seed"]) for r in rows] == [("text-only", 1), ("text-only", 2)]
+    assert all(0.0 <= r["tag_f1"] <= 1.0 for r in rows)
+    line = next(l for l in printed.splitlines() if l.startswith("| text-only"))
+    assert line.startswith("| text-only | dynet | 2 |")
+
+    monkeypatch.setattr(sys, "argv", ["ablation", "--table", str(saved), str(saved)])
+    ablation.main()
+    merged = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| text-only"))
+    assert merged.startswith("| text-only | dynet | 4 |")  # both files' runs in one row

@@ -2,6 +2,7 @@
 
     python -m training.ablation --train T.jsonl --valid V.jsonl --test C.jsonl \
         [--variants text-only,frozen,v-irc,v-irc+arm,v-irc+tem,dram] [--seeds 13,14,15] [--policies prototype]
+    python -m training.ablation --table runs/a.json runs/b.json   # one table from runs made in parallel
 
 Also reports the slice of titles with two or more colour words (`meta.n_colour_words >= 2`),
 where only the photo tells which colour is the catalogue's base colour.
@@ -14,7 +15,9 @@ import logging
 import statistics
 from pathlib import Path
 
-from dram.config import VARIANTS
+import torch
+
+from dram.config import VARIANTS, DramConfig
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import predict, prepare, score
 from training.train import add_model_arguments, add_training_arguments, config_from, settings_from, train_model
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                              "precision": overall["precision"], "recall": overall["recall"],
                              "slice_n": sliced["n_listings"], "slice_tag_f1": sliced["tag_f1"],
                              "slice_colour_f1": sliced["per_attribute"].get("colour", {}).get("f1", 0.0),
+                             "per_attribute_tag_f1": {a: m["f1"] for a, m in overall["per_attribute"].items()},
                              "train_minutes": metrics["train"]["train_minutes"]})
                 log.info("%s", rows[-1])
                 if args.json:
@@ -77,11 +81,13 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", required=True, type=Path)
+    parser.add_argument("--train", type=Path)
     parser.add_argument("--valid", type=Path)
-    parser.add_argument("--test", required=True, type=Path)
+    parser.add_argument("--test", type=Path)
+    parser.add_argument("--table", nargs="+", type=Path, metavar="JSON",
+                        help="print the table of runs saved with --json, and train nothing")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--policies", default="prototype", help="ARM policies, e.g. prototype,dynet,bert")
+    parser.add_argument("--policies", default=DramConfig.arm_policy, help="ARM policies, e.g. prototype,dynet,bert")
     parser.add_argument("--seeds", default="13,14,15")
     parser.add_argument("--max-train", type=int, help="use at most this many training listings")
     parser.add_argument("--json", type=Path, help="write every run's metrics here as they finish")
@@ -89,6 +95,13 @@ def main() -> None:
     add_training_arguments(parser)
     args = parser.parse_args()
     setup_logging()
+    if args.table:
+        print(table([row for path in args.table for row in json.loads(path.read_text())]))
+        return
+    if not (args.train and args.test):
+        parser.error("--train and --test are required (or --table to print saved runs)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(table(run(args)))
 
 

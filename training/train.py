@@ -20,8 +20,12 @@ log = logging.getLogger("training.train")
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default="dram")
     parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
-    parser.add_argument("--arm-policy", choices=ARM_POLICIES, default="prototype")
+    parser.add_argument("--arm-policy", choices=ARM_POLICIES, default=DramConfig.arm_policy)
     parser.add_argument("--tau-r", type=float, default=0.5)
+    parser.add_argument("--classifier-pooling", choices=("cls", "mean"), default=DramConfig.classifier_pooling,
+                        help="what the attribute classifier reads: [CLS] (the paper) or the mean over tokens")
+    parser.add_argument("--loss-lambda", type=float, default=DramConfig.loss_lambda,
+                        help="weight of the attribute classifier's BCE in the loss")
     parser.add_argument("--text-encoder", default="minilm", help="'minilm' or a local BERT-style folder")
     parser.add_argument("--image-encoder", default="efficientnet-lite0",
                         help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
@@ -51,6 +55,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
 def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
     variant = variant or ("text-only" if args.no_image else args.variant)
     return DramConfig.for_variant(variant, attributes, arm_policy=args.arm_policy, tau_r=args.tau_r,
+                                  loss_lambda=args.loss_lambda, classifier_pooling=args.classifier_pooling,
                                   text_encoder=args.text_encoder, image_encoder=args.image_encoder,
                                   max_tokens=args.max_tokens,
                                   freeze_image_encoder=not args.finetune_image_encoder)
