@@ -1,6 +1,6 @@
 """ARM, Attribute Range Minimization (paper, section 3.3), and the BiLSTM+CRF feature decoder.
 
-A multi-label classifier on [CLS] selects the attributes whose existence score R exceeds tau_R;
+A multi-label classifier on the pooled sentence ([CLS] in the paper) selects the attributes whose existence score R exceeds tau_R;
 each selected attribute conditions the token features (the guidance policy) and one B-I-O
 BiLSTM+CRF tags them. Conditioned copies are stacked on the batch axis so the decoder runs once.
 """
@@ -15,7 +15,7 @@ from dram.crf_marginals import crf_marginals
 
 
 class AttributeClassifier(nn.Module):
-    """R = sigmoid(MLP([CLS] of the last two encoder layers))."""
+    """R = sigmoid(MLP(pooled last two encoder layers)); the pooling is DramModel._sentence."""
 
     def __init__(self, hidden_size: int, n_attributes: int):
         super().__init__()
