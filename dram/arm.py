@@ -1,8 +1,9 @@
 """ARM, Attribute Range Minimization (paper, section 3.3), and the BiLSTM+CRF feature decoder.
 
-A multi-label classifier on the pooled sentence ([CLS] in the paper) selects the attributes whose existence score R exceeds tau_R;
-each selected attribute conditions the token features (the guidance policy) and one B-I-O
-BiLSTM+CRF tags them. Conditioned copies are stacked on the batch axis so the decoder runs once.
+A multi-label classifier on the pooled sentence ([CLS] in the paper) selects the attributes whose
+existence score R exceeds tau_R; each selected attribute conditions the token features (the
+guidance policy) and one B-I-O BiLSTM+CRF tags them. Conditioned copies are stacked on the batch
+axis so the decoder runs once.
 """
 from __future__ import annotations
 

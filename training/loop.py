@@ -7,7 +7,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from dram.images import load_image
 from dram.inference import ExtractedSpan, char_spans
 from dram.listings import Listing
 from dram.metrics import ExtractionScorer
-from dram.model import DramModel
+from dram.model import DramModel, Encoded
 from dram.region_cache import region_features
 
 log = logging.getLogger(__name__)
@@ -172,21 +172,37 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
     return {"history": history, "train_minutes": (time.monotonic() - started) / 60, "best_valid_tag_f1": best}
 
 
-@torch.no_grad()
-def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
-            progress: bool = False) -> list[tuple[list[ExtractedSpan], dict[str, float]]]:
+Prediction = tuple[list[ExtractedSpan], dict[str, float]]
+
+
+def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size: int = 64, progress: bool = False,
+                    desc: str = "predict") -> Iterator[tuple[list[int], Encoded]]:
+    """The encoders' outputs batch by batch, with the data indices of each batch."""
     model.eval()
     pad = tokenizer.pad_token_id or 0
-    out = []
-    for start in tqdm(range(0, len(data), batch_size), desc="predict", unit="batch", disable=not progress):
+    for start in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", disable=not progress):
         index = list(range(start, min(start + batch_size, len(data))))
-        batch = make_batch(data, index, pad, with_gold=False).to(model.device)
-        scores, decoded = model.decode(model.encode(batch), tau_r)
-        for row, i in enumerate(index):
-            mine = [d for d in decoded if d.listing == row]
-            spans = char_spans(data.texts[i].text, data.texts[i].words, mine)
-            out.append((spans, {a: float(s) for a, s in zip(model.config.attributes, scores[row])}))
+        with torch.no_grad():
+            encoded = model.encode(make_batch(data, index, pad, with_gold=False).to(model.device))
+        yield index, encoded
+
+
+def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded: Encoded,
+                 tau_r: float | None = None) -> list[Prediction]:
+    """Character spans and attribute scores for each listing of one encoded batch."""
+    scores, decoded = model.decode(encoded, tau_r)
+    out = []
+    for row, i in enumerate(index):
+        mine = [d for d in decoded if d.listing == row]
+        spans = char_spans(data.texts[i].text, data.texts[i].words, mine)
+        out.append((spans, dict(zip(model.config.attributes, scores[row].tolist()))))
     return out
+
+
+def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
+            progress: bool = False) -> list[Prediction]:
+    return [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
+            for prediction in decode_batch(model, data, index, encoded, tau_r)]
 
 
 def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None = None,

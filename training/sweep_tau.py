@@ -9,27 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
 from dram.checkpoint import load_checkpoint
-from dram.inference import char_spans
+from dram.model import DramModel
 from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
-from training.loop import make_batch, prepare, score
+from training.loop import PreparedData, decode_batch, encoded_batches, prepare, score
 
 
-@torch.no_grad()
-def sweep(model, tokenizer, data, taus: list[float], batch_size: int = 64) -> dict[float, dict]:
+def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = 64) -> dict[float, dict]:
     predictions: dict[float, list] = {tau: [] for tau in taus}
-    pad = tokenizer.pad_token_id or 0
-    for start in tqdm(range(0, len(data), batch_size), desc="sweep", unit="batch"):
-        index = list(range(start, min(start + batch_size, len(data))))
-        encoded = model.encode(make_batch(data, index, pad, with_gold=False).to(model.device))
+    for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress=True, desc="sweep"):
         for tau in taus:
-            scores, decoded = model.decode(encoded, tau)
-            for row, i in enumerate(index):
-                spans = char_spans(data.texts[i].text, data.texts[i].words, [d for d in decoded if d.listing == row])
-                predictions[tau].append((spans, dict(zip(model.config.attributes, scores[row].tolist()))))
+            predictions[tau] += decode_batch(model, data, index, encoded, tau)
     return {tau: score(model, data, predictions[tau], tau) for tau in taus}
 
 

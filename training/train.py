@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
-from dram.config import ARM_POLICIES, VARIANTS, DramConfig
+from dram.config import ARM_POLICIES, CLASSIFIER_POOLING, VARIANTS, DramConfig
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
 
@@ -21,8 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default="dram")
     parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
     parser.add_argument("--arm-policy", choices=ARM_POLICIES, default=DramConfig.arm_policy)
-    parser.add_argument("--tau-r", type=float, default=0.5)
-    parser.add_argument("--classifier-pooling", choices=("cls", "mean"), default=DramConfig.classifier_pooling,
+    parser.add_argument("--tau-r", type=float, default=DramConfig.tau_r)
+    parser.add_argument("--classifier-pooling", choices=CLASSIFIER_POOLING, default=DramConfig.classifier_pooling,
                         help="what the attribute classifier reads: [CLS] (the paper) or the mean over tokens")
     parser.add_argument("--loss-lambda", type=float, default=DramConfig.loss_lambda,
                         help="weight of the attribute classifier's BCE in the loss")
