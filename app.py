@@ -4,7 +4,8 @@ Only wiring lives here: the model is `dram.inference.Extractor`, the pictures `d
 the batch audit `dram.audit`.
 
 Run:  python app.py   (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, model from
-DRAM_CHECKPOINT, default models/default).
+DRAM_CHECKPOINT, default models/default; on a Hugging Face Space, or with DRAM_BUILD_MISSING=1,
+a missing default model is built at start-up).
 
 API (gradio_client), endpoint "/extract": inputs text, image (a file path or URL, or None), tau_r;
 returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores",
@@ -57,7 +58,7 @@ from store.label_studio import LabelStudioError, export_to_label_studio, import_
 log = logging.getLogger("dram.app")
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = Path("models/default")
+DEFAULT_CHECKPOINT = ROOT / "models" / "default"
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 # Two CPU cores: one request at a time uses both through torch's intra-op threads; more would
 # only make every request slower. The queue holds the rest (up to QUEUE_SIZE, then "queue full").
@@ -608,9 +609,23 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
             return use_button.click(use_version, versions, [version_note, versions], api_name="use_model")
 
 
+def build_default_if_missing(path: Path) -> None:
+    """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
+    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 4 minutes on 2 cores)."""
+    wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
+    if not wanted or (path / "model.safetensors").exists() or path.resolve() != DEFAULT_CHECKPOINT.resolve():
+        return
+    from training.build_default import build
+
+    log.info("no model at %s: building the default model from the bundled listings (a few minutes)", path)
+    build(out=path)
+
+
 def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
     """The whole app; the model is loaded here, once, before the first request."""
-    handle = ModelHandle(Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)).load()
+    path = Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)
+    build_default_if_missing(path)
+    handle = ModelHandle(path).load()
     attributes = handle.extractor.attributes if handle.extractor else []
     palette = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb"]
     colours = {a: palette[i % len(palette)] for i, a in enumerate(attributes)}
