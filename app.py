@@ -749,9 +749,11 @@ def _theme() -> gr.themes.Base:
                           font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
+if __name__ == "__main__":  # before build_demo, so a start-up build on a Space says what it does
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
 demo = build_demo()
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo.launch(max_file_size=MAX_UPLOAD, theme=_theme())
