@@ -195,16 +195,21 @@ def test_ablation_trains_each_variant_and_seed_and_merges_saved_runs(runs, monke
 
     saved = runs["tmp"] / "ablation.json"
     monkeypatch.setattr(sys, "argv", [
-        "ablation", "--train", str(runs["data"]), "--test", str(runs["data"]), "--variants", "text-only",
-        "--seeds", "1,2", "--epochs", "1", "--batch-size", "4", "--threads", "1", "--text-encoder", runs["encoder"],
+        "ablation", "--train", str(runs["data"]), "--test", str(runs["data"]), "--variants", "text-only,v-irc",
+        "--policies", "dynet,prototype", "--seeds", "1,2", "--epochs", "1", "--batch-size", "4", "--threads", "1",
+        "--text-encoder", runs["encoder"],
         "--json", str(saved), "--cache-dir", str(runs["tmp"] / "cache")])
     ablation.main()
     printed = capsys.readouterr().out
     rows = json.loads(saved.read_text())
-    assert [(r["variant"], r["seed"]) for r in rows] == [("text-only", 1), ("text-only", 2)]
+    # V-IRC has no ARM: trained once per seed, not once per policy.
+    assert [(r["variant"], r["policy"], r["seed"]) for r in rows] == [
+        ("text-only", "dynet", 1), ("text-only", "dynet", 2), ("text-only", "prototype", 1),
+        ("text-only", "prototype", 2), ("v-irc", "(no ARM)", 1), ("v-irc", "(no ARM)", 2)]
     assert all(0.0 <= r["tag_f1"] <= 1.0 for r in rows)
-    line = next(l for l in printed.splitlines() if l.startswith("| text-only"))
-    assert line.startswith("| text-only | dynet | 2 |")
+    table_rows = [l for l in printed.splitlines() if l.startswith("| text-only") or l.startswith("| v-irc")]
+    assert [l.split(" | ")[:3] for l in table_rows] == [
+        ["| text-only", "dynet", "2"], ["| text-only", "prototype", "2"], ["| v-irc", "(no ARM)", "2"]]
 
     monkeypatch.setattr(sys, "argv", ["ablation", "--table", str(saved), str(saved)])
     ablation.main()

@@ -23,6 +23,7 @@ from training.loop import predict, prepare, score
 from training.train import add_model_arguments, add_training_arguments, config_from, settings_from, train_model
 
 log = logging.getLogger("training.ablation")
+NO_ARM = "(no ARM)"
 METRICS = ("cls_f1", "tag_f1", "precision", "recall", "slice_tag_f1", "slice_colour_f1")
 
 
@@ -37,9 +38,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
     rows = []
     for variant in args.variants.split(","):
-        for policy in args.policies.split(","):
+        # Without ARM the policy changes nothing: train those variants once per seed, not once per policy.
+        uses_arm = DramConfig.for_variant(variant, attributes).use_arm
+        for policy in args.policies.split(",") if uses_arm else [NO_ARM]:
             for seed in [int(s) for s in args.seeds.split(",")]:
-                args.seed, args.arm_policy = seed, policy
+                args.seed = seed
+                if uses_arm:
+                    args.arm_policy = policy
                 config = config_from(args, attributes, variant)
                 log.info("== %s (%s policy), seed %d", variant, policy, seed)
                 model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
