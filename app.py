@@ -54,11 +54,12 @@ from dram.visualize import (ARM_TITLE, arm_chart, display_photo, encode_jpeg, hi
 from store import Store, StoreError, open_store
 from store import review
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
+from training import build_default
 
 log = logging.getLogger("dram.app")
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = ROOT / "models" / "default"
+DEFAULT_CHECKPOINT = build_default.DEFAULT_OUT
 EXAMPLES_DIR = ROOT / "assets" / "examples"
 # Two CPU cores: one request at a time uses both through torch's intra-op threads; more would
 # only make every request slower. The queue holds the rest (up to QUEUE_SIZE, then "queue full").
@@ -613,12 +614,10 @@ def build_default_if_missing(path: Path) -> None:
     """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
     or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 4 minutes on 2 cores)."""
     wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
-    if not wanted or (path / "model.safetensors").exists() or path.resolve() != DEFAULT_CHECKPOINT.resolve():
+    if not wanted or build_default.is_built(path) or path.resolve() != DEFAULT_CHECKPOINT.resolve():
         return
-    from training.build_default import build
-
     log.info("no model at %s: building the default model from the bundled listings (a few minutes)", path)
-    build(out=path)
+    build_default.build(out=path)
 
 
 def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:

@@ -30,10 +30,10 @@ def app_checkpoint() -> Path:
     from dram.config import DramConfig
 
     path = ROOT / "models" / "default"
-    if not (path / "model.safetensors").exists():
-        from training.build_default import build
+    from training import build_default
 
-        build(path)
+    if not build_default.is_built(path):
+        build_default.build(path)
     assert DramConfig.load(path / "config.json").attributes == ATTRIBUTES, "default model has another label map"
     return path
 

@@ -25,6 +25,10 @@ BUNDLE = ROOT / "assets" / "myntra-small"
 DEFAULT_OUT = ROOT / "models" / "default"
 
 
+def is_built(out: Path = DEFAULT_OUT) -> bool:
+    return (out / "model.safetensors").exists()
+
+
 def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int = 3, max_train: int | None = None,
           seed: int = 13, cache_dir: Path = DEFAULT_CACHE, device: str | None = None) -> dict:
     started = time.monotonic()
@@ -55,7 +59,7 @@ def main() -> None:
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     args = parser.parse_args()
     setup_logging()
-    if args.if_missing and (args.out / "model.safetensors").exists():
+    if args.if_missing and is_built(args.out):
         log.info("%s exists; not rebuilding (drop --if-missing to rebuild)", args.out)
     else:
         build(args.out, args.data, args.epochs, args.max_train, args.seed, args.cache_dir, args.device)
