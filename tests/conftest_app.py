@@ -28,10 +28,9 @@ STARTUP_TIMEOUT_S = 180
 def app_checkpoint() -> Path:
     """The default model the app ships with: built by scripts/test.sh before the suite, or here if missing."""
     from dram.config import DramConfig
-
-    path = ROOT / "models" / "default"
     from training import build_default
 
+    path = build_default.DEFAULT_OUT
     if not build_default.is_built(path):
         build_default.build(path)
     assert DramConfig.load(path / "config.json").attributes == ATTRIBUTES, "default model has another label map"
