@@ -2,7 +2,9 @@
 
 `{"id", "text", "image": optional path relative to the file, "spans": [{"start", "end", "attribute"}]}`
 or, instead of (or as well as) spans, `"values": {"Attribute": ["value", ...]}` which the loader
-locates in the text: every occurrence, case-insensitive, on word boundaries.
+locates in the text: every occurrence, case-insensitive, on word boundaries. An attribute with an
+empty list was checked and has no value ("n/a"). The values as given are kept in
+`meta["target_values"]`, so the value-level (slot) metric can score them, found in the text or not.
 
 Loading never drops data silently: a listing or span that cannot be used is skipped with a
 warning naming the line and the listing id, and counted in the returned `LoadReport`, so a
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dram.errors import DramInputError
+from dram.tagging import split_words
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,16 @@ class Listing:
 
     def attributes(self) -> set[str]:
         return {s.attribute for s in self.spans}
+
+    def target_values(self) -> dict[str, list[str]]:
+        """The labelled slots: attribute -> gold values ([] = checked, no value). Listings labelled
+        by spans only have a slot for each attribute they mark."""
+        if isinstance(self.meta.get("target_values"), dict):
+            return self.meta["target_values"]
+        slots: dict[str, list[str]] = {}
+        for span in self.spans:
+            slots.setdefault(span.attribute, []).append(self.span_text(span))
+        return slots
 
 
 @dataclass
@@ -96,16 +109,20 @@ class LoadReport:
 
 
 def value_pattern(value: str) -> re.Pattern[str]:
-    """Case-insensitive pattern for `value` as a whole word (no letter/digit right before or after)."""
+    """Case-insensitive pattern for `value`, any run of whitespace between its words."""
     words = [re.escape(w) for w in value.split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+    return re.compile(r"\s+".join(words), re.IGNORECASE)
 
 
 def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], list[tuple[str, str]]]:
     """Spans for every occurrence of each value, and the (attribute, value) pairs not found.
 
-    When two values of one attribute overlap ("Navy Blue" and "Blue"), the longer match wins.
+    An occurrence must start and end on tagging-unit boundaries (`dram.tagging.split_words`):
+    "13" is found in "13w x 4d" but not in "2013". When two values of one attribute overlap
+    ("Navy Blue" and "Blue"), the longer match wins.
     """
+    units = split_words(text)
+    starts, ends = {w.start for w in units}, {w.end for w in units}
     found: list[Span] = []
     missing: list[tuple[str, str]] = []
     for attribute, vals in values.items():
@@ -113,7 +130,8 @@ def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], 
         for value in vals:
             if not value.strip():
                 continue
-            hits = [Span(m.start(), m.end(), attribute) for m in value_pattern(value).finditer(text)]
+            hits = [Span(m.start(), m.end(), attribute) for m in value_pattern(value).finditer(text)
+                    if m.start() in starts and m.end() in ends]
             if not hits:
                 missing.append((attribute, value))
             matches.extend(hits)
@@ -184,6 +202,8 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
             spans.append(span)
 
     meta = {k: v for k, v in record.items() if k not in _CORE_KEYS}
+    if wanted:
+        meta["target_values"] = wanted
     report.n_loaded += 1
     return Listing(id=lid, text=text, image=image, spans=sorted(spans), meta=meta)
 

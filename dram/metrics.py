@@ -70,3 +70,91 @@ def format_report(summary: dict) -> str:
         lines.append(f"{attribute:<16}{c['f1']:>8.4f}{c['precision']:>8.4f}{c['recall']:>8.4f}{c['tp'] + c['fn']:>7}")
     return "\n".join(lines)
 
+
+
+def normalise_value(value: str) -> str:
+    """The slot rule compares values case-insensitively with whitespace collapsed."""
+    return " ".join(value.lower().split())
+
+
+@dataclass
+class SlotCounts:
+    """ExtractGPT's counts: NN (gold n/a, no answer), NV (gold n/a, an answer), VN (gold value, no
+    answer), VC (answer is one of the gold values), VW (answer differs)."""
+
+    nn: int = 0
+    nv: int = 0
+    vn: int = 0
+    vc: int = 0
+    vw: int = 0
+
+    def add(self, gold: list[str], answer: str | None) -> None:
+        if not gold:
+            if answer is None:
+                self.nn += 1
+            else:
+                self.nv += 1
+        elif answer is None:
+            self.vn += 1
+        elif normalise_value(answer) in {normalise_value(g) for g in gold}:
+            self.vc += 1
+        else:
+            self.vw += 1
+
+    @property
+    def precision(self) -> float:
+        answered = self.nv + self.vc + self.vw
+        return self.vc / answered if answered else 0.0
+
+    @property
+    def recall(self) -> float:
+        valued = self.vn + self.vc + self.vw
+        return self.vc / valued if valued else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict:
+        return {"f1": self.f1, "precision": self.precision, "recall": self.recall,
+                "NN": self.nn, "NV": self.nv, "VN": self.vn, "VC": self.vc, "VW": self.vw}
+
+
+@dataclass
+class SlotScorer:
+    """The value-level metric of the attribute-extraction literature: one slot per labelled attribute
+    of each listing, answered by the system's single most confident value; micro-averaged.
+    Answers for attributes a listing was not labelled with are not counted."""
+
+    total: SlotCounts = field(default_factory=SlotCounts)
+    per_attribute: dict[str, SlotCounts] = field(default_factory=dict)
+
+    def add(self, slots: dict[str, list[str]], answers: dict[str, str]) -> None:
+        for attribute, gold in slots.items():
+            answer = answers.get(attribute)
+            self.total.add(gold, answer)
+            self.per_attribute.setdefault(attribute, SlotCounts()).add(gold, answer)
+
+    def summary(self) -> dict:
+        return {**self.total.as_dict(),
+                "per_attribute": {a: c.as_dict() for a, c in sorted(self.per_attribute.items())}}
+
+
+def best_answers(spans) -> dict[str, str]:
+    """Each attribute's most confident extracted value (spans with .attribute, .text, .confidence)."""
+    best: dict[str, tuple[float, str]] = {}
+    for span in spans:
+        if span.attribute not in best or span.confidence > best[span.attribute][0]:
+            best[span.attribute] = (span.confidence, span.text)
+    return {a: text for a, (_, text) in best.items()}
+
+
+def format_slot_report(summary: dict) -> str:
+    lines = [f"value F1 (slot rule) {summary['f1']:.4f}  P {summary['precision']:.4f}  R {summary['recall']:.4f}  "
+             + "  ".join(f"{k} {summary[k]}" for k in ("NN", "NV", "VN", "VC", "VW")),
+             f"{'attribute':<28}{'F1':>8}{'P':>8}{'R':>8}{'NN':>6}{'NV':>6}{'VN':>6}{'VC':>6}{'VW':>6}"]
+    for attribute, c in summary["per_attribute"].items():
+        lines.append(f"{attribute[:27]:<28}{c['f1']:>8.4f}{c['precision']:>8.4f}{c['recall']:>8.4f}"
+                     + "".join(f"{c[k]:>6}" for k in ("NN", "NV", "VN", "VC", "VW")))
+    return "\n".join(lines)

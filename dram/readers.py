@@ -15,7 +15,7 @@ from dram.listings import Listing, ListingError, LoadReport, listing_from_record
 
 log = logging.getLogger(__name__)
 
-Format = Literal["auto", "jsonl", "mepave", "mae"]
+Format = Literal["auto", "jsonl", "mepave", "mae", "target_scores"]
 _TAG = re.compile(r"<(/?)([^<>/]+)>")
 
 
@@ -44,7 +44,9 @@ def read_listings(path: str | Path, format: Format = "auto") -> tuple[list[Listi
         return _read_mepave(path)
     if kind == "mae":
         return _read_mae(path)
-    raise ListingError(f"Unknown listing format {format!r}: use auto, jsonl, mepave or mae.")
+    if kind == "target_scores":
+        return _read_target_scores(path)
+    raise ListingError(f"Unknown listing format {format!r}: use auto, jsonl, mepave, mae or target_scores.")
 
 
 def _read_text(path: Path) -> str:
@@ -63,6 +65,8 @@ def _sniff(path: Path) -> str:
             record = json.loads(first)
         except json.JSONDecodeError:
             return "mae"  # a pretty-printed JSON document rather than one object per line
+        if isinstance(record, dict) and "target_scores" in record:
+            return "target_scores"
         if isinstance(record, dict) and ("specs" in record or "title" in record) \
                 and not ("spans" in record or "values" in record):
             return "mae"
@@ -176,4 +180,49 @@ def _mae_record(item: dict, default_id: str) -> dict:
     record = {"id": item.get("id", default_id), "text": f"{title} {body}".strip(), "values": values}
     if images:
         record["image"] = images[0]
+    return record
+
+
+def read_target_scores(path: str | Path) -> list[Listing]:
+    """WDC-PAVE-style JSONL: `{"id", "input" | "input_title" + "input_description", "target_scores"}`."""
+    return _read_target_scores(Path(path))[0]
+
+
+def _read_target_scores(path: Path) -> tuple[list[Listing], LoadReport]:
+    """Values are located in the text (every occurrence); `{"n/a": 1}` becomes an empty value list,
+    "checked and absent", which the slot metric scores and training reads as a negative."""
+    report = LoadReport()
+    listings: list[Listing] = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        report.n_read += 1
+        where = f"{path.name} line {number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.skip_listing(where, f"the line is not JSON ({exc.msg})")
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("target_scores"), dict):
+            report.skip_listing(where, "it has no \"target_scores\" object")
+            continue
+        listing = listing_from_record(_target_scores_record(item, f"{path.stem}-{number}"), where=where,
+                                      base_dir=path.parent, report=report)
+        if listing is not None:
+            listings.append(listing)
+    log.info("%s: %s", path, report.summary())
+    return listings, report
+
+
+def _target_scores_record(item: dict, default_id: str) -> dict:
+    if isinstance(item.get("input"), str):
+        text = item["input"].strip()
+    else:
+        parts = [str(item.get(k) or "").strip() for k in ("input_title", "input_description")]
+        text = "\n".join(p for p in parts if p)
+    values = {str(attribute): [str(v) for v in scored if str(v).strip().lower() != "n/a"]
+              for attribute, scored in item["target_scores"].items() if isinstance(scored, dict)}
+    skip = {"id", "input", "input_title", "input_description", "target_scores"}
+    record = {k: v for k, v in item.items() if k not in skip}
+    record.update(id=item.get("id", default_id), text=text, values=values)
     return record

@@ -82,3 +82,30 @@ def test_format_report_shows_headline_and_attributes() -> None:
     assert "P 0.5000" in first and "R 0.5000" in first
     colour = next(line for line in report.splitlines() if line.startswith("colour"))
     assert colour.split() == ["colour", "1.0000", "1.0000", "1.0000", "2"]
+
+
+def test_slot_rule_counts_and_scores_by_hand() -> None:
+    from dram.metrics import SlotScorer
+
+    scorer = SlotScorer()
+    # Listing 1: colour right (case and spaces differ), brand n/a and unanswered (NN),
+    # size answered wrongly (VW), material missed (VN).
+    scorer.add({"colour": ["Navy  Blue", "navy"], "brand": [], "size": ["XL"], "material": ["cotton"]},
+               {"colour": "navy blue", "size": "L", "fit": "slim"})  # fit is not a slot: not counted
+    # Listing 2: brand n/a but answered (NV), colour right.
+    scorer.add({"brand": [], "colour": ["red"]}, {"brand": "Acme", "colour": "Red"})
+    summary = scorer.summary()
+    assert (summary["NN"], summary["NV"], summary["VN"], summary["VC"], summary["VW"]) == (1, 1, 1, 2, 1)
+    assert summary["precision"] == pytest.approx(2 / (1 + 2 + 1))  # VC / (NV + VC + VW)
+    assert summary["recall"] == pytest.approx(2 / (1 + 2 + 1))  # VC / (VN + VC + VW)
+    assert summary["f1"] == pytest.approx(0.5)
+    assert summary["per_attribute"]["brand"]["NV"] == 1 and "fit" not in summary["per_attribute"]
+
+
+def test_best_answers_take_each_attributes_most_confident_span() -> None:
+    from dram.inference import ExtractedSpan
+    from dram.metrics import best_answers
+
+    spans = [ExtractedSpan(0, 3, "colour", "Red", 0.6), ExtractedSpan(9, 13, "colour", "Blue", 0.9),
+             ExtractedSpan(4, 8, "brand", "Acme", 0.5)]
+    assert best_answers(spans) == {"colour": "Blue", "brand": "Acme"}

@@ -87,3 +87,65 @@ def test_public_mepave_sample_reads_cleanly() -> None:
     for part in ("train", "valid", "test"):
         listings, report = read_listings(folder / f"jdai.jave.fashion.{part}.sample")
         assert report.n_skipped == 0 and listings and all(l.spans for l in listings[:5])
+
+
+def _offer(**overrides) -> dict:
+    offer = {"id": 7, "category": "Computers", "input_title": "HP Xeon E5335 2.0GHz DL360 G5",
+             "input_description": "Intel Xeon E5335 (2.0GHz/4-core) 13w x 4d. Ships from DE.",
+             "target_scores": {"Processor Type": {"Xeon E5335": {"pid": [0], "score": 1},
+                                                  "Intel Xeon E5335": {"pid": [1], "score": 1}},
+                               "Clock Speed": {"2.0GHz": {"pid": [0, 1], "score": 1}},
+                               "Width": {"13": {"pid": [1], "score": 1}},
+                               "Interface": {"Ultra320 SCSI": {"pid": [1], "score": 1}},
+                               "Bus Speed": {"n/a": 1}}}
+    offer.update(overrides)
+    return offer
+
+
+def test_target_scores_reader_locates_every_value_keeps_na_and_reports_missing(tmp_path: Path) -> None:
+    path = tmp_path / "offers.jsonl"
+    path.write_text(json.dumps(_offer()) + "\n")
+    listings, report = read_listings(path)
+    listing = listings[0]
+    assert listing.id == "7" and listing.meta["category"] == "Computers"
+    assert listing.text.startswith("HP Xeon") and "\nIntel Xeon" in listing.text
+    found = sorted((s.attribute, listing.span_text(s), s.start) for s in listing.spans)
+    found = sorted(found, key=lambda f: (f[0], f[2]))
+    # "2.0GHz" twice (title and description); both processor names, the longer one where they nest;
+    # "13" inside "13w" is found on its own tagging unit.
+    assert [(a, t) for a, t, _ in found] == [
+        ("Clock Speed", "2.0GHz"), ("Clock Speed", "2.0GHz"),
+        ("Processor Type", "Xeon E5335"), ("Processor Type", "Intel Xeon E5335"), ("Width", "13")]
+    # n/a is a labelled slot with no value; the value not written in the text is kept as a slot too.
+    assert listing.target_values()["Bus Speed"] == []
+    assert listing.target_values()["Interface"] == ["Ultra320 SCSI"]
+    assert report.values_not_found == 1 and "'Ultra320 SCSI'" in report.problems[0] and report.n_loaded == 1
+
+
+def test_target_scores_reader_takes_the_single_input_field(tmp_path: Path) -> None:
+    offer = {"id": "a", "input": "Acme Blue Kettle 1.7 l", "target_scores": {"Color": {"Blue": 1}, "Size": {"n/a": 1}}}
+    path = tmp_path / "other.jsonl"
+    path.write_text(json.dumps(offer) + "\n")
+    listing = read_listings(path)[0][0]
+    assert listing.text == "Acme Blue Kettle 1.7 l"
+    assert [listing.span_text(s) for s in listing.spans] == ["Blue"]
+    assert listing.target_values() == {"Color": ["Blue"], "Size": []}
+
+
+def test_target_values_survive_a_canonical_write_and_read(tmp_path: Path) -> None:
+    from dram.listings import read_jsonl, write_jsonl
+
+    path = tmp_path / "offers.jsonl"
+    path.write_text(json.dumps(_offer()) + "\n")
+    listing = read_listings(path)[0][0]
+    write_jsonl(tmp_path / "canonical.jsonl", [listing])
+    again = read_jsonl(tmp_path / "canonical.jsonl")[0][0]
+    assert again.spans == listing.spans and again.target_values() == listing.target_values()
+
+
+def test_target_scores_line_without_scores_is_skipped_with_reason(tmp_path: Path) -> None:
+    path = tmp_path / "offers.jsonl"
+    path.write_text(json.dumps(_offer()) + "\n" + json.dumps({"id": 8, "target_scores": {"A": {"x": 1}}, "input_title": "x"})
+                    + "\n" + "not json\n")
+    listings, report = read_listings(path, format="target_scores")
+    assert len(listings) == 2 and report.n_skipped == 1 and "line 3" in report.problems[-1]

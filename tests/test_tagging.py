@@ -93,3 +93,11 @@ def test_bio_ranges_span_at_the_end_and_adjacent_bs() -> None:
 
 def test_word_is_a_value_object() -> None:
     assert split_words("red")[0] == Word(0, 3, "red")
+
+
+def test_split_words_breaks_digits_from_letters_and_lower_from_upper_case() -> None:
+    # Scraped descriptions glue values to their neighbours: "13w x 4d", "COLOR: BlackALTERNATE".
+    assert [w.text for w in split_words("13w x 4d BlackALTERNATE SAF5278BL")] == [
+        "13", "w", "x", "4", "d", "Black", "ALTERNATE", "SAF", "5278", "BL"]
+    text = "iPhone 2.0GHz"
+    assert all(text[w.start:w.end] == w.text for w in split_words(text))

@@ -111,8 +111,10 @@ def test_evaluate_prints_metrics_and_writes_json(runs) -> None:
     assert " P " in headline and " R " in headline
     summary = json.loads((runs["tmp"] / "metrics.json").read_text())
     assert summary["n_listings"] == 8
-    assert set(summary) == {"n_listings", "cls_f1", "tag_f1", "precision", "recall", "per_attribute"}
+    assert set(summary) == {"n_listings", "cls_f1", "tag_f1", "precision", "recall", "per_attribute", "value"}
     assert f"TAG-F1 {summary['tag_f1']:.4f}" in headline and f"CLS-F1 {summary['cls_f1']:.4f}" in headline
+    value_line = next(line for line in result.stdout.splitlines() if line.startswith("value F1 (slot rule)"))
+    assert f"value F1 (slot rule) {summary['value']['f1']:.4f}" in value_line and "NN " in value_line
 
 
 def test_predict_writes_one_line_per_listing(runs) -> None:

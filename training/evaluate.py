@@ -1,6 +1,8 @@
 """Evaluate a checkpoint: `python -m training.evaluate --checkpoint DIR --data C.jsonl [--json OUT]`.
 
-Prints CLS-F1, TAG-F1, precision and recall, overall and per attribute.
+Prints CLS-F1, TAG-F1, precision and recall, overall and per attribute, and the value-level slot
+metric of the attribute-extraction literature (each labelled attribute answered by the most
+confident extracted value; n/a labels count as slots too).
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import json
 from pathlib import Path
 
 from dram.checkpoint import load_checkpoint
-from dram.metrics import format_report
+from dram.metrics import format_report, format_slot_report
 from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
 from training.loop import evaluate, prepare
 
@@ -35,6 +37,8 @@ def main() -> None:
     data = prepare(model, tokenizer, listings, args.cache_dir, use_images=not args.no_image)
     summary = evaluate(model, tokenizer, data, args.tau_r, progress=True)
     print(format_report(summary))
+    print()
+    print(format_slot_report(summary["value"]))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
