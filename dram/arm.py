@@ -99,10 +99,11 @@ class AttributeRangeMinimizer(nn.Module):
     """Selection, guidance and the per-attribute decoder. The existence classifier lives on the
     model itself, since the ARM-less variants train it too (for CLS-F1 and the UI's scores)."""
 
-    def __init__(self, hidden_size: int, n_attributes: int, lstm_hidden: int, policy: str = "prototype"):
+    def __init__(self, hidden_size: int, n_attributes: int, lstm_hidden: int, policy: str = "prototype",
+                 prior_size: int = 0):
         super().__init__()
         self.guidance = GUIDANCE[policy](hidden_size, n_attributes)
-        self.decoder = SpanDecoder(2 * hidden_size, lstm_hidden, 3)
+        self.decoder = SpanDecoder(2 * hidden_size + prior_size, lstm_hidden, 3)
 
     @staticmethod
     def select(scores: torch.Tensor, tau_r: float, gold: torch.Tensor | None = None) -> torch.Tensor:
@@ -112,5 +113,11 @@ class AttributeRangeMinimizer(nn.Module):
             chosen = chosen | gold.bool()
         return chosen.nonzero()
 
-    def conditioned(self, features: torch.Tensor, rows: torch.Tensor, names: torch.Tensor | None) -> torch.Tensor:
-        return self.guidance(features[rows[:, 0]], rows[:, 1], names)
+    def conditioned(self, features: torch.Tensor, rows: torch.Tensor, names: torch.Tensor | None,
+                    prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Guided features per (listing, attribute) row, with that attribute's value-lookup features."""
+        guided = self.guidance(features[rows[:, 0]], rows[:, 1], names)
+        if prior is None:
+            return guided
+        mine = prior.view(*prior.shape[:2], -1, 2)[rows[:, 0], :, rows[:, 1]]  # (M, W, 2)
+        return torch.cat([guided, mine.to(guided.dtype)], dim=-1)

@@ -17,6 +17,7 @@ class EncodedText:
     input_ids: list[int]
     word_first_token: list[int]  # index of each word's first sub-word ([CLS] is 0)
     truncated: bool
+    prior: torch.Tensor | None = None  # (W, 2N) value-lookup features (dram.value_lookup.prior_features)
 
 
 def encode_text(tokenizer, text: str, max_tokens: int) -> EncodedText:
@@ -47,6 +48,7 @@ class Batch:
     pixels: torch.Tensor | None = None  # (B, 3, S, S) when the image encoder runs
     gold_attributes: torch.Tensor | None = None  # (B, N) float 0/1
     gold_tags: torch.Tensor | None = None  # (B, N, W) per attribute (ARM) or (B, W) joint
+    prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -96,6 +98,10 @@ def collate(encoded: list[EncodedText], has_image: list[bool], regions: torch.Te
         word_mask[b, : len(e.words)] = True
     result = Batch(input_ids, attention, word_index, word_mask, torch.tensor(has_image, dtype=torch.bool),
                    regions=regions, pixels=pixels)
+    if encoded[0].prior is not None:
+        result.prior = torch.zeros((batch, w_max, encoded[0].prior.shape[-1]))
+        for b, e in enumerate(encoded):
+            result.prior[b, : len(e.words)] = e.prior
     if gold is not None:
         result.gold_attributes = torch.stack([g[0] for g in gold])
         per_attribute = gold[0][1].dim() == 2

@@ -1,4 +1,5 @@
-"""A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json."""
+"""A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json,
+and value_lookup.json when the model reads the value lookup."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from dram.config import DramConfig
 from dram.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.errors import CheckpointError
 from dram.model import DramModel
+from dram.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
+LOOKUP_FILE = "value_lookup.json"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -57,6 +60,8 @@ def save_checkpoint(model: DramModel, tokenizer, out_dir: Path, metrics: dict | 
         tokenizer.save_pretrained(tmp / "text_encoder")
         model.text_encoder.config.save_pretrained(tmp / "text_encoder")
         (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
+        if model.value_lookup is not None:
+            model.value_lookup.save(tmp / LOOKUP_FILE)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -111,6 +116,11 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None) 
         raise CheckpointError(
             f"{path}: weights do not match its config (missing {missing_keys[:3]}, unexpected "
             f"{result.unexpected_keys[:3]}). The checkpoint is damaged or from another version; rebuild it.")
+    if config.value_prior:
+        if not (path / LOOKUP_FILE).exists():
+            raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "
+                                  "rebuild the checkpoint.")
+        model.value_lookup = ValueLookup.load(path / LOOKUP_FILE)
     metrics_file = path / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return model.to(pick_device(device) if not isinstance(device, torch.device) else device).eval(), tokenizer, metrics

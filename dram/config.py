@@ -30,6 +30,9 @@ class DramConfig:
     use_arm: bool = True
     vanilla_irc: bool = False  # image regions appended to the text tokens
     freeze_text_encoder: bool = False
+    # The word embeddings and this many lower layers of the language model stay as pretrained:
+    # backward passes stop below the rest, so a CPU affords more updates in the same time.
+    frozen_layers: int = 0
     freeze_image_encoder: bool = True
     # The paper's best policy is the prototype; on Myntra DyNet was ahead by 0.23 TAG-F1 over 3 seeds
     # (97.88 +- 0.16 vs 97.65 +- 0.09, BENCHMARKS.md, Table 7), so it is our default.
@@ -43,7 +46,11 @@ class DramConfig:
     tem_dim: int = 200
     tem_softmax: bool = True
     lstm_hidden: int = 128
-    max_tokens: int = 96
+    # MiniLM reads 512 positions; longer texts are read in overlapping windows of this size.
+    max_tokens: int = 512
+    # The decoder also reads which words are a value seen in training, and of which attribute
+    # (dram.value_lookup); the dictionary is saved with the checkpoint.
+    value_prior: bool = False
     # Filled from the encoders when the model is built
     hidden_size: int = 0
     image_channels: int = 0

@@ -20,6 +20,7 @@ from dram.errors import DramInputError
 from dram.images import load_image
 from dram.model import DecodedSpan, Encoded
 from dram.tagging import Word
+from dram.value_lookup import prior_features
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class Extractor:
         enc = encode_text(self.tokenizer, text, self.config.max_tokens)
         if not enc.words:
             raise DramInputError("The listing text has no words the model can read.")
+        if self.model.value_lookup is not None:
+            enc.prior = prior_features(self.model.value_lookup, enc.words, self.config.attributes)
         if enc.truncated:
             end = enc.words[-1].end
             warnings.append(f"The text is longer than the model reads ({self.config.max_tokens} tokens): "

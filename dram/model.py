@@ -21,6 +21,7 @@ from dram.config import DramConfig
 from dram.encoders import ImageRegionEncoder
 from dram.tagging import bio_ranges
 from dram.tem import TextRelatedEmbeddings
+from dram.value_lookup import ValueLookup
 
 
 @dataclass
@@ -32,11 +33,12 @@ class Encoded:
     attribute_logits: torch.Tensor  # (B, N)
     cross_attention: torch.Tensor | None  # (B, T, R) TEM text-to-region attention
     name_features: torch.Tensor | None  # (N, H) for the BERT-guided policy
+    prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
 
     def select(self, index: int) -> "Encoded":
         pick = lambda t: None if t is None else t[index : index + 1]
         return Encoded(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
-                       pick(self.cross_attention), self.name_features)
+                       pick(self.cross_attention), self.name_features, pick(self.prior))
 
 
 @dataclass
@@ -63,6 +65,8 @@ class DramModel(nn.Module):
             self.region_norm = nn.LayerNorm(config.image_channels)
         if config.freeze_text_encoder:
             text_encoder.requires_grad_(False)
+        elif config.frozen_layers:
+            _freeze_lower_layers(text_encoder, config.frozen_layers)
         if self.image_encoder is not None and config.freeze_image_encoder:
             self.image_encoder.requires_grad_(False)
         self.tem = (TextRelatedEmbeddings(hidden, config.image_channels or 1, config.tem_dim, config.tem_softmax)
@@ -70,11 +74,15 @@ class DramModel(nn.Module):
         self.region_tokens = nn.Linear(config.image_channels, hidden) if config.vanilla_irc and config.use_image else None
         n_attr = len(config.attributes)
         self.classifier = AttributeClassifier(hidden, n_attr)
+        # Set by training (built from its listings) or loaded with the checkpoint when config.value_prior.
+        self.value_lookup: ValueLookup | None = None
         if config.use_arm:
-            self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy)
+            self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy,
+                                               prior_size=2 if config.value_prior else 0)
         else:
             self.arm = None
-            self.joint_decoder = SpanDecoder(hidden, config.lstm_hidden, len(config.tags))
+            prior_size = 2 * n_attr if config.value_prior else 0
+            self.joint_decoder = SpanDecoder(hidden + prior_size, config.lstm_hidden, len(config.tags))
         if attribute_name_ids is not None:
             width = max(len(ids) for ids in attribute_name_ids)
             ids = torch.zeros((n_attr, width), dtype=torch.long)
@@ -122,7 +130,15 @@ class DramModel(nn.Module):
         if self.config.use_arm and self.config.arm_policy == "bert":
             ids = self.attribute_name_ids
             names = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state[:, 0]
-        return Encoded(word_features, batch.word_mask, self.classifier(sentence), cross, names)
+        prior = batch.prior if self.config.value_prior else None
+        if self.config.value_prior and prior is None:
+            prior = word_features.new_zeros((*batch.word_mask.shape, 2 * len(self.config.attributes)))
+        return Encoded(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior)
+
+    def _joint_features(self, encoded: Encoded) -> torch.Tensor:
+        if encoded.prior is None:
+            return encoded.word_features
+        return torch.cat([encoded.word_features, encoded.prior.to(encoded.word_features.dtype)], dim=-1)
 
     def _sentence(self, states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """The classifier's view of a listing: [CLS] as in the paper, or the mean over text tokens."""
@@ -136,14 +152,14 @@ class DramModel(nn.Module):
         gold = batch.gold_attributes
         bce = nnf.binary_cross_entropy_with_logits(encoded.attribute_logits, gold)
         if self.arm is None:
-            nll = self.joint_decoder.nll(encoded.word_features, batch.gold_tags, encoded.word_mask)
+            nll = self.joint_decoder.nll(self._joint_features(encoded), batch.gold_tags, encoded.word_mask)
         else:
             scores = torch.sigmoid(encoded.attribute_logits.detach())
             rows = self.arm.select(scores, self.config.tau_r, gold)
             if len(rows) == 0:
                 nll = bce.new_zeros(())
             else:
-                features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features)
+                features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features, encoded.prior)
                 tags = batch.gold_tags[rows[:, 0], rows[:, 1]]
                 nll = self.arm.decoder.nll(features, tags, encoded.word_mask[rows[:, 0]])
         total = nll + self.config.loss_lambda * bce
@@ -156,14 +172,14 @@ class DramModel(nn.Module):
         scores = torch.sigmoid(encoded.attribute_logits)
         spans: list[DecodedSpan] = []
         if self.arm is None:
-            paths, marginals = self.joint_decoder.decode(encoded.word_features, encoded.word_mask)
+            paths, marginals = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask)
             for b, path in enumerate(paths):
                 spans += self._spans(b, [self.config.tags[t] for t in path], marginals[b], path)
             return scores, spans
         rows = self.arm.select(scores, tau)
         if len(rows) == 0:
             return scores, spans
-        features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features)
+        features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features, encoded.prior)
         paths, marginals = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]])
         for (b, a), path, marg in zip(rows.tolist(), paths, marginals):
             attribute = self.config.attributes[a]
@@ -178,3 +194,15 @@ class DramModel(nn.Module):
             conf = float(torch.stack([marginals[i, path[i]] for i in range(first, end)]).mean())
             out.append(DecodedSpan(listing, attribute, first, end, conf))
         return out
+
+
+def _freeze_lower_layers(text_encoder: nn.Module, n_layers: int) -> None:
+    """Freeze the embeddings and the first `n_layers` transformer layers (BERT-style encoders)."""
+    layers = getattr(getattr(text_encoder, "encoder", None), "layer", None)
+    if layers is None or not hasattr(text_encoder, "embeddings"):
+        raise ValueError("frozen_layers needs a BERT-style encoder (embeddings + encoder.layer).")
+    if not 0 <= n_layers <= len(layers):
+        raise ValueError(f"frozen_layers must be between 0 and {len(layers)}, got {n_layers}.")
+    text_encoder.embeddings.requires_grad_(False)
+    for layer in layers[:n_layers]:
+        layer.requires_grad_(False)

@@ -114,9 +114,9 @@ def test_training_selects_predicted_or_gold_and_wrong_picks_learn_all_o(tiny_enc
     seen = {}
     original_conditioned, original_nll = model.arm.conditioned, model.arm.decoder.nll
 
-    def conditioned(features, rows, names):
+    def conditioned(features, rows, names, prior=None):
         seen["rows"] = rows.tolist()
-        return original_conditioned(features, rows, names)
+        return original_conditioned(features, rows, names, prior)
 
     def nll(features, tags, mask):
         seen["tags"], seen["mask"] = tags, mask

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 from collections import Counter
 from pathlib import Path
@@ -38,6 +39,19 @@ def load_data(path: str | Path, what: str) -> list[Listing]:
     if not listings:
         raise SystemExit(f"error: no usable listings in {path} ({report.summary()}).")
     return listings
+
+
+def split_validation(listings: list[Listing], fraction: float = 0.1, seed: int = 13,
+                     minimum: int = 10) -> tuple[list[Listing], list[Listing]]:
+    """A seeded share of the training listings kept aside to pick the best epoch and stop early.
+    Too few listings to spare (fewer than 2 x minimum) trains on all of them without validation."""
+    if len(listings) < 2 * minimum:
+        return listings, []
+    order = list(range(len(listings)))
+    random.Random(seed).shuffle(order)
+    n_valid = max(minimum, round(fraction * len(listings)))
+    held = set(order[:n_valid])
+    return ([l for i, l in enumerate(listings) if i not in held], [l for i, l in enumerate(listings) if i in held])
 
 
 def attribute_set(listings: list[Listing]) -> list[str]:

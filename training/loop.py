@@ -18,9 +18,10 @@ from dram.errors import ImageError
 from dram.images import load_image
 from dram.inference import ExtractedSpan, char_spans
 from dram.listings import Listing
-from dram.metrics import ExtractionScorer
+from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.model import DramModel, Encoded
 from dram.region_cache import region_features
+from dram.value_lookup import cross_fitted, prior_features
 
 log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path(".cache/features")
@@ -28,13 +29,41 @@ DEFAULT_CACHE = Path(".cache/features")
 
 @dataclass
 class TrainSettings:
-    epochs: int = 3
+    # None: the budget follows the data (`planned_epochs`): about `target_steps` optimizer steps,
+    # at least `min_epochs` and at most `max_epochs` passes, and with a validation set, a stop
+    # once `patience` epochs in a row did not improve on the best validation TAG-F1.
+    epochs: int | None = None
+    target_steps: int = 1000
+    min_epochs: int = 3
+    max_epochs: int = 40
+    patience: int | None = 3
     batch_size: int = 32
     lr_encoder: float = 5e-5  # the paper's fine-tuning rate
     lr_heads: float = 1e-3  # fresh layers (TEM, ARM, decoder) learn faster
     seed: int = 13
     max_minutes: float | None = None
     cache_dir: Path | None = DEFAULT_CACHE
+
+
+def planned_epochs(n_train: int, settings: TrainSettings) -> int:
+    """A fixed number of epochs gives 200 listings a tenth of the updates 2,000 get; a step budget
+    does not. Large sets still see each listing `min_epochs` times."""
+    if settings.epochs:
+        return settings.epochs
+    steps_per_epoch = max(1, math.ceil(n_train / settings.batch_size))
+    wanted = math.ceil(settings.target_steps / steps_per_epoch)
+    return max(settings.min_epochs, min(settings.max_epochs, wanted))
+
+
+def length_bucketed(order: list[int], lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar length in random order: long descriptions are not padded alongside titles."""
+    window = batch_size * 50
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 @dataclass
@@ -58,15 +87,26 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Path | None = DEFAULT_CACHE,
-            use_images: bool = True) -> PreparedData:
-    """Tokenize, build gold tags, and look up (or compute) region features. Texts without words are skipped."""
+            use_images: bool = True, training: bool = False) -> PreparedData:
+    """Tokenize, build gold tags, and look up (or compute) region features. Texts without words are skipped.
+
+    With `training`, each listing's value-lookup features come from a lookup built without it
+    (`cross_fitted`), so the model learns how far the dictionary can be trusted on unseen listings.
+    """
     config = model.config
+    lookups = None
+    if config.value_prior:
+        if model.value_lookup is None:
+            raise ValueError("This model reads a value lookup (value_prior) but has none.")
+        lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
     kept, texts = [], []
-    for listing in listings:
+    for i, listing in enumerate(listings):
         enc = encode_text(tokenizer, listing.text, config.max_tokens)
         if not enc.words:
             log.warning("skipping listing %s: no readable words", listing.id)
             continue
+        if lookups is not None:
+            enc.prior = prior_features(lookups[i], enc.words, config.attributes)
         kept.append(listing)
         texts.append(enc)
     unknown = sorted({s.attribute for l in kept for s in l.spans} - set(config.attributes))
@@ -126,24 +166,29 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
     """Train with a linear warm-up/decay schedule; keep the weights with the best validation TAG-F1."""
     seed_everything(settings.seed)
     optimizer = _optimizer(model, settings)
+    epochs = planned_epochs(len(train), settings)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-    total = max(1, steps_per_epoch * settings.epochs)
+    total = max(1, steps_per_epoch * epochs)
     warmup = max(1, total // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     pad = tokenizer.pad_token_id or 0
     started = time.monotonic()
-    history, best, best_state = [], -1.0, None
-    order = list(range(len(train)))
+    history, best, best_state, best_epoch = [], -1.0, None, 0
+    lengths = [len(t.input_ids) for t in train.texts]
     rng = random.Random(settings.seed)
-    for epoch in range(settings.epochs):
+    log.info("training for up to %d epochs (%d steps of %d listings)%s", epochs, total, settings.batch_size,
+             f", stopping after {settings.patience} epochs without a better validation TAG-F1"
+             if valid is not None and settings.patience else "")
+    for epoch in range(epochs):
         model.train()
+        order = list(range(len(train)))
         rng.shuffle(order)
-        bar = tqdm(range(0, len(order), settings.batch_size), desc=f"epoch {epoch + 1}/{settings.epochs}",
+        bar = tqdm(length_bucketed(order, lengths, settings.batch_size, rng), desc=f"epoch {epoch + 1}/{epochs}",
                    unit="batch", disable=not progress)
         running = None
-        for start in bar:
-            batch = make_batch(train, order[start : start + settings.batch_size], pad).to(model.device)
+        for index in bar:
+            batch = make_batch(train, index, pad).to(model.device)
             loss, parts = model.loss(model.encode(batch), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,19 +202,25 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
         record = {"epoch": epoch + 1, "loss": running, "minutes": (time.monotonic() - started) / 60}
         if valid is not None and len(valid):
             summary = evaluate(model, tokenizer, valid)
-            record.update(valid_tag_f1=summary["tag_f1"], valid_cls_f1=summary["cls_f1"])
+            record.update(valid_tag_f1=summary["tag_f1"], valid_cls_f1=summary["cls_f1"],
+                          valid_value_f1=summary["value"]["f1"])
             if summary["tag_f1"] > best:
-                best = summary["tag_f1"]
+                best, best_epoch = summary["tag_f1"], epoch + 1
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("epoch %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         history.append(record)
         if settings.max_minutes and time.monotonic() - started > settings.max_minutes * 60:
             log.info("stopping: time budget of %.1f minutes reached", settings.max_minutes)
             break
+        if best_state is not None and settings.patience and epoch + 1 - best_epoch >= settings.patience:
+            log.info("stopping: no better validation TAG-F1 for %d epochs (best %.4f at epoch %d)",
+                     settings.patience, best, best_epoch)
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return {"history": history, "train_minutes": (time.monotonic() - started) / 60, "best_valid_tag_f1": best}
+    return {"history": history, "train_minutes": (time.monotonic() - started) / 60, "best_valid_tag_f1": best,
+            "best_epoch": best_epoch, "planned_epochs": epochs}
 
 
 Prediction = tuple[list[ExtractedSpan], dict[str, float]]
@@ -214,7 +265,12 @@ def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None
         spans, scores = predictions[i]
         gold = {(s.start, s.end, s.attribute) for s in data.listings[i].spans if s.attribute in known}
         scorer.add(gold, {(s.start, s.end, s.attribute) for s in spans}, {a for a, v in scores.items() if v > tau})
-    return scorer.summary()
+    summary = scorer.summary()
+    slots = SlotScorer()
+    for i in subset if subset is not None else range(len(data)):
+        slots.add(data.listings[i].target_values(), best_answers(predictions[i][0]))
+    summary["value"] = slots.summary()
+    return summary
 
 
 def evaluate(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, progress: bool = False) -> dict:

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
+from dram.value_lookup import ValueLookup
 from dram.config import ARM_POLICIES, CLASSIFIER_POOLING, VARIANTS, DramConfig
-from training.common import attribute_set, load_data, run_cli, setup_logging
+from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
 
 log = logging.getLogger("training.train")
@@ -20,6 +21,9 @@ log = logging.getLogger("training.train")
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default="dram")
     parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
+    parser.add_argument("--decoder", choices=("arm", "joint"),
+                        help="arm: ARM selects attributes, one B-I-O BiLSTM+CRF per attribute (the paper); "
+                             "joint: one BiLSTM+CRF over every attribute's tags (default: the variant's)")
     parser.add_argument("--arm-policy", choices=ARM_POLICIES, default=DramConfig.arm_policy)
     parser.add_argument("--tau-r", type=float, default=DramConfig.tau_r)
     parser.add_argument("--classifier-pooling", choices=CLASSIFIER_POOLING, default=DramConfig.classifier_pooling,
@@ -31,13 +35,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
     parser.add_argument("--finetune-image-encoder", action="store_true",
                         help="train the CNN jointly (decodes photos every step: for a GPU)")
+    parser.add_argument("--frozen-layers", type=int, default=DramConfig.frozen_layers,
+                        help="keep the word embeddings and this many lower encoder layers as pretrained")
+    parser.add_argument("--value-prior", action=argparse.BooleanOptionalAction, default=DramConfig.value_prior,
+                        help="the decoder also reads which words are values seen in training (a dictionary "
+                             "saved with the checkpoint)")
     parser.add_argument("--attributes", help="comma-separated attribute set (default: those in the training data)")
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=DramConfig.max_tokens,
+                        help="sub-word tokens per window; longer texts are read in overlapping windows")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, help="passes over the data (default: about "
+                        f"{TrainSettings.target_steps} steps, {TrainSettings.min_epochs} to {TrainSettings.max_epochs} "
+                        "epochs, stopping early on the validation set)")
+    parser.add_argument("--patience", type=int, default=TrainSettings.patience,
+                        help="stop after this many epochs without a better validation TAG-F1 (0: never)")
+    parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     parser.add_argument("--lr-encoder", type=float, default=5e-5)
     parser.add_argument("--lr-heads", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=13)
@@ -48,16 +62,18 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
-    return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
+    return TrainSettings(epochs=args.epochs, patience=args.patience or None, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
                          lr_heads=args.lr_heads, seed=args.seed, max_minutes=args.max_minutes, cache_dir=args.cache_dir)
 
 
 def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
     variant = variant or ("text-only" if args.no_image else args.variant)
-    return DramConfig.for_variant(variant, attributes, arm_policy=args.arm_policy, tau_r=args.tau_r,
+    decoder = {} if getattr(args, "decoder", None) is None else {"use_arm": args.decoder == "arm"}
+    return DramConfig.for_variant(variant, attributes, **decoder, arm_policy=args.arm_policy, tau_r=args.tau_r,
                                   loss_lambda=args.loss_lambda, classifier_pooling=args.classifier_pooling,
                                   text_encoder=args.text_encoder, image_encoder=args.image_encoder,
-                                  max_tokens=args.max_tokens,
+                                  max_tokens=args.max_tokens, frozen_layers=args.frozen_layers,
+                                  value_prior=args.value_prior,
                                   freeze_image_encoder=not args.finetune_image_encoder)
 
 
@@ -67,7 +83,9 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     torch.manual_seed(settings.seed)
     model, tokenizer = build_model(config)
     model.to(pick_device(device))
-    train_data = prepare(model, tokenizer, train, settings.cache_dir)
+    if config.value_prior:
+        model.value_lookup = ValueLookup.from_listings(train)
+    train_data = prepare(model, tokenizer, train, settings.cache_dir, training=True)
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress)
     metrics = {"train": {"listings": len(train_data), **result}}
@@ -80,7 +98,7 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train", required=True, type=Path)
-    parser.add_argument("--valid", type=Path)
+    parser.add_argument("--valid", type=Path, help="validation file (default: a seeded tenth of --train)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--max-train", type=int, help="use at most this many training listings")
     add_model_arguments(parser)
@@ -92,7 +110,11 @@ def main() -> None:
     train = load_data(args.train, "train")
     if args.max_train:
         train = train[: args.max_train]
-    valid = load_data(args.valid, "valid") if args.valid else []
+    if args.valid:
+        valid = load_data(args.valid, "valid")
+    else:
+        train, valid = split_validation(train, seed=args.seed)
+        log.info("no --valid given: %d of the training listings are kept aside for validation", len(valid))
     attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
@@ -100,7 +122,10 @@ def main() -> None:
     save_checkpoint(model, tokenizer, args.out, metrics)
     summary = metrics.get("valid", {})
     log.info("saved %s  valid TAG-F1 %s", args.out, f"{summary['tag_f1']:.4f}" if summary else "n/a")
-    print(json.dumps({"checkpoint": str(args.out), "valid": {k: v for k, v in summary.items() if k != "per_attribute"}}))
+    brief = {k: v for k, v in summary.items() if k not in ("per_attribute", "value")}
+    if "value" in summary:
+        brief["value"] = {k: v for k, v in summary["value"].items() if k != "per_attribute"}
+    print(json.dumps({"checkpoint": str(args.out), "valid": brief}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""A dictionary of the attribute values seen in training, matched as whole words in new text.
+
+Two uses: the lookup baseline a learned model has to beat (the simplest thing a merchandiser
+could build from their labelled listings), and a prior the model reads as a feature (which
+words are a known value of which attribute, and how sure the dictionary is).
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from dram.listings import Listing
+from dram.tagging import Word, split_words
+
+
+@dataclass(frozen=True)
+class LookupMatch:
+    first_word: int
+    end_word: int
+    attribute: str
+    confidence: float  # the share of this value's training labels that named this attribute
+
+
+def _key(words: Iterable[Word]) -> tuple[str, ...]:
+    return tuple(w.text.lower() for w in words)
+
+
+class ValueLookup:
+    """Every (attribute, value) pair of the training labels. A value seen under several attributes
+    goes to the one it was seen with most often, with that share as its confidence."""
+
+    def __init__(self, counts: dict[tuple[str, ...], Counter]):
+        self.entries: dict[tuple[str, ...], tuple[str, float]] = {}
+        for key, by_attribute in counts.items():
+            attribute, n = min(by_attribute.items(), key=lambda kv: (-kv[1], kv[0]))
+            self.entries[key] = (attribute, n / sum(by_attribute.values()))
+        self.longest = max((len(k) for k in self.entries), default=0)
+
+    @classmethod
+    def from_listings(cls, listings: Iterable[Listing]) -> "ValueLookup":
+        counts: dict[tuple[str, ...], Counter] = defaultdict(Counter)
+        for listing in listings:
+            for attribute, values in listing.target_values().items():
+                for value in {v.strip().lower() for v in values}:
+                    key = _key(split_words(value))
+                    if key:
+                        counts[key][attribute] += 1
+        return cls(counts)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def match(self, words: list[Word]) -> list[LookupMatch]:
+        """Known values in `words`, longest first, none overlapping one already taken; reading order."""
+        keys = [w.text.lower() for w in words]
+        candidates = []
+        for first in range(len(words)):
+            for n in range(min(self.longest, len(words) - first), 0, -1):
+                hit = self.entries.get(tuple(keys[first:first + n]))
+                if hit is not None:
+                    candidates.append((n, first, hit))
+        taken = [False] * len(words)
+        matches = []
+        for n, first, (attribute, share) in sorted(candidates, key=lambda c: (-c[0], c[1])):
+            if not any(taken[first:first + n]):
+                taken[first:first + n] = [True] * n
+                matches.append(LookupMatch(first, first + n, attribute, share))
+        return sorted(matches, key=lambda m: m.first_word)
+
+    def to_dict(self) -> dict:
+        return {"entries": [[list(key), attribute, share] for key, (attribute, share) in sorted(self.entries.items())]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ValueLookup":
+        lookup = cls({})
+        lookup.entries = {tuple(key): (attribute, float(share)) for key, attribute, share in data["entries"]}
+        lookup.longest = max((len(k) for k in lookup.entries), default=0)
+        return lookup
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "ValueLookup":
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def prior_features(lookup: ValueLookup, words: list[Word], attributes: list[str]) -> torch.Tensor:
+    """(W, 2N): for each word inside a known value of attribute a, the lookup's confidence at
+    2a (the value's first word) or 2a + 1 (a later word); zeros elsewhere."""
+    index = {a: i for i, a in enumerate(attributes)}
+    features = torch.zeros(len(words), 2 * len(attributes))
+    for match in lookup.match(words):
+        a = index.get(match.attribute)
+        if a is None:
+            continue
+        features[match.first_word, 2 * a] = match.confidence
+        features[match.first_word + 1:match.end_word, 2 * a + 1] = match.confidence
+    return features
+
+
+def cross_fitted(listings: list[Listing], folds: int = 5, seed: int = 13) -> list[ValueLookup]:
+    """For each listing, a lookup built without it (from the other folds). Trained on lookups that
+    contain its own labels, the model would learn that the dictionary is always right."""
+    order = list(range(len(listings)))
+    random.Random(seed).shuffle(order)
+    fold_of = {i: n % folds for n, i in enumerate(order)}
+    lookups = [ValueLookup.from_listings(l for i, l in enumerate(listings) if fold_of[i] != k) for k in range(folds)]
+    return [lookups[fold_of[i]] for i in range(len(listings))]

@@ -1,0 +1,53 @@
+"""The dictionary of training values: the lookup baseline and the model's prior feature."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dram.listings import Listing
+from dram.tagging import split_words
+from dram.value_lookup import ValueLookup, cross_fitted, prior_features
+
+
+def _listing(lid: str, values: dict[str, list[str]]) -> Listing:
+    return Listing(id=lid, text="x", meta={"target_values": values})
+
+
+def test_value_seen_under_several_attributes_goes_to_the_most_frequent_with_its_share() -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["Black"]}), _listing("2", {"colour": ["black"]}),
+                                        _listing("3", {"material": ["Black"]}), _listing("4", {"material": []})])
+    words = split_words("Black steel")
+    [match] = lookup.match(words)
+    assert (match.attribute, match.first_word, match.end_word) == ("colour", 0, 1)
+    assert match.confidence == pytest.approx(2 / 3)
+
+
+def test_longest_value_first_and_no_overlaps() -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"product": ["file cart", "cart"], "material": ["steel wire"]}),
+                                        _listing("2", {"material": ["wire"]})])
+    words = split_words("Steel Wire File Cart with wire")
+    assert [(m.first_word, m.end_word, m.attribute) for m in lookup.match(words)] == [
+        (0, 2, "material"), (2, 4, "product"), (5, 6, "material")]
+
+
+def test_prior_features_mark_first_and_later_words_with_the_confidence() -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["navy blue"]})])
+    features = prior_features(lookup, split_words("a navy blue shirt"), ["brand", "colour"])
+    assert features.shape == (4, 4)
+    assert features[1].tolist() == [0, 0, 1, 0] and features[2].tolist() == [0, 0, 0, 1]
+    assert features[0].abs().sum() == 0 and features[3].abs().sum() == 0
+
+
+def test_cross_fitted_lookup_never_contains_the_listings_own_values() -> None:
+    listings = [_listing(str(i), {"code": [f"v{i}"]}) for i in range(20)]
+    for listing, lookup in zip(listings, cross_fitted(listings, folds=5)):
+        own = listing.meta["target_values"]["code"][0]
+        assert (own,) not in lookup.entries and len(lookup) == 16
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["Navy Blue"], "size": ["XL"]})])
+    lookup.save(tmp_path / "lookup.json")
+    again = ValueLookup.load(tmp_path / "lookup.json")
+    assert again.entries == lookup.entries and again.longest == 2
