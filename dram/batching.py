@@ -12,29 +12,74 @@ from dram.tagging import Word, bio_tags, split_words, word_range
 
 @dataclass
 class EncodedText:
-    text: str
-    words: list[Word]  # words that fit in the model's length; tagging units
+    """One window of a listing's text, as the encoder reads it."""
+
+    text: str  # the whole text; word offsets index it
+    words: list[Word]  # this window's tagging units
     input_ids: list[int]
     word_first_token: list[int]  # index of each word's first sub-word ([CLS] is 0)
-    truncated: bool
+    # Words [owned[0], owned[1]) are this window's to report; the rest is context it shares with a
+    # neighbouring window, which reports spans starting there. None: every word.
+    owned: tuple[int, int] | None = None
     prior: torch.Tensor | None = None  # (W, 2N) value-lookup features (dram.value_lookup.prior_features)
 
+    def owns(self, word: int) -> bool:
+        return self.owned is None or self.owned[0] <= word < self.owned[1]
 
-def encode_text(tokenizer, text: str, max_tokens: int) -> EncodedText:
-    """Split into words, tokenize, and keep the words whose first sub-word fits in max_tokens."""
-    all_words = split_words(text)
-    enc = tokenizer([w.text for w in all_words], is_split_into_words=True, truncation=True,
-                    max_length=max_tokens)
+
+def _tokenized(tokenizer, words: list[Word], max_tokens: int | None = None):
+    return tokenizer([w.text for w in words], is_split_into_words=True, truncation=max_tokens is not None,
+                     max_length=max_tokens)
+
+
+def _window(tokenizer, text: str, words: list[Word], max_tokens: int, owned: tuple[int, int] | None) -> EncodedText:
+    enc = _tokenized(tokenizer, words, max_tokens)
     first: dict[int, int] = {}
     for position, word_id in enumerate(enc.word_ids()):
         if word_id is not None and word_id not in first:
             first[word_id] = position
-    kept = [i for i in range(len(all_words)) if i in first]
-    # A word is kept only if all later words could still follow it: stop at the first cut word.
-    last_full = max(kept) if kept else -1
-    truncated = last_full < len(all_words) - 1
-    words = [all_words[i] for i in kept]
-    return EncodedText(text, words, list(enc["input_ids"]), [first[i] for i in kept], truncated)
+    kept = [i for i in range(len(words)) if i in first]  # all of them, unless one word outgrows a window
+    return EncodedText(text, [words[i] for i in kept], list(enc["input_ids"]), [first[i] for i in kept], owned)
+
+
+def encode_windows(tokenizer, text: str, max_tokens: int) -> list[EncodedText]:
+    """The whole text, in windows of at most `max_tokens` sub-words.
+
+    Consecutive windows share a quarter of their words, and each reports only spans that start in
+    its own part (up to the middle of the shared words), so a value is found with context on both
+    sides and reported once. Symbols the tokenizer drops (control characters) are not tagging units.
+    """
+    all_words = split_words(text)
+    if not all_words:
+        return [EncodedText(text, [], [], [], None)]
+    whole = _tokenized(tokenizer, all_words)
+    counts = [0] * len(all_words)
+    for word_id in whole.word_ids():
+        if word_id is not None:
+            counts[word_id] += 1
+    words = [w for w, n in zip(all_words, counts) if n]
+    counts = [n for n in counts if n]
+    budget = max_tokens - (len(whole["input_ids"]) - sum(counts))  # room left by [CLS], [SEP]
+    if sum(counts) <= budget:
+        return [_window(tokenizer, text, words, max_tokens, None)]
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end, used = start, 0
+        while end < len(words) and used + counts[end] <= budget:
+            used += counts[end]
+            end += 1
+        end = max(end, start + 1)
+        spans.append((start, end))
+        if end >= len(words):
+            break
+        start = max(start + 1, end - max(1, (end - start) // 4))
+    windows = []
+    for k, (start, end) in enumerate(spans):
+        own_from = 0 if k == 0 else (start + spans[k - 1][1]) // 2 - start
+        own_to = end - start if k == len(spans) - 1 else (spans[k + 1][0] + end) // 2 - start
+        windows.append(_window(tokenizer, text, words[start:end], max_tokens, (own_from, own_to)))
+    return windows
 
 
 @dataclass

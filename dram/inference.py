@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dram.batching import EncodedText, collate, encode_text
+from dram.batching import EncodedText, collate, encode_windows
 from dram.checkpoint import load_checkpoint, pick_device
 from dram.errors import DramInputError
 from dram.images import load_image
@@ -25,7 +25,7 @@ from dram.value_lookup import prior_features
 log = logging.getLogger(__name__)
 
 ImageInput = Union[str, Path, bytes, Image.Image, None]
-MAX_TEXT_CHARS = 5000  # far beyond any title; keeps tokenization of pasted pages bounded
+MAX_TEXT_CHARS = 20_000  # a long description is read whole (in windows); a pasted web page is cut
 
 
 @dataclass
@@ -60,9 +60,10 @@ class Extraction:
 
 @dataclass
 class EncodedListing:
-    """Encoder outputs for one listing, kept (e.g. in a UI session) to re-decode at another tau_R."""
+    """Encoder outputs for one listing (one row per text window), kept (e.g. in a UI session) to
+    re-decode at another tau_R."""
 
-    text: EncodedText
+    windows: list[EncodedText]
     encoded: Encoded
     has_image: bool
     warnings: list[str]
@@ -98,23 +99,20 @@ class Extractor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _prepare_text(self, text: str) -> tuple[EncodedText, list[str]]:
+    def _prepare_text(self, text: str) -> tuple[list[EncodedText], list[str]]:
         if not isinstance(text, str) or not text.strip():
             raise DramInputError("The listing text is empty: paste a product title or description.")
         warnings = []
         if len(text) > MAX_TEXT_CHARS:
             text = text[:MAX_TEXT_CHARS]
             warnings.append(f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read.")
-        enc = encode_text(self.tokenizer, text, self.config.max_tokens)
-        if not enc.words:
+        windows = encode_windows(self.tokenizer, text, self.config.max_tokens)
+        if not windows[0].words:
             raise DramInputError("The listing text has no words the model can read.")
         if self.model.value_lookup is not None:
-            enc.prior = prior_features(self.model.value_lookup, enc.words, self.config.attributes)
-        if enc.truncated:
-            end = enc.words[-1].end
-            warnings.append(f"The text is longer than the model reads ({self.config.max_tokens} tokens): "
-                            f"only the first {len(enc.words)} words (up to character {end}) were used.")
-        return enc, warnings
+            for window in windows:
+                window.prior = prior_features(self.model.value_lookup, window.words, self.config.attributes)
+        return windows, warnings
 
     def _prepare_image(self, image: ImageInput) -> tuple[torch.Tensor | None, list[str]]:
         if image is None or self.model.image_encoder is None:
@@ -123,53 +121,78 @@ class Extractor:
         picture = load_image(image)
         return self.model.image_encoder.preprocess(picture, self.config.image_size), []
 
-    def _encode_batch(self, items: list[tuple[str, ImageInput]]) -> tuple[list[EncodedText], Encoded, list[bool], list[list[str]]]:
+    def _encode_batch(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
         """Encoder outputs for listings in one batch; raises DramInputError for the first bad one."""
-        texts, notes, pixels, has_image = [], [], [], []
+        windows, notes, pixels, has_image = [], [], [], []
         for text, image in items:
-            enc, warn = self._prepare_text(text)
+            wins, warn = self._prepare_text(text)
             px, warn_img = self._prepare_image(image)
-            texts.append(enc)
+            windows.append(wins)
             notes.append(warn + warn_img)
             has_image.append(px is not None)
             pixels.append(px)
+        owner = [i for i, wins in enumerate(windows) for _ in wins]
+        rows = [w for wins in windows for w in wins]
         stacked = None
         if self.model.image_encoder is not None and any(has_image):  # no photo at all: skip the CNN
             size = self.config.image_size
-            stacked = torch.stack([p if p is not None else torch.zeros(3, size, size) for p in pixels])
-        batch = collate(texts, has_image, pixels=stacked, pad_id=self.tokenizer.pad_token_id or 0).to(self.device)
+            stacked = torch.stack([pixels[i] if pixels[i] is not None else torch.zeros(3, size, size) for i in owner])
+        batch = collate(rows, [has_image[i] for i in owner], pixels=stacked,
+                        pad_id=self.tokenizer.pad_token_id or 0).to(self.device)
         with torch.inference_mode():
-            return texts, self.model.encode(batch), has_image, notes
+            encoded = self.model.encode(batch)
+        out, first = [], 0
+        for i, wins in enumerate(windows):
+            out.append(EncodedListing(wins, encoded.select(first, len(wins)), has_image[i], notes[i]))
+            first += len(wins)
+        return out
 
     def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        texts, encoded, has_image, notes = self._encode_batch(items)
-        return [EncodedListing(texts[i], encoded.select(i), has_image[i], notes[i]) for i in range(len(items))]
+        return self._encode_batch(items)
 
     def encode(self, text: str, image: ImageInput = None) -> EncodedListing:
         return self.encode_many([(text, image)])[0]
 
     @torch.inference_mode()
-    def _extractions(self, texts: list[EncodedText], encoded: Encoded, has_image: list[bool],
-                     notes: list[list[str]], tau_r: float | None) -> list[Extraction]:
+    def _extraction(self, listing: EncodedListing, scores: torch.Tensor, decoded: list[DecodedSpan], tau: float) -> Extraction:
+        """One listing's windows merged: each span from the window that owns its first word, each
+        attribute's highest score, and each word's TEM attention from the window that owns it."""
+        words, spans, attention_rows = [], [], []
+        for row, window in enumerate(listing.windows):
+            owned = [j for j in range(len(window.words)) if window.owns(j)]
+            words += [window.words[j] for j in owned]
+            mine = [d for d in decoded if d.listing == row and window.owns(d.first_word)]
+            spans += char_spans(window.text, window.words, mine)
+            cross = listing.encoded.cross_attention
+            if cross is not None and listing.has_image:
+                rows = cross[row, [window.word_first_token[j] for j in owned]]  # (W, R)
+                attention_rows.append(rows if self.config.tem_softmax else rows.softmax(-1))
+        attention = None
+        if attention_rows:
+            rows = torch.cat(attention_rows)
+            grid = int(round(rows.shape[-1] ** 0.5))
+            attention = rows.reshape(len(words), grid, grid).float().cpu().numpy()
+        best = scores.max(dim=0).values
+        scored = {a: round(float(v), 4) for a, v in zip(self.config.attributes, best)}
+        spans.sort(key=lambda s: (s.start, s.attribute))
+        return Extraction(listing.windows[0].text, spans, scored, tau, words, attention, list(listing.warnings))
+
+    @torch.inference_mode()
+    def _extractions(self, listings: list[EncodedListing], tau_r: float | None) -> list[Extraction]:
         """ARM + CRF once for the whole batch, then one Extraction per listing."""
         tau = self.config.tau_r if tau_r is None else float(tau_r)
+        encoded = Encoded.concat([l.encoded for l in listings])
         scores, decoded = self.model.decode(encoded, tau)
-        results = []
-        for i, text in enumerate(texts):
-            attention = None
-            if encoded.cross_attention is not None and has_image[i]:
-                rows = encoded.cross_attention[i, text.word_first_token]  # (W, R)
-                if not self.config.tem_softmax:
-                    rows = rows.softmax(-1)
-                grid = int(round(rows.shape[-1] ** 0.5))
-                attention = rows.reshape(len(text.words), grid, grid).float().cpu().numpy()
-            spans = char_spans(text.text, text.words, [d for d in decoded if d.listing == i])
-            scored = {a: round(float(s), 4) for a, s in zip(self.config.attributes, scores[i])}
-            results.append(Extraction(text.text, spans, scored, tau, text.words, attention, list(notes[i])))
+        results, first = [], 0
+        for listing in listings:
+            n = len(listing.windows)
+            mine = [replace(d, listing=d.listing - first) for d in decoded if first <= d.listing < first + n]
+            results.append(self._extraction(listing, scores[first:first + n], mine, tau))
+            first += n
         return results
 
     def decode(self, listing: EncodedListing, tau_r: float | None = None) -> Extraction:
-        return self._extractions([listing.text], listing.encoded, [listing.has_image], [listing.warnings], tau_r)[0]
+        return self._extractions([listing], tau_r)[0]
 
     def extract(self, text: str, image: ImageInput = None, tau_r: float | None = None) -> Extraction:
         return self.decode(self.encode(text, image), tau_r)
@@ -183,7 +206,7 @@ class Extractor:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             try:
-                results += self._extractions(*self._encode_batch(chunk), tau_r)
+                results += self._extractions(self._encode_batch(chunk), tau_r)
             except DramInputError:
                 for text, image in chunk:  # find the bad one(s); the others still go through
                     try:

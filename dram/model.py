@@ -35,10 +35,31 @@ class Encoded:
     name_features: torch.Tensor | None  # (N, H) for the BERT-guided policy
     prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
 
-    def select(self, index: int) -> "Encoded":
-        pick = lambda t: None if t is None else t[index : index + 1]
+    def select(self, index: int, count: int = 1) -> "Encoded":
+        pick = lambda t: None if t is None else t[index : index + count]
         return Encoded(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
                        pick(self.cross_attention), self.name_features, pick(self.prior))
+
+    @staticmethod
+    def concat(parts: list["Encoded"]) -> "Encoded":
+        """Rows of several encodings in one, padded to the longest, so ARM + CRF decode them at once."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+            if tensors[0] is None:
+                return None
+            if tensors[0].dim() == 2 and tensors[0].dtype == torch.bool:  # word masks
+                width = max(t.shape[1] for t in tensors)
+                return torch.cat([nnf.pad(t, (0, width - t.shape[1])) for t in tensors])
+            if tensors[0].dim() == 2:  # attribute logits
+                return torch.cat(tensors)
+            width = max(t.shape[1] for t in tensors)
+            return torch.cat([nnf.pad(t, (0, 0, 0, width - t.shape[1])) for t in tensors])
+
+        return Encoded(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
+                       cat([p.attribute_logits for p in parts]), cat([p.cross_attention for p in parts]),
+                       parts[0].name_features, cat([p.prior for p in parts]))
 
 
 @dataclass

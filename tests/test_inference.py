@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import torch
 from PIL import Image
 
+from dram.batching import encode_windows
 from dram.checkpoint import build_model, save_checkpoint
 from dram.config import DramConfig
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
+from dram.model import DecodedSpan
 from dram.tagging import split_words
 from tests.tiny_model import count_encoder_calls, one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401 (fixtures)
 
@@ -102,18 +105,49 @@ def test_empty_text_is_a_dram_input_error(extractor: Extractor, text) -> None:
         extractor.extract(text, PHOTO)
 
 
-def test_text_beyond_max_tokens_is_truncated_with_a_warning(extractor: Extractor) -> None:
-    text = " ".join(["black leather belt for men"] * 40)  # 200 words, far over 96 tokens
+def test_text_beyond_one_window_is_read_whole_and_a_value_near_the_end_is_reported_once(
+        extractor: Extractor, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = " ".join(["a"] * 1400) + " made in navy"  # 1,403 words: 3 windows of 512 tokens
+    words = split_words(text)
+    navy = len(words) - 1
+    real_decode = extractor.model.decode
+
+    def decode_marking_navy(encoded, tau_r=None):
+        """Untrained heads tag nothing: mark "navy" as a colour in every window that reads it."""
+        scores, _ = real_decode(encoded, tau_r)
+        found = []
+        for row, window in enumerate(windows):
+            for j, word in enumerate(window.words):
+                if word.start == words[navy].start:
+                    found.append(DecodedSpan(row, "colour", j, j + 1, 0.9))
+        return scores, found
+
+    windows = encode_windows(extractor.tokenizer, text, extractor.config.max_tokens)
+    assert len(windows) >= 3 and sum("navy" in [w.text for w in win.words] for win in windows) >= 1
+    monkeypatch.setattr(extractor.model, "decode", decode_marking_navy)
     result = extractor.extract(text)
-    assert len(result.words) < len(split_words(text)) and len(result.words) <= extractor.config.max_tokens - 2
-    assert any(f"({extractor.config.max_tokens} tokens)" in w for w in result.warnings)
-    last = result.words[-1].end
-    assert all(s.end <= last for s in result.spans)
-    assert result.text == text
+    assert [(s.attribute, s.text, s.start) for s in result.spans] == [("colour", "navy", words[navy].start)]
+    assert [w.start for w in result.words] == [w.start for w in words]  # every word read, once
+    assert not result.warnings and result.text == text
+
+
+def test_windows_fit_the_encoder_share_context_and_own_every_word_once(extractor: Extractor) -> None:
+    text = " ".join(f"word{i} x" for i in range(700))
+    windows = encode_windows(extractor.tokenizer, text, 64)
+    assert all(len(w.input_ids) <= 64 for w in windows)
+    owned = [w.words[j].start for w in windows for j in range(len(w.words)) if w.owns(j)]
+    assert owned == [w.start for w in split_words(text)]
+    for left, right in zip(windows, windows[1:]):
+        assert right.words[0].start < left.words[-1].start  # neighbours overlap
+
+
+def test_characters_the_tokenizer_drops_are_not_a_truncation(extractor: Extractor) -> None:
+    result = extractor.extract("ナイキ 男性 青いシャツ 🎽 \x00\x01")
+    assert not result.warnings and result.words
 
 
 def test_very_long_text_is_cut_with_a_warning(extractor: Extractor) -> None:
-    text = "red shirt " * 600  # 6000 characters
+    text = "red shirt " * 2100  # 21,000 characters
     result = extractor.extract(text)
     assert len(text) > MAX_TEXT_CHARS
     assert any(f"longer than {MAX_TEXT_CHARS} characters" in w for w in result.warnings)

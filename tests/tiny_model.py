@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision import transforms
 
-from dram.batching import collate, encode_text, gold_targets
+from dram.batching import collate, encode_windows, gold_targets
 from dram.config import DramConfig
 from dram.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
 from dram.listings import Listing, Span
@@ -94,7 +94,7 @@ def listing(text: str, spans: list[tuple[str, str]], lid: str = "x") -> Listing:
 def make_batch(model: DramModel, tokenizer, listings: list[Listing], with_image: bool | list[bool] = True,
                gold: bool = True, seed: int = 0):
     """A collated batch with random pixels (when the model reads images) and gold targets."""
-    texts = [encode_text(tokenizer, l.text, model.config.max_tokens) for l in listings]
+    texts = [encode_windows(tokenizer, l.text, model.config.max_tokens)[0] for l in listings]
     flags = with_image if isinstance(with_image, list) else [with_image] * len(listings)
     pixels = None
     if model.image_encoder is not None:

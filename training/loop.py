@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dram.batching import Batch, EncodedText, collate, encode_text, gold_targets
+from dram.batching import Batch, EncodedText, collate, encode_windows, gold_targets
 from dram.errors import ImageError
 from dram.images import load_image
 from dram.inference import ExtractedSpan, char_spans
@@ -68,16 +68,19 @@ def length_bucketed(order: list[int], lengths: list[int], batch_size: int, rng: 
 
 @dataclass
 class PreparedData:
+    """Listings and the rows the model reads: one per text window (usually one per listing)."""
+
     listings: list[Listing]
-    texts: list[EncodedText]
-    gold: list[tuple[torch.Tensor, torch.Tensor]]
-    regions: torch.Tensor | None
-    has_image: list[bool]
+    texts: list[EncodedText]  # rows
+    listing_of: list[int]  # row -> index into listings
+    gold: list[tuple[torch.Tensor, torch.Tensor]]  # per row
+    regions: torch.Tensor | None  # per listing
+    has_image: list[bool]  # per listing
     # Joint fine-tuning of the CNN: photos are decoded per batch instead of read from the cache.
     pixels: Callable[[list[int]], torch.Tensor] | None = None
 
     def __len__(self) -> int:
-        return len(self.listings)
+        return len(self.texts)
 
 
 def seed_everything(seed: int) -> None:
@@ -99,20 +102,22 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         if model.value_lookup is None:
             raise ValueError("This model reads a value lookup (value_prior) but has none.")
         lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
-    kept, texts = [], []
+    kept, texts, listing_of = [], [], []
     for i, listing in enumerate(listings):
-        enc = encode_text(tokenizer, listing.text, config.max_tokens)
-        if not enc.words:
+        windows = encode_windows(tokenizer, listing.text, config.max_tokens)
+        if not windows[0].words:
             log.warning("skipping listing %s: no readable words", listing.id)
             continue
-        if lookups is not None:
-            enc.prior = prior_features(lookups[i], enc.words, config.attributes)
+        for enc in windows:
+            if lookups is not None:
+                enc.prior = prior_features(lookups[i], enc.words, config.attributes)
+            texts.append(enc)
+            listing_of.append(len(kept))
         kept.append(listing)
-        texts.append(enc)
     unknown = sorted({s.attribute for l in kept for s in l.spans} - set(config.attributes))
     if unknown:
         log.warning("spans of attributes the model does not know are ignored: %s", ", ".join(unknown))
-    gold = [gold_targets(config, t, l) for t, l in zip(texts, kept)]
+    gold = [gold_targets(config, t, kept[k]) for t, k in zip(texts, listing_of)]
     regions, has_image, pixels = None, [False] * len(kept), None
     if model.image_encoder is not None and config.freeze_image_encoder:
         paths = [l.image if use_images else None for l in kept]
@@ -126,7 +131,7 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         def pixels(index: list[int]) -> torch.Tensor:
             return torch.stack([model.image_encoder.preprocess(photos[i], config.image_size) if photos[i] is not None
                                 else blank for i in index])
-    return PreparedData(kept, texts, gold, regions, has_image, pixels)
+    return PreparedData(kept, texts, listing_of, gold, regions, has_image, pixels)
 
 
 def _readable(path: Path | None):
@@ -141,9 +146,10 @@ def _readable(path: Path | None):
 
 
 def make_batch(data: PreparedData, index: list[int], pad_id: int, with_gold: bool = True) -> Batch:
-    regions = data.regions[index].float() if data.regions is not None else None
-    pixels = data.pixels(index) if data.pixels is not None else None
-    return collate([data.texts[i] for i in index], [data.has_image[i] for i in index], regions=regions, pixels=pixels,
+    owners = [data.listing_of[i] for i in index]
+    regions = data.regions[owners].float() if data.regions is not None else None
+    pixels = data.pixels(owners) if data.pixels is not None else None
+    return collate([data.texts[i] for i in index], [data.has_image[k] for k in owners], regions=regions, pixels=pixels,
                    gold=[data.gold[i] for i in index] if with_gold else None, pad_id=pad_id)
 
 
@@ -240,20 +246,33 @@ def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size:
 
 def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded: Encoded,
                  tau_r: float | None = None) -> list[Prediction]:
-    """Character spans and attribute scores for each listing of one encoded batch."""
+    """Character spans and attribute scores for each row (text window) of one encoded batch."""
     scores, decoded = model.decode(encoded, tau_r)
     out = []
     for row, i in enumerate(index):
-        mine = [d for d in decoded if d.listing == row]
-        spans = char_spans(data.texts[i].text, data.texts[i].words, mine)
-        out.append((spans, dict(zip(model.config.attributes, scores[row].tolist()))))
+        text = data.texts[i]
+        mine = [d for d in decoded if d.listing == row and text.owns(d.first_word)]
+        out.append((char_spans(text.text, text.words, mine), dict(zip(model.config.attributes, scores[row].tolist()))))
     return out
+
+
+def merge_windows(data: PreparedData, rows: list[Prediction]) -> list[Prediction]:
+    """One prediction per listing: its windows' spans (each reported by one window) and, per
+    attribute, the highest score any window gave."""
+    merged: list[Prediction] = [([], {}) for _ in data.listings]
+    for k, (spans, scores) in zip(data.listing_of, rows):
+        merged[k][0].extend(spans)
+        for attribute, value in scores.items():
+            merged[k][1][attribute] = max(value, merged[k][1].get(attribute, value))
+    return [(sorted(spans, key=lambda s: (s.start, s.attribute)), scores) for spans, scores in merged]
 
 
 def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
             progress: bool = False) -> list[Prediction]:
-    return [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
+    """One prediction per listing of `data`."""
+    rows = [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
             for prediction in decode_batch(model, data, index, encoded, tau_r)]
+    return merge_windows(data, rows)
 
 
 def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None = None,
@@ -261,13 +280,13 @@ def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None
     tau = model.config.tau_r if tau_r is None else tau_r
     known = set(model.config.attributes)
     scorer = ExtractionScorer()
-    for i in subset if subset is not None else range(len(data)):
+    for i in subset if subset is not None else range(len(data.listings)):
         spans, scores = predictions[i]
         gold = {(s.start, s.end, s.attribute) for s in data.listings[i].spans if s.attribute in known}
         scorer.add(gold, {(s.start, s.end, s.attribute) for s in spans}, {a for a, v in scores.items() if v > tau})
     summary = scorer.summary()
     slots = SlotScorer()
-    for i in subset if subset is not None else range(len(data)):
+    for i in subset if subset is not None else range(len(data.listings)):
         slots.add(data.listings[i].target_values(), best_answers(predictions[i][0]))
     summary["value"] = slots.summary()
     return summary

@@ -12,7 +12,7 @@ from pathlib import Path
 from dram.checkpoint import load_checkpoint
 from dram.model import DramModel
 from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
-from training.loop import PreparedData, decode_batch, encoded_batches, prepare, score
+from training.loop import PreparedData, decode_batch, encoded_batches, merge_windows, prepare, score
 
 
 def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = 64) -> dict[float, dict]:
@@ -20,7 +20,7 @@ def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], ba
     for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress=True, desc="sweep"):
         for tau in taus:
             predictions[tau] += decode_batch(model, data, index, encoded, tau)
-    return {tau: score(model, data, predictions[tau], tau) for tau in taus}
+    return {tau: score(model, data, merge_windows(data, predictions[tau]), tau) for tau in taus}
 
 
 def main() -> None:
