@@ -94,6 +94,7 @@ class Batch:
     gold_attributes: torch.Tensor | None = None  # (B, N) float 0/1
     gold_tags: torch.Tensor | None = None  # (B, N, W) per attribute (ARM) or (B, W) joint
     prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
+    lower_states: torch.Tensor | None = None  # (B, T, H) cached output of frozen lower layers
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -128,7 +129,7 @@ def gold_targets(config: DramConfig, encoded: EncodedText, listing: Listing) -> 
 
 def collate(encoded: list[EncodedText], has_image: list[bool], regions: torch.Tensor | None = None,
             pixels: torch.Tensor | None = None, gold: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-            pad_id: int = 0) -> Batch:
+            pad_id: int = 0, lower_states: list[torch.Tensor] | None = None) -> Batch:
     batch = len(encoded)
     t_max = max(len(e.input_ids) for e in encoded)
     w_max = max(max(len(e.words) for e in encoded), 1)
@@ -143,6 +144,10 @@ def collate(encoded: list[EncodedText], has_image: list[bool], regions: torch.Te
         word_mask[b, : len(e.words)] = True
     result = Batch(input_ids, attention, word_index, word_mask, torch.tensor(has_image, dtype=torch.bool),
                    regions=regions, pixels=pixels)
+    if lower_states is not None:
+        result.lower_states = torch.zeros((batch, t_max, lower_states[0].shape[-1]), dtype=lower_states[0].dtype)
+        for b, states in enumerate(lower_states):
+            result.lower_states[b, : states.shape[0]] = states
     if encoded[0].prior is not None:
         result.prior = torch.zeros((batch, w_max, encoded[0].prior.shape[-1]))
         for b, e in enumerate(encoded):

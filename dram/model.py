@@ -129,7 +129,43 @@ class DramModel(nn.Module):
             return None
         return self.region_norm(regions)
 
+    @property
+    def caches_lower_layers(self) -> bool:
+        """Frozen lower layers with nothing trainable beneath them (no TEM, no region tokens) give the
+        same states every epoch: training computes them once (`lower_states`) and runs only the rest."""
+        return (self.config.frozen_layers > 0 and not self.config.freeze_text_encoder and self.tem is None
+                and self.region_tokens is None)
+
+    @torch.no_grad()
+    def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) output of the frozen layers, computed as in evaluation (no dropout)."""
+        training = self.text_encoder.training
+        self.text_encoder.eval()
+        states = self.text_encoder.embeddings(input_ids=input_ids)
+        mask = self._layer_mask(states, attention_mask)
+        for layer in self.text_encoder.encoder.layer[: self.config.frozen_layers]:
+            states = layer(states, mask)
+        self.text_encoder.train(training)
+        return states
+
+    def _layer_mask(self, states: torch.Tensor, attention_mask: torch.Tensor):
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.text_encoder.config, inputs_embeds=states,
+                                         attention_mask=attention_mask.long())
+
+    def _upper_layers(self, lower: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The last layers' outputs from cached lower states, as `hidden_states` would hold them."""
+        mask = self._layer_mask(lower, attention_mask)
+        states = [lower]
+        for layer in self.text_encoder.encoder.layer[self.config.frozen_layers:]:
+            states.append(layer(states[-1], mask))
+        return tuple(states)
+
     def encode(self, batch: Batch) -> Encoded:
+        if batch.lower_states is not None and self.caches_lower_layers:
+            hidden = self._upper_layers(batch.lower_states.to(self.classifier.mlp[0].weight.dtype), batch.attention_mask)
+            return self._heads(hidden, batch, None)
         embed = self.text_encoder.get_input_embeddings()
         words = embed(batch.input_ids)
         attention = batch.attention_mask
@@ -142,7 +178,9 @@ class DramModel(nn.Module):
             image_mask = batch.has_image[:, None].expand(-1, regions.shape[1])
             attention = torch.cat([attention, image_mask], dim=1)
         out = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(), output_hidden_states=True)
-        hidden = out.hidden_states
+        return self._heads(out.hidden_states, batch, cross)
+
+    def _heads(self, hidden: tuple[torch.Tensor, ...], batch: Batch, cross: torch.Tensor | None) -> Encoded:
         sentence = torch.cat([self._sentence(hidden[-1], batch.attention_mask),
                               self._sentence(hidden[-2], batch.attention_mask)], dim=-1)
         index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden[-1].shape[-1])

@@ -45,3 +45,22 @@ def test_joint_finetuning_decodes_photos_and_trains_the_cnn(tiny_encoder_dir, tm
     fit(model, tokenizer, prepared, None, TrainSettings(epochs=3, batch_size=3, cache_dir=None), progress=False)
     after = list(model.image_encoder.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the CNN did not train"
+
+
+def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(tiny_encoder_dir):
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", frozen_layers=1, use_arm=False, value_prior=False)
+    assert model.caches_lower_layers
+    listings = [listing("red cotton shirt for men", [("red", "colour"), ("cotton", "material")], "a"),
+                listing("navy silk dress", [("navy", "colour")], "b")]
+    model.eval()
+    full = prepare(model, tokenizer, listings, None)
+    cached = prepare(model, tokenizer, listings, None, training=True)
+    assert full.lower_states is None and len(cached.lower_states) == 2
+    with torch.no_grad():
+        a = model.encode(make_batch(full, [0, 1], 0))
+        b = model.encode(make_batch(cached, [0, 1], 0))
+    torch.testing.assert_close(b.word_features, a.word_features, atol=5e-3, rtol=0)  # float16 cache
+    frozen = [p.clone() for p in model.text_encoder.encoder.layer[0].parameters()]
+    fit(model, tokenizer, cached, None, TrainSettings(epochs=2, batch_size=2, cache_dir=None), progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(model.text_encoder.encoder.layer[0].parameters(), frozen))
+    assert model.text_encoder.encoder.layer[1].attention.self.query.weight.requires_grad

@@ -78,6 +78,7 @@ class PreparedData:
     has_image: list[bool]  # per listing
     # Joint fine-tuning of the CNN: photos are decoded per batch instead of read from the cache.
     pixels: Callable[[list[int]], torch.Tensor] | None = None
+    lower_states: list[torch.Tensor] | None = None  # per row, when the model caches its frozen layers
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -131,7 +132,30 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         def pixels(index: list[int]) -> torch.Tensor:
             return torch.stack([model.image_encoder.preprocess(photos[i], config.image_size) if photos[i] is not None
                                 else blank for i in index])
-    return PreparedData(kept, texts, listing_of, gold, regions, has_image, pixels)
+    data = PreparedData(kept, texts, listing_of, gold, regions, has_image, pixels)
+    if training and model.caches_lower_layers:
+        data.lower_states = _lower_states(model, texts, tokenizer.pad_token_id or 0)
+    return data
+
+
+LOWER_CACHE_LIMIT_BYTES = 2 * 1024 ** 3
+
+
+def _lower_states(model: DramModel, texts: list[EncodedText], pad: int, batch_size: int = 32) -> list[torch.Tensor] | None:
+    """The frozen layers' output for every training row, once (float16, at most 2 GiB in memory)."""
+    size = sum(len(t.input_ids) for t in texts) * model.config.hidden_size * 2
+    if size > LOWER_CACHE_LIMIT_BYTES:
+        log.info("not caching the frozen layers: %.1f GiB is more than the limit", size / 1024 ** 3)
+        return None
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i].input_ids))
+    states: list[torch.Tensor | None] = [None] * len(texts)
+    for start in tqdm(range(0, len(order), batch_size), desc="frozen layers", unit="batch"):
+        index = order[start:start + batch_size]
+        batch = collate([texts[i] for i in index], [False] * len(index), pad_id=pad).to(model.device)
+        out = model.lower_states(batch.input_ids, batch.attention_mask)
+        for row, i in enumerate(index):
+            states[i] = out[row, : len(texts[i].input_ids)].to("cpu", torch.float16)
+    return states
 
 
 def _readable(path: Path | None):
@@ -149,8 +173,9 @@ def make_batch(data: PreparedData, index: list[int], pad_id: int, with_gold: boo
     owners = [data.listing_of[i] for i in index]
     regions = data.regions[owners].float() if data.regions is not None else None
     pixels = data.pixels(owners) if data.pixels is not None else None
+    lower = [data.lower_states[i] for i in index] if data.lower_states is not None else None
     return collate([data.texts[i] for i in index], [data.has_image[k] for k in owners], regions=regions, pixels=pixels,
-                   gold=[data.gold[i] for i in index] if with_gold else None, pad_id=pad_id)
+                   gold=[data.gold[i] for i in index] if with_gold else None, pad_id=pad_id, lower_states=lower)
 
 
 # TEM and the V-IRC region projection write into the word-embedding space, whose values are

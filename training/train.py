@@ -19,7 +19,8 @@ log = logging.getLogger("training.train")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", choices=VARIANTS, default="dram")
+    parser.add_argument("--variant", choices=VARIANTS,
+                        help="default: dram, or text-only when no training listing has a photo")
     parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
     parser.add_argument("--decoder", choices=("arm", "joint"),
                         help="arm: ARM selects attributes, one B-I-O BiLSTM+CRF per attribute (the paper); "
@@ -67,7 +68,7 @@ def settings_from(args: argparse.Namespace) -> TrainSettings:
 
 
 def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
-    variant = variant or ("text-only" if args.no_image else args.variant)
+    variant = variant or ("text-only" if args.no_image else args.variant or "dram")
     decoder = {} if getattr(args, "decoder", None) is None else {"use_arm": args.decoder == "arm"}
     return DramConfig.for_variant(variant, attributes, **decoder, arm_policy=args.arm_policy, tau_r=args.tau_r,
                                   loss_lambda=args.loss_lambda, classifier_pooling=args.classifier_pooling,
@@ -116,6 +117,9 @@ def main() -> None:
         train, valid = split_validation(train, seed=args.seed)
         log.info("no --valid given: %d of the training listings are kept aside for validation", len(valid))
     attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
+    if args.variant is None and not args.no_image and not any(l.image for l in train):
+        log.info("no training listing has a photo: training the text-only variant")
+        args.variant = "text-only"
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
