@@ -27,58 +27,72 @@ class EncodedText:
         return self.owned is None or self.owned[0] <= word < self.owned[1]
 
 
-def _tokenized(tokenizer, words: list[Word], max_tokens: int | None = None):
-    return tokenizer([w.text for w in words], is_split_into_words=True, truncation=max_tokens is not None,
-                     max_length=max_tokens)
+def _unit_tokens(tokenizer, text: str) -> tuple[list[Word], list[int], list[int], list[int], list[int]]:
+    """Tokenize the text as written and map each tagging unit to the first sub-word that covers it.
 
-
-def _window(tokenizer, text: str, words: list[Word], max_tokens: int, owned: tuple[int, int] | None) -> EncodedText:
-    enc = _tokenized(tokenizer, words, max_tokens)
-    first: dict[int, int] = {}
-    for position, word_id in enumerate(enc.word_ids()):
-        if word_id is not None and word_id not in first:
-            first[word_id] = position
-    kept = [i for i in range(len(words)) if i in first]  # all of them, unless one word outgrows a window
-    return EncodedText(text, [words[i] for i in kept], list(enc["input_ids"]), [first[i] for i in kept], owned)
+    The encoder reads "C930H2MG" as it was pretrained to, not as five separate words, while the
+    decoder still tags its units. Units the tokenizer drops (control characters) are left out.
+    Returns (units, first token of each unit, content token ids, prefix ids, suffix ids).
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("DRAM needs a fast (Rust) tokenizer for character offsets; the text encoder's "
+                         "folder should hold tokenizer.json or vocab.txt.")
+    enc = tokenizer(text, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    content = [i for i, (a, b) in enumerate(offsets) if b > a]
+    if not content:
+        return [], [], [], ids, []
+    prefix, suffix = ids[: content[0]], ids[content[-1] + 1:]
+    spans = [offsets[i] for i in content]
+    units, first, t = [], [], 0
+    for unit in split_words(text):
+        while t < len(spans) and spans[t][1] <= unit.start:
+            t += 1
+        if t < len(spans) and spans[t][0] < unit.end:
+            units.append(unit)
+            first.append(t)
+    return units, first, [ids[i] for i in content], prefix, suffix
 
 
 def encode_windows(tokenizer, text: str, max_tokens: int) -> list[EncodedText]:
     """The whole text, in windows of at most `max_tokens` sub-words.
 
-    Consecutive windows share a quarter of their words, and each reports only spans that start in
-    its own part (up to the middle of the shared words), so a value is found with context on both
-    sides and reported once. Symbols the tokenizer drops (control characters) are not tagging units.
+    Consecutive windows share a quarter of their units, and each reports only spans that start in
+    its own part (up to the middle of the shared units), so a value is found with context on both
+    sides and reported once.
     """
-    all_words = split_words(text)
-    if not all_words:
-        return [EncodedText(text, [], [], [], None)]
-    whole = _tokenized(tokenizer, all_words)
-    counts = [0] * len(all_words)
-    for word_id in whole.word_ids():
-        if word_id is not None:
-            counts[word_id] += 1
-    words = [w for w, n in zip(all_words, counts) if n]
-    counts = [n for n in counts if n]
-    budget = max_tokens - (len(whole["input_ids"]) - sum(counts))  # room left by [CLS], [SEP]
-    if sum(counts) <= budget:
-        return [_window(tokenizer, text, words, max_tokens, None)]
-    spans: list[tuple[int, int]] = []
+    units, first, content, prefix, suffix = _unit_tokens(tokenizer, text)
+    if not units:
+        return [EncodedText(text, [], prefix + suffix, [], None)]
+    budget = max(1, max_tokens - len(prefix) - len(suffix))
+
+    def tokens_of(start: int, end: int) -> tuple[int, int]:
+        return first[start], first[end] if end < len(units) else len(content)
+
+    def window(start: int, end: int, owned: tuple[int, int] | None) -> EncodedText:
+        a, b = tokens_of(start, end)
+        b = min(b, a + budget)  # one unit longer than a window: its first sub-words only
+        kept = [u for u in range(start, end) if first[u] < b]
+        return EncodedText(text, [units[u] for u in kept], prefix + content[a:b] + suffix,
+                           [len(prefix) + first[u] - a for u in kept], owned)
+
+    if len(content) <= budget:
+        return [window(0, len(units), None)]
+    ranges: list[tuple[int, int]] = []
     start = 0
     while True:
-        end, used = start, 0
-        while end < len(words) and used + counts[end] <= budget:
-            used += counts[end]
+        end = start + 1
+        while end < len(units) and tokens_of(start, end + 1)[1] - first[start] <= budget:
             end += 1
-        end = max(end, start + 1)
-        spans.append((start, end))
-        if end >= len(words):
+        ranges.append((start, end))
+        if end >= len(units):
             break
         start = max(start + 1, end - max(1, (end - start) // 4))
     windows = []
-    for k, (start, end) in enumerate(spans):
-        own_from = 0 if k == 0 else (start + spans[k - 1][1]) // 2 - start
-        own_to = end - start if k == len(spans) - 1 else (spans[k + 1][0] + end) // 2 - start
-        windows.append(_window(tokenizer, text, words[start:end], max_tokens, (own_from, own_to)))
+    for k, (start, end) in enumerate(ranges):
+        own_from = 0 if k == 0 else (start + ranges[k - 1][1]) // 2 - start
+        own_to = end - start if k == len(ranges) - 1 else (ranges[k + 1][0] + end) // 2 - start
+        windows.append(window(start, end, (own_from, own_to)))
     return windows
 
 
