@@ -30,9 +30,10 @@ class DramConfig:
     use_arm: bool = True
     vanilla_irc: bool = False  # image regions appended to the text tokens
     freeze_text_encoder: bool = False
-    # The word embeddings and this many lower layers of the language model stay as pretrained:
-    # backward passes stop below the rest, so a CPU affords more updates in the same time.
-    frozen_layers: int = 0
+    # The word embeddings and this share of the language model's lower layers stay as pretrained:
+    # backward passes stop below the rest (and text-only training computes them once), so a CPU
+    # affords more updates in the same time.
+    frozen_fraction: float = 0.5
     freeze_image_encoder: bool = True
     # The paper's best policy is the prototype; on Myntra DyNet was ahead by 0.23 TAG-F1 over 3 seeds
     # (97.88 +- 0.16 vs 97.65 +- 0.09, BENCHMARKS.md, Table 7), so it is our default.
@@ -50,7 +51,7 @@ class DramConfig:
     max_tokens: int = 512
     # The decoder also reads which words are a value seen in training, and of which attribute
     # (dram.value_lookup); the dictionary is saved with the checkpoint.
-    value_prior: bool = False
+    value_prior: bool = True
     # Filled from the encoders when the model is built
     hidden_size: int = 0
     image_channels: int = 0
@@ -100,5 +101,7 @@ class DramConfig:
     def load(cls, path: Path) -> "DramConfig":
         data = json.loads(path.read_text())
         data.setdefault("classifier_pooling", "cls")  # checkpoints saved before the option read [CLS]
+        data.setdefault("frozen_fraction", 0.0)  # ... and before these two options had neither
+        data.setdefault("value_prior", False)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -86,8 +86,7 @@ class DramModel(nn.Module):
             self.region_norm = nn.LayerNorm(config.image_channels)
         if config.freeze_text_encoder:
             text_encoder.requires_grad_(False)
-        elif config.frozen_layers:
-            _freeze_lower_layers(text_encoder, config.frozen_layers)
+        self.n_frozen = 0 if config.freeze_text_encoder else _freeze_lower_layers(text_encoder, config.frozen_fraction)
         if self.image_encoder is not None and config.freeze_image_encoder:
             self.image_encoder.requires_grad_(False)
         self.tem = (TextRelatedEmbeddings(hidden, config.image_channels or 1, config.tem_dim, config.tem_softmax)
@@ -95,8 +94,8 @@ class DramModel(nn.Module):
         self.region_tokens = nn.Linear(config.image_channels, hidden) if config.vanilla_irc and config.use_image else None
         n_attr = len(config.attributes)
         self.classifier = AttributeClassifier(hidden, n_attr)
-        # Set by training (built from its listings) or loaded with the checkpoint when config.value_prior.
-        self.value_lookup: ValueLookup | None = None
+        # Empty until training fills it from its listings, or loaded with the checkpoint.
+        self.value_lookup: ValueLookup | None = ValueLookup({}) if config.value_prior else None
         if config.use_arm:
             self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy,
                                                prior_size=2 if config.value_prior else 0)
@@ -133,7 +132,7 @@ class DramModel(nn.Module):
     def caches_lower_layers(self) -> bool:
         """Frozen lower layers with nothing trainable beneath them (no TEM, no region tokens) give the
         same states every epoch: training computes them once (`lower_states`) and runs only the rest."""
-        return (self.config.frozen_layers > 0 and not self.config.freeze_text_encoder and self.tem is None
+        return (self.n_frozen > 0 and self.tem is None
                 and self.region_tokens is None)
 
     @torch.no_grad()
@@ -143,7 +142,7 @@ class DramModel(nn.Module):
         self.text_encoder.eval()
         states = self.text_encoder.embeddings(input_ids=input_ids)
         mask = self._layer_mask(states, attention_mask)
-        for layer in self.text_encoder.encoder.layer[: self.config.frozen_layers]:
+        for layer in self.text_encoder.encoder.layer[: self.n_frozen]:
             states = layer(states, mask)
         self.text_encoder.train(training)
         return states
@@ -158,7 +157,7 @@ class DramModel(nn.Module):
         """The last layers' outputs from cached lower states, as `hidden_states` would hold them."""
         mask = self._layer_mask(lower, attention_mask)
         states = [lower]
-        for layer in self.text_encoder.encoder.layer[self.config.frozen_layers:]:
+        for layer in self.text_encoder.encoder.layer[self.n_frozen:]:
             states.append(layer(states[-1], mask))
         return tuple(states)
 
@@ -255,13 +254,17 @@ class DramModel(nn.Module):
         return out
 
 
-def _freeze_lower_layers(text_encoder: nn.Module, n_layers: int) -> None:
-    """Freeze the embeddings and the first `n_layers` transformer layers (BERT-style encoders)."""
+def _freeze_lower_layers(text_encoder: nn.Module, fraction: float) -> int:
+    """Freeze the embeddings and the lower `fraction` of the layers (BERT-style encoders); how many."""
+    if not fraction:
+        return 0
     layers = getattr(getattr(text_encoder, "encoder", None), "layer", None)
     if layers is None or not hasattr(text_encoder, "embeddings"):
-        raise ValueError("frozen_layers needs a BERT-style encoder (embeddings + encoder.layer).")
-    if not 0 <= n_layers <= len(layers):
-        raise ValueError(f"frozen_layers must be between 0 and {len(layers)}, got {n_layers}.")
+        raise ValueError("frozen_fraction needs a BERT-style encoder (embeddings + encoder.layer); set it to 0.")
+    if not 0 <= fraction < 1:
+        raise ValueError(f"frozen_fraction must be at least 0 and below 1, got {fraction}.")
+    n_layers = int(len(layers) * fraction)
     text_encoder.embeddings.requires_grad_(False)
     for layer in layers[:n_layers]:
         layer.requires_grad_(False)
+    return n_layers

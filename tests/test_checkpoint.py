@@ -77,7 +77,8 @@ def test_saved_folder_contents(trained, tmp_path) -> None:
     model, tokenizer = trained
     out = save_checkpoint(model, tokenizer, tmp_path / "models" / "ck", METRICS)
     assert out == tmp_path / "models" / "ck"
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "text_encoder"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "text_encoder",
+                                                  "value_lookup.json"]
     config = json.loads((out / "config.json").read_text())
     assert config["attributes"] == ["colour", "material", "article_type"]
     assert config["text_encoder"] == model.config.text_encoder and config["image_encoder"] == "tiny"
@@ -195,3 +196,17 @@ def test_config_saved_before_classifier_pooling_existed_loads_as_cls(tmp_path) -
     assert data.pop("classifier_pooling") == "mean"
     (tmp_path / "config.json").write_text(json.dumps(data))
     assert DramConfig.load(tmp_path / "config.json").classifier_pooling == "cls"
+
+
+def test_checkpoint_saved_before_value_prior_and_frozen_fraction_loads_without_them(tmp_path) -> None:
+    import json
+
+    from dram.config import DramConfig
+
+    config = DramConfig(attributes=["colour"])
+    config.save(tmp_path / "config.json")
+    data = json.loads((tmp_path / "config.json").read_text())
+    del data["value_prior"], data["frozen_fraction"]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    loaded = DramConfig.load(tmp_path / "config.json")
+    assert loaded.value_prior is False and loaded.frozen_fraction == 0

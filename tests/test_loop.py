@@ -48,7 +48,7 @@ def test_joint_finetuning_decodes_photos_and_trains_the_cnn(tiny_encoder_dir, tm
 
 
 def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(tiny_encoder_dir):
-    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", frozen_layers=1, use_arm=False, value_prior=False)
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", frozen_fraction=0.5, use_arm=False, value_prior=False)
     assert model.caches_lower_layers
     listings = [listing("red cotton shirt for men", [("red", "colour"), ("cotton", "material")], "a"),
                 listing("navy silk dress", [("navy", "colour")], "b")]

@@ -26,7 +26,8 @@ CASES = [(v, "prototype") for v in VARIANTS] + [("dram", "dynet"), ("dram", "ber
 
 @pytest.mark.parametrize("variant, policy", CASES)
 def test_variant_forward_loss_backward_and_gradient_flow(tiny_encoder_dir, variant: str, policy: str) -> None:
-    model, tokenizer = tiny_model(tiny_encoder_dir, variant, arm_policy=policy)
+    # The whole language model trains here (the paper's IRC); the default's frozen lower half is tested below.
+    model, tokenizer = tiny_model(tiny_encoder_dir, variant, arm_policy=policy, frozen_fraction=0.0)
     model.train()
     batch, _ = make_batch(model, tokenizer, _two_listings())
     loss, parts = model.loss(model.encode(batch), batch)
@@ -230,3 +231,16 @@ def test_attribute_scores_do_not_depend_on_padding(tiny_encoder_dir) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model.encode(alone).attribute_logits[0], model.encode(padded).attribute_logits[0],
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_fraction_keeps_embeddings_and_lower_layers_and_trains_the_upper_ones(tiny_encoder_dir) -> None:
+    model, tokenizer = tiny_model(tiny_encoder_dir, "dram", frozen_fraction=0.5)  # 1 of the 2 tiny layers
+    model.train()
+    batch, _ = make_batch(model, tokenizer, _two_listings())
+    model.loss(model.encode(batch), batch)[0].backward()
+    layers = model.text_encoder.encoder.layer
+    assert model.n_frozen == 1
+    assert model.text_encoder.get_input_embeddings().weight.grad is None
+    assert all(p.grad is None and not p.requires_grad for p in layers[0].parameters())
+    assert _nonzero_grad(layers[1].attention.self.query.weight)
+    assert _nonzero_grad(model.tem.out.weight)  # TEM still learns through the frozen layers

@@ -29,7 +29,7 @@ def is_built(out: Path = DEFAULT_OUT) -> bool:
     return (out / "model.safetensors").exists()
 
 
-def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int = 3, max_train: int | None = None,
+def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = None, max_train: int | None = None,
           seed: int = 13, cache_dir: Path = DEFAULT_CACHE, device: str | None = None) -> dict:
     started = time.monotonic()
     train = load_data(data / "train.jsonl", "train")[:max_train]
@@ -51,7 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data", type=Path, default=BUNDLE, help="folder with train/valid/test.jsonl")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="default: the training budget of training.train")
     parser.add_argument("--max-train", type=int)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")

@@ -37,7 +37,7 @@ class TrainSettings:
     min_epochs: int = 3
     max_epochs: int = 40
     patience: int | None = 3
-    batch_size: int = 32
+    batch_size: int = 16  # small sets need updates more than large batches
     lr_encoder: float = 5e-5  # the paper's fine-tuning rate
     lr_heads: float = 1e-3  # fresh layers (TEM, ARM, decoder) learn faster
     seed: int = 13
@@ -100,8 +100,6 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
     config = model.config
     lookups = None
     if config.value_prior:
-        if model.value_lookup is None:
-            raise ValueError("This model reads a value lookup (value_prior) but has none.")
         lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
     kept, texts, listing_of = [], [], []
     for i, listing in enumerate(listings):

@@ -36,8 +36,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
     parser.add_argument("--finetune-image-encoder", action="store_true",
                         help="train the CNN jointly (decodes photos every step: for a GPU)")
-    parser.add_argument("--frozen-layers", type=int, default=DramConfig.frozen_layers,
-                        help="keep the word embeddings and this many lower encoder layers as pretrained")
+    parser.add_argument("--frozen-fraction", type=float, default=DramConfig.frozen_fraction,
+                        help="keep the word embeddings and this share of the lower encoder layers as pretrained")
     parser.add_argument("--value-prior", action=argparse.BooleanOptionalAction, default=DramConfig.value_prior,
                         help="the decoder also reads which words are values seen in training (a dictionary "
                              "saved with the checkpoint)")
@@ -73,7 +73,7 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
     return DramConfig.for_variant(variant, attributes, **decoder, arm_policy=args.arm_policy, tau_r=args.tau_r,
                                   loss_lambda=args.loss_lambda, classifier_pooling=args.classifier_pooling,
                                   text_encoder=args.text_encoder, image_encoder=args.image_encoder,
-                                  max_tokens=args.max_tokens, frozen_layers=args.frozen_layers,
+                                  max_tokens=args.max_tokens, frozen_fraction=args.frozen_fraction,
                                   value_prior=args.value_prior,
                                   freeze_image_encoder=not args.finetune_image_encoder)
 
