@@ -65,6 +65,10 @@ def runs(tmp_path_factory) -> dict:
                         "--threads", "1", *common),
         "missing": _start("training.train", "--train", str(tmp / "nope.jsonl"), "--out", str(tmp / "ck2"),
                           "--text-encoder", encoder, "--no-image", *common),
+        # No --valid, no --no-image, no decoder: what a user with their own photo-less file runs.
+        "defaults": _start("training.train", "--train", str(_write(tmp / "many.jsonl", _records(TRAIN_LISTINGS * 4))),
+                           "--out", str(tmp / "ck-defaults"), "--text-encoder", encoder, "--epochs", "1",
+                           "--threads", "1", *common),
     })
     assert first["train"].returncode == 0, first["train"].stderr[-3000:]
     second = _finish({
@@ -102,6 +106,17 @@ def test_train_writes_a_checkpoint(runs) -> None:
     assert printed["checkpoint"] == str(ck)
     assert set(printed["valid"]) >= {"tag_f1", "cls_f1", "precision", "recall"}
     assert "per_attribute" not in printed["valid"]
+
+
+def test_train_defaults_without_photos_split_validation_and_train_the_joint_text_model(runs) -> None:
+    result = runs["defaults"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((runs["tmp"] / "ck-defaults" / "config.json").read_text())
+    assert config["variant"] == "text-only" and config["use_arm"] is False and config["value_prior"] is True
+    n = 4 * len(TRAIN_LISTINGS)
+    assert f"{n // 10 if n >= 100 else 10} of the training listings are kept aside for validation" in result.stderr
+    metrics = json.loads((runs["tmp"] / "ck-defaults" / "metrics.json").read_text())
+    assert metrics["train"]["listings"] == n - (n // 10 if n >= 100 else 10) and "valid" in metrics
 
 
 def test_evaluate_prints_metrics_and_writes_json(runs) -> None:

@@ -24,7 +24,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
     parser.add_argument("--decoder", choices=("arm", "joint"),
                         help="arm: ARM selects attributes, one B-I-O BiLSTM+CRF per attribute (the paper); "
-                             "joint: one BiLSTM+CRF over every attribute's tags (default: the variant's)")
+                             "joint: one BiLSTM+CRF over every attribute's tags (default: the variant's; "
+                             "joint when no training listing has a photo)")
     parser.add_argument("--arm-policy", choices=ARM_POLICIES, default=DramConfig.arm_policy)
     parser.add_argument("--tau-r", type=float, default=DramConfig.tau_r)
     parser.add_argument("--classifier-pooling", choices=CLASSIFIER_POOLING, default=DramConfig.classifier_pooling,
@@ -118,8 +119,9 @@ def main() -> None:
         log.info("no --valid given: %d of the training listings are kept aside for validation", len(valid))
     attributes = args.attributes.split(",") if args.attributes else attribute_set(train)
     if args.variant is None and not args.no_image and not any(l.image for l in train):
-        log.info("no training listing has a photo: training the text-only variant")
         args.variant = "text-only"
+        args.decoder = args.decoder or "joint"
+        log.info("no training listing has a photo: training the text-only variant with the %s decoder", args.decoder)
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
