@@ -129,6 +129,14 @@ def test_queue_uses_the_newest_prediction_of_a_listing(store) -> None:
         ([Span(-1, 3, "Color")], {}, "not inside the text"),
         ([Span(0, 3, "Flavour")], {"allowed_attributes": ["Color", "Size"]}, "not one of"),
         ([{"start": 0, "end": 3}], {}, "needs integer"),
+        ([{"start": 0.9, "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": 0, "end": 3.0, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": True, "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": "0", "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([Span(0, 3, "Color"), Span(0, 3, "Color")], {}, "more than once"),
+        ([Span(0, 3, "Color"), Span(2, 10, "Color")], {}, "overlap"),
+        ([], {"annotator": 42}, "annotator name"),
+        ([], {"annotator": None}, "annotator name"),
         ([{"start": 0, "end": 3, "attribute": " "}], {}, "no attribute"),
         ([], {"annotator": "  "}, "annotator name"),
         ([], {"status": "maybe"}, "not one of"),
@@ -140,6 +148,12 @@ def test_bad_corrections_are_refused_and_nothing_is_saved(store, spans, kwargs, 
     with pytest.raises(CorrectionError, match=message):
         store.save_correction(listing, spans=spans, **arguments)
     assert store.all_corrections() == []
+
+
+def test_the_same_words_may_carry_two_different_attributes(store) -> None:
+    listing = store.add_listing(TEXT)
+    store.save_correction(listing, "alice", [Span(0, 3, "Color"), Span(0, 3, "Brand")])
+    assert [s["attribute"] for s in store.all_corrections()[0].spans] == ["Brand", "Color"]
 
 
 def test_a_correction_cannot_point_at_another_listings_prediction(store) -> None:
