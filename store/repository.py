@@ -120,17 +120,30 @@ def _span_dict(span: SpanLike) -> dict[str, Any]:
     return dict(span)
 
 
+def _position(value: Any) -> int:
+    """A character offset: a real int, never a float, bool or string that `int()` would quietly bend."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
+
+
 def _check_spans(
     text: str, spans: Iterable[SpanLike], allowed: set[str] | None, *, what: str
 ) -> list[dict[str, Any]]:
-    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one."""
+    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one.
+
+    Offsets must be ints (0.9 is not silently 0), and one attribute may not tag the same
+    characters twice: B-I-O training can only represent one value per attribute and word.
+    """
     checked = []
     for raw in spans:
         span = _span_dict(raw)
         try:
-            start, end, attribute = int(span["start"]), int(span["end"]), span["attribute"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorrectionError(f"{what}: span {span!r} needs integer 'start', 'end' and an 'attribute'.") from exc
+            start, end, attribute = _position(span["start"]), _position(span["end"]), span["attribute"]
+        except (KeyError, TypeError) as exc:
+            raise CorrectionError(
+                f"{what}: span {span!r} needs integer 'start' and 'end' character positions and an 'attribute'."
+            ) from exc
         if not isinstance(attribute, str) or not attribute.strip():
             raise CorrectionError(f"{what}: span {span!r} has no attribute name; pick one of the attributes.")
         if not 0 <= start < end <= len(text):
@@ -143,6 +156,18 @@ def _check_spans(
                 f"{what}: attribute {attribute!r} is not one of {sorted(allowed)}; pick one of those."
             )
         checked.append({**span, "start": start, "end": end, "attribute": attribute})
+    checked.sort(key=lambda s: (s["attribute"], s["start"], s["end"]))
+    for before, after in zip(checked, checked[1:]):
+        if before["attribute"] != after["attribute"] or after["start"] >= before["end"]:
+            continue
+        if (before["start"], before["end"]) == (after["start"], after["end"]):
+            problem = "is given more than once"
+        else:
+            problem = f"would overlap {before['start']}-{before['end']}"
+        raise CorrectionError(
+            f"{what}: span {after['start']}-{after['end']} ({after['attribute']}) {problem}; "
+            "keep one value per attribute on any word."
+        )
     return sorted(checked, key=lambda s: (s["start"], s["end"], s["attribute"]))
 
 
@@ -355,7 +380,7 @@ class Store:
         allowed_attributes: Iterable[str] | None = None,
     ) -> int:
         """Save an annotator's verdict in one transaction; bad input raises `CorrectionError` and saves nothing."""
-        if not annotator or not annotator.strip():
+        if not isinstance(annotator, str) or not annotator.strip():
             raise CorrectionError("Enter your annotator name before saving, so corrections can be traced to you.")
         if status not in CORRECTION_STATUSES:
             raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
