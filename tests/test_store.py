@@ -246,6 +246,20 @@ def test_a_locked_database_is_retried_then_reported_and_nothing_is_lost(db_url: 
         assert [c.annotator for c in store.all_corrections()] == ["alice", "bob"]
 
 
+def test_opening_a_migrated_store_does_not_wait_for_a_writer(db_url: str) -> None:
+    """A fine-tune or an app start only reads the schema version: a long write elsewhere must not stop it."""
+    with open_store(db_url) as store:
+        store.save_correction(store.add_listing(TEXT), "alice", [Span(0, 3, "Color")])
+    holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another program is in the middle of a write
+    try:
+        with open_store(db_url, busy_timeout_s=0.05, retries=0) as store:
+            assert len(store.all_corrections()) == 1
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_a_lock_released_during_the_retries_lets_the_save_through(db_url: str) -> None:
     path = db_url.removeprefix("sqlite:///")
     with open_store(db_url, busy_timeout_s=0.05, retries=6, backoff_s=0.05) as store:
