@@ -295,8 +295,13 @@ def import_from_label_studio(
     url: str | None = None,
     api_key: str | None = None,
     project_title: str = "DRAM attribute review",
+    attributes: Iterable[str] = (),
 ) -> ImportReport:
-    """Bring annotations made in Label Studio into the store as corrections (source 'label_studio')."""
+    """Bring annotations made in Label Studio into the store as corrections (source 'label_studio').
+
+    `attributes` are the serving model's; with the ones annotators added to the store
+    (`Store.attributes()`) they are the labels an import accepts.
+    """
     client, url = _connect(url, api_key)
     with _talking_to(url, f"find project {project_title!r}"):
         project = _find_project(client, project_title)

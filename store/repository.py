@@ -25,6 +25,7 @@ from dram.listings import Listing, Span
 from store.errors import CorrectionError, StoreError
 from store.models import (
     CORRECTION_STATUSES,
+    Attribute,
     Correction,
     LabelStudioExport,
     ListingRow,
@@ -270,6 +271,28 @@ class Store:
 
     def photo_mime_type(self, sha256: str) -> str | None:
         return self.db.run(lambda s: s.scalar(select(Photo.mime_type).where(Photo.sha256 == sha256)), write=False)
+
+    # The attribute set
+
+    def attributes(self) -> list[str]:
+        """Attributes annotators added beyond the model's own; a correction may use either kind."""
+        return self.db.run(lambda s: list(s.scalars(select(Attribute.name).order_by(Attribute.name))), write=False)
+
+    def add_attribute(self, name: str, added_by: str | None = None) -> bool:
+        """Let corrections (and Label Studio imports) use attribute `name`; False if it was already there."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
+            raise CorrectionError(
+                f"Attribute name {name!r} must be a non-empty name without leading or trailing spaces "
+                "(at most 255 characters), e.g. 'fabric'."
+            )
+
+        def work(session: Session) -> bool:
+            if session.get(Attribute, name) is not None:
+                return False
+            session.add(Attribute(name=name, added_by=added_by))
+            return True
+
+        return self.db.run(work)
 
     # Model versions and predictions
 

@@ -182,7 +182,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
     with open_store(db_url) as store:
         assert [c.spans for c in store.all_corrections()] == [[{"start": 0, "end": 3, "attribute": "Color"}]]
         with store.db.engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -344,3 +344,49 @@ def test_label_studio_offsets_count_utf16_units() -> None:
     assert [to_ls_offset(text, i) for i in range(4)] == [0, 1, 3, 4]
     assert [from_ls_offset(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
     assert from_ls_offset(text, 9) > len(text)
+
+
+def test_the_attribute_set_grows_once_per_name_and_refuses_blank_names(store) -> None:
+    assert store.attributes() == []
+    assert store.add_attribute("fabric", added_by="alice") is True
+    assert store.add_attribute("fabric", added_by="bob") is False
+    store.add_attribute("collar")
+    assert store.attributes() == ["collar", "fabric"]
+    for bad in ("", "  ", " fabric", 3):
+        with pytest.raises(CorrectionError, match="Attribute name"):
+            store.add_attribute(bad)
+
+
+def _store_at_revision_0001(path: Path) -> None:
+    """A store file as the previous release left it: schema 0001 with one correction in it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from store.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    command.upgrade(config, "0001")
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO listings (id, text, created) VALUES (1, ?, '2025-11-24 10:00:00')", (TEXT,))
+        raw.execute(
+            "INSERT INTO corrections (listing_id, annotator, spans, status, source, created, updated, exported) "
+            "VALUES (1, 'alice', '[{\"start\": 0, \"end\": 3, \"attribute\": \"Color\"}]', 'corrected', 'app', "
+            "'2025-11-24 10:01:00', '2025-11-24 10:01:00', 0)"
+        )
+
+
+def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _store_at_revision_0001(path)
+    with open_store(f"sqlite:///{path}") as store:
+        (correction,) = store.all_corrections()
+        assert correction.annotator == "alice" and correction.spans == [{"start": 0, "end": 3, "attribute": "Color"}]
+        assert store.attributes() == []
+        store.save_correction(1, "bob", [Span(4, 10, "Material")])
+        (listing,) = store.corrections_as_listings(tmp_path / "cache")
+        assert listing.spans == [Span(4, 10, "Material")]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
