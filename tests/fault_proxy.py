@@ -31,6 +31,7 @@ class Fault:
     path: re.Pattern[str]
     action: str
     times: int
+    after: int  # matching requests still to let through before the first injection
 
 
 class FaultProxy:
@@ -51,12 +52,12 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def inject(self, method: str, path_pattern: str, action: str, times: int = 1) -> None:
-        """Arm a fault for the next `times` requests whose method and path (with query) match."""
+    def inject(self, method: str, path_pattern: str, action: str, times: int = 1, after: int = 0) -> None:
+        """Arm a fault for `times` requests whose method and path (with query) match, once `after` went through."""
         if action not in ACTIONS:
             raise ValueError(f"unknown fault {action!r}; use one of {ACTIONS}")
         with self._lock:
-            self._faults.append(Fault(method.upper(), re.compile(path_pattern), action, times))
+            self._faults.append(Fault(method.upper(), re.compile(path_pattern), action, times, after))
 
     def clear(self) -> None:
         """Disarm every fault not yet used."""
@@ -72,6 +73,9 @@ class FaultProxy:
         with self._lock:
             for fault in self._faults:
                 if fault.method == method and fault.path.search(path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        return None
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)

@@ -1,0 +1,113 @@
+"""The Label Studio round trip loses nothing and lets nothing malformed in: a REAL server and a real store.
+
+Each test works in its own project of the session's one server (tests/conftest.py). Faults the
+server cannot be asked for (an answer lost after the work was done, a connection dropped
+mid-response) come from the forwarding proxy in tests/fault_proxy.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from label_studio_sdk import LabelStudio
+
+from dram.listings import Span
+from store import Store, open_store
+from store.label_studio import export_to_label_studio, import_from_label_studio
+from tests.label_studio_server import TOKEN, Server
+
+pytestmark = pytest.mark.label_studio
+
+ATTRIBUTES = ["colour", "material", "size"]
+TEXTS = [
+    "Red cotton shirt, size M",
+    "Blue denim jeans 32",
+    "Black leather belt",
+    "White silk dress, size S",
+    "Green wool jacket",
+    "Navy cotton socks",
+]
+
+
+def region(text: str, start: int, end: int, label: str) -> dict[str, Any]:
+    """A text-label region as Label Studio's editor saves it (ASCII texts: offsets are the same)."""
+    return {"from_name": "label", "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
+
+
+@pytest.fixture
+def client(label_studio: Server) -> LabelStudio:
+    return LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> str:
+    """A project of its own per test: the server is shared by the whole session."""
+    return f"DRAM {tmp_path.name}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+def export(store: Store, url: str, project: str):
+    """Export through `url`: the server itself, or the fault proxy in front of it."""
+    return export_to_label_studio(store, url, TOKEN, project, ATTRIBUTES)
+
+
+def import_(store: Store, url: str, project: str):
+    return import_from_label_studio(store, url, TOKEN, project, attributes=ATTRIBUTES)
+
+
+def task_ids(client: LabelStudio, project_id: int) -> dict[int, int]:
+    """listing id -> task id, read from Label Studio."""
+    return {t.data["dram_listing_id"]: t.id for t in client.tasks.list(project=project_id, fields="task_only")}
+
+
+def test_junk_annotations_are_refused_in_plain_words_and_nothing_is_stored(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    listings = [store.add_listing(text) for text in TEXTS]
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    create = lambda i, result: client.annotations.create(tasks[listings[i]], result=result).id  # noqa: E731
+    made = {
+        "choices": create(0, [{"from_name": "label", "to_name": "text", "type": "choices",
+                               "value": {"choices": ["looks fine"]}}]),
+        "fabric": create(1, [region(TEXTS[1], 5, 10, "fabric")]),
+        "no offsets": create(2, [{"from_name": "label", "to_name": "text", "type": "labels",
+                                  "value": {"text": "Black", "labels": ["colour"]}}]),
+        "text offset": create(3, [{"from_name": "label", "to_name": "text", "type": "labels",
+                                   "value": {"start": "abc", "end": 5, "labels": ["colour"]}}]),
+        "outside": create(4, [{"from_name": "label", "to_name": "text", "type": "labels",
+                               "value": {"start": 0, "end": 99, "labels": ["colour"]}}]),
+        "no values": create(5, []),
+    }
+
+    imported = import_(store, label_studio.url, project)
+
+    assert imported.added == 1
+    reasons = {name: next((r for r in imported.rejected if f"annotation {made[name]}" in r), None) for name in made}
+    assert reasons.pop("no values") is None
+    for name, reason in reasons.items():
+        listing_index = list(made).index(name)
+        assert reason is not None, f"{name} was not refused: {imported.rejected}"
+        assert f"task {tasks[listings[listing_index]]}" in reason.lower(), reason
+    assert "choices" in reasons["choices"] and "text label" in reasons["choices"]
+    assert "'fabric'" in reasons["fabric"] and "add_attribute" in reasons["fabric"]
+    assert "start and end" in reasons["no offsets"] and "redraw" in reasons["no offsets"]
+    assert "invalid literal" not in reasons["text offset"] and "'abc'" in reasons["text offset"]
+    assert "not inside the text" in reasons["outside"]
+    # Only the annotator's "this listing has no values" was stored; the rest stay in the review queue.
+    (correction,) = store.all_corrections()
+    assert (correction.listing_id, correction.spans, correction.status) == (listings[5], [], "corrected")
+    assert {item.listing_id for item in store.review_queue(0.5)} == set(listings[:5])
+
+    # Adding the attribute to the store lets the annotation in on the next import; the rest stay refused.
+    store.add_attribute("fabric", added_by="alice")
+    again = import_(store, label_studio.url, project)
+    assert (again.added, again.unchanged, len(again.rejected)) == (1, 1, 4)
+    assert store.corrections_for(listings[1])[0].spans == [{"start": 5, "end": 10, "attribute": "fabric"}]
