@@ -512,7 +512,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
     @_user_errors
     def import_ls(url: str, key: str) -> tuple[str, str]:
         store = stores.get()
-        report = import_from_label_studio(store, url or None, key or None)
+        report = import_from_label_studio(store, url or None, key or None, attributes=attributes)
         rejected = "".join(f"\n- {html.escape(r, quote=False)}" for r in report.rejected)
         return (f"Imported from Label Studio project {report.project_id}: {report.added} added, {report.updated} "
                 f"updated, {report.unchanged} unchanged.{rejected}"), _progress_markdown(store)

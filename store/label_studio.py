@@ -279,14 +279,54 @@ def _export_correction(
     report.annotations_created += 1
 
 
-def _spans_from_result(text: str, result: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+class AnnotationRefused(CorrectionError):
+    """An annotation that is not a well-formed set of text labels with known attributes; nothing was stored."""
+
+
+def _offset(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) -> list[dict[str, Any]]:
+    """The spans of an annotation's result, or `AnnotationRefused` saying what to fix in Label Studio.
+
+    An empty result is the annotator saying "no values here" (no spans); anything that is not a
+    text label with whole-number offsets and a known attribute is refused, never half-imported.
+    """
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise AnnotationRefused(f"{where}: its result is not a list of regions; open it in Label Studio, "
+                                "submit it again and import again.")
     spans = []
-    for region in result or []:
-        value = region.get("value") or {}
-        if region.get("type") != "labels" or region.get("to_name") != TEXT_NAME:
-            continue
-        start, end = from_ls_offset(text, int(value["start"])), from_ls_offset(text, int(value["end"]))
-        spans.extend({"start": start, "end": end, "attribute": label} for label in value.get("labels", []))
+    for number, region in enumerate(result, start=1):
+        if not isinstance(region, dict):
+            raise AnnotationRefused(f"{where}: region {number} is not a region object; open the annotation in "
+                                    "Label Studio, submit it again and import again.")
+        kind = region.get("type")
+        if kind != "labels" or region.get("from_name") != FROM_NAME or region.get("to_name") != TEXT_NAME:
+            raise AnnotationRefused(
+                f"{where}: region {number} is a {kind!r} result from {region.get('from_name')!r}, not a text label "
+                f"on the listing text, which is all DRAM stores. Delete that region in Label Studio (label the "
+                "words instead) and import again.")
+        value = region.get("value") if isinstance(region.get("value"), dict) else {}
+        labels = value.get("labels")
+        start, end = _offset(value.get("start")), _offset(value.get("end"))
+        if start is None or end is None:
+            raise AnnotationRefused(
+                f"{where}: region {number} ({value.get('text')!r}) has no whole-number start and end offsets in "
+                f"the text (start={value.get('start')!r}, end={value.get('end')!r}); redraw the region in Label "
+                "Studio and import again.")
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise AnnotationRefused(f"{where}: region {number} ({value.get('text')!r}) has no label; pick an "
+                                    "attribute for it in Label Studio and import again.")
+        for label in labels:
+            if label not in allowed:
+                raise AnnotationRefused(
+                    f"{where}: label {label!r} is not one of the store's attributes ({', '.join(sorted(allowed))}). "
+                    f"If it is a new attribute, add it to the store (Store.add_attribute({label!r})) and import "
+                    "again; otherwise relabel the region in Label Studio.")
+            spans.append({"start": from_ls_offset(text, start), "end": from_ls_offset(text, end), "attribute": label})
     return spans
 
 
@@ -310,6 +350,7 @@ def import_from_label_studio(
             f"Label Studio at {url} has no project titled {project_title!r}; export to it first or check the title."
         )
     report = ImportReport(project_id=project.id)
+    allowed = set(attributes) | set(store.attributes())
     listings = {listing.id: listing for listing in store.list_listings()}
     ours = {c.ls_annotation_id for c in store.all_corrections() if c.source == "app" and c.ls_annotation_id is not None}
     emails: dict[int, str] = {}
@@ -323,7 +364,7 @@ def import_from_label_studio(
                 report.unknown_tasks += 1
                 continue
             for annotation in task.annotations or []:
-                _import_annotation(client, store, listing, task.id, annotation, ours, emails, report)
+                _import_annotation(client, store, listing, task.id, annotation, allowed, ours, emails, report)
     log.info("Label Studio import: %s", report)
     return report
 
@@ -334,6 +375,7 @@ def _import_annotation(
     listing: ListingInfo,
     task_id: int,
     annotation: dict[str, Any],
+    allowed: set[str],
     ours: set[int],
     emails: dict[int, str],
     report: ImportReport,
@@ -348,12 +390,13 @@ def _import_annotation(
         completed_by = completed_by["id"]
     annotator = _email(client, completed_by, emails)
     status = "skipped" if annotation.get("was_cancelled") else "corrected"
+    where = f"Task {task_id}, annotation {annotation_id}"
     try:
-        spans = _spans_from_result(listing.text, annotation.get("result"))
-        outcome = store.upsert_label_studio_correction(annotation_id, listing.id, annotator, spans, status)
-    except (CorrectionError, StoreError, KeyError, TypeError, ValueError) as exc:
-        report.rejected.append(f"annotation {annotation_id} on task {task_id}: {exc}")
-        log.warning("Skipped Label Studio annotation %s: %s", annotation_id, exc)
+        spans = [] if status == "skipped" else _spans_from_result(listing.text, annotation.get("result"), allowed, where)
+        outcome = store.upsert_label_studio_correction(annotation_id, listing.id, annotator, spans, status, what=where)
+    except (CorrectionError, StoreError) as exc:
+        report.rejected.append(str(exc))
+        log.warning("Refused Label Studio annotation %s: %s", annotation_id, exc)
         return
     setattr(report, outcome, getattr(report, outcome) + 1)
 

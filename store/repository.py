@@ -560,7 +560,8 @@ class Store:
         self.db.run(work)
 
     def upsert_label_studio_correction(
-        self, ls_annotation_id: int, listing_id: int, annotator: str, spans: Iterable[SpanLike], status: str
+        self, ls_annotation_id: int, listing_id: int, annotator: str, spans: Iterable[SpanLike], status: str,
+        what: str | None = None,
     ) -> str:
         """Add or refresh a correction made in Label Studio; returns 'added', 'updated' or 'unchanged'.
 
@@ -576,7 +577,7 @@ class Store:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
             checked = [
                 {k: s[k] for k in ("start", "end", "attribute")}
-                for s in _check_spans(listing.text, spans, None, what=f"Label Studio annotation {ls_annotation_id}")
+                for s in _check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
             row = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
             if row is None:

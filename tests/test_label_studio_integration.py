@@ -101,7 +101,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
             ],
         )
 
-        imported = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        imported = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (1, 0, 2, [])
         (from_ls,) = [c for c in store.all_corrections() if c.source == "label_studio"]
         assert from_ls.annotator == "bob@dram.test" and from_ls.ls_annotation_id == made.id
@@ -112,7 +112,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
         assert store.review_queue(0.5) == [] and store.progress() == (3, 0)
 
         before = store.all_corrections()
-        twice = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        twice = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (twice.added, twice.updated, twice.unchanged) == (0, 0, 1)
         assert store.all_corrections() == before
 
@@ -121,7 +121,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
             {"from_name": "label", "to_name": "text", "type": "labels",
              "value": {"start": 0, "end": 7, "text": "Ceramic", "labels": ["Material"]}},
         ])
-        edited = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        edited = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (edited.added, edited.updated) == (0, 1)
         training = {listing.id: listing for listing in store.corrections_as_listings(tmp_path / "photos")}
         assert set(training) == {"shirt", f"listing-{mug}"}
