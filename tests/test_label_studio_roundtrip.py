@@ -111,3 +111,62 @@ def test_junk_annotations_are_refused_in_plain_words_and_nothing_is_stored(
     again = import_(store, label_studio.url, project)
     assert (again.added, again.unchanged, len(again.rejected)) == (1, 1, 4)
     assert store.corrections_for(listings[1])[0].spans == [{"start": 5, "end": 10, "attribute": "fabric"}]
+
+
+def only_annotation(client: LabelStudio, task_id: int) -> Any:
+    (annotation,) = client.annotations.list(task_id)
+    return annotation
+
+
+def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt = store.add_listing(TEXTS[0])
+    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    report = export(store, label_studio.url, project)
+    annotation = only_annotation(client, task_ids(client, report.project_id)[shirt])
+    # An annotator adds the colour in Label Studio.
+    client.annotations.update(annotation.id, result=[*annotation.result, region(TEXTS[0], 0, 3, "colour")])
+
+    imported = import_(store, label_studio.url, project)
+
+    assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (0, 1, 0, [])
+    (listing,) = store.corrections_as_listings()
+    assert listing.spans == [Span(0, 3, "colour"), Span(4, 10, "material")]
+    # alice's saved version is kept beside the edit.
+    assert [c.spans for c in store.corrections_for(shirt)] == [
+        [{"start": 4, "end": 10, "attribute": "material"}],
+        [{"start": 0, "end": 3, "attribute": "colour"}, {"start": 4, "end": 10, "attribute": "material"}],
+    ]
+    before = store.all_corrections()
+    again = import_(store, label_studio.url, project)
+    assert (again.added, again.updated) == (0, 0) and store.all_corrections() == before
+
+
+def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_current(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    app_first, ls_first = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[3])
+    store.save_correction(app_first, "alice", [Span(4, 10, "material")])
+    store.save_correction(ls_first, "alice", [Span(6, 10, "material")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    in_ls = {listing: only_annotation(client, tasks[listing]) for listing in (app_first, ls_first)}
+
+    # app_first: changed in the app, then (later) in Label Studio.
+    store.save_correction(app_first, "bob", [Span(0, 3, "colour")])
+    client.annotations.update(in_ls[app_first].id, result=[region(TEXTS[0], 18, 22, "size")])
+    # ls_first: changed in Label Studio, then (later) in the app.
+    client.annotations.update(in_ls[ls_first].id, result=[region(TEXTS[3], 0, 5, "colour")])
+    store.save_correction(ls_first, "bob", [Span(0, 5, "colour"), Span(6, 10, "material")])
+
+    imported = import_(store, label_studio.url, project)
+
+    assert imported.updated == 2 and len(imported.conflicts) == 2
+    for listing in (app_first, ls_first):
+        (conflict,) = [c for c in imported.conflicts if f"annotation {in_ls[listing].id}" in c]
+        assert f"task {tasks[listing]}" in conflict.lower() and "both kept" in conflict
+    current = {item.text: item.spans for item in store.corrections_as_listings()}
+    assert current[TEXTS[0]] == [Span(18, 22, "size")]  # Label Studio's edit came last
+    assert current[TEXTS[3]] == [Span(0, 5, "colour"), Span(6, 10, "material")]  # the app's came last
+    assert len(store.corrections_for(app_first)) == len(store.corrections_for(ls_first)) == 3  # nothing lost
