@@ -2,7 +2,10 @@
 
 Export sends every listing as a task (text plus the photo as a data URI, so it shows without
 any file storage set up), the model's spans as predictions and the app's corrections as
-annotations. Import brings annotations made in Label Studio back as corrections.
+annotations. Import brings every change made in Label Studio back as corrections: new
+annotations, and edits to annotations that were exported from here or imported before (an edit
+is a new version of the correction; the earlier one is kept). When a listing changed in the app
+too since the last sync, both are kept, the one made last is current, and the import reports it.
 
 Both sides are idempotent: the store remembers which listing is which task and which
 correction is which annotation, so running either again sends or adds nothing twice, and a
@@ -16,6 +19,7 @@ import logging
 import os
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 from xml.sax.saxutils import quoteattr
 
@@ -55,9 +59,10 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    from_store: int = 0  # annotations this store exported itself, not imported back
+    from_store: int = 0  # annotations this store exported itself, unchanged in Label Studio since
     unknown_tasks: int = 0  # tasks that were not created from this store
     rejected: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # changed on both sides since the last sync
 
 
 def labeling_config(attributes: Iterable[str]) -> str:
@@ -352,7 +357,7 @@ def import_from_label_studio(
     report = ImportReport(project_id=project.id)
     allowed = set(attributes) | set(store.attributes())
     listings = {listing.id: listing for listing in store.list_listings()}
-    ours = {c.ls_annotation_id for c in store.all_corrections() if c.source == "app" and c.ls_annotation_id is not None}
+    synced = store.label_studio_annotations()
     emails: dict[int, str] = {}
 
     with _talking_to(url, "read annotations"):
@@ -364,9 +369,25 @@ def import_from_label_studio(
                 report.unknown_tasks += 1
                 continue
             for annotation in task.annotations or []:
-                _import_annotation(client, store, listing, task.id, annotation, allowed, ours, emails, report)
+                _import_annotation(client, store, listing, task.id, annotation, allowed, synced, emails, report)
     log.info("Label Studio import: %s", report)
     return report
+
+
+def _user_id(value: Any, emails: dict[int, str]) -> int | None:
+    """A user id from an annotation's `completed_by`/`updated_by` (an id, or an expanded user)."""
+    if isinstance(value, dict):
+        emails.setdefault(int(value["id"]), value.get("email") or f"label-studio-user-{value['id']}")
+        return int(value["id"])
+    return value if isinstance(value, int) else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """Label Studio's ISO time (e.g. '2026-12-01T14:26:12.918437Z') in UTC, or None if absent or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(timezone.utc) if value else None
+    except ValueError:
+        return None
 
 
 def _import_annotation(
@@ -376,29 +397,46 @@ def _import_annotation(
     task_id: int,
     annotation: dict[str, Any],
     allowed: set[str],
-    ours: set[int],
+    synced: dict[int, str],
     emails: dict[int, str],
     report: ImportReport,
 ) -> None:
     annotation_id = int(annotation["id"])
-    if annotation_id in ours:
-        report.from_store += 1
-        return
-    completed_by = annotation.get("completed_by")
-    if isinstance(completed_by, dict):
-        emails.setdefault(int(completed_by["id"]), completed_by.get("email") or f"label-studio-user-{completed_by['id']}")
-        completed_by = completed_by["id"]
-    annotator = _email(client, completed_by, emails)
+    # An edit is the editor's verdict; a new annotation its author's.
+    who = annotation.get("updated_by") if annotation_id in synced else None
+    annotator = _email(client, _user_id(who, emails) or _user_id(annotation.get("completed_by"), emails), emails)
     status = "skipped" if annotation.get("was_cancelled") else "corrected"
     where = f"Task {task_id}, annotation {annotation_id}"
     try:
         spans = [] if status == "skipped" else _spans_from_result(listing.text, annotation.get("result"), allowed, where)
-        outcome = store.upsert_label_studio_correction(annotation_id, listing.id, annotator, spans, status, what=where)
+        synced_now = store.sync_label_studio_annotation(
+            annotation_id, listing.id, annotator, spans, status, _timestamp(annotation.get("updated_at")), what=where
+        )
     except (CorrectionError, StoreError) as exc:
         report.rejected.append(str(exc))
         log.warning("Refused Label Studio annotation %s: %s", annotation_id, exc)
         return
-    setattr(report, outcome, getattr(report, outcome) + 1)
+    setattr(report, synced_now.outcome, getattr(report, synced_now.outcome) + 1)
+    if synced_now.conflict is not None and synced_now.correction is not None:
+        report.conflicts.append(_conflict_message(where, listing.id, synced_now.correction, synced_now.conflict))
+
+
+def _utc(moment: datetime | None) -> datetime:
+    """Stored times come back naive from SQLite; all are UTC."""
+    if moment is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _conflict_message(where: str, listing_id: int, imported: CorrectionInfo, app: CorrectionInfo) -> str:
+    ls_time, app_time = _utc(imported.changed), _utc(app.changed or app.created)
+    current = "Label Studio's" if ls_time >= app_time else "the app's"
+    return (
+        f"{where}: listing {listing_id} was changed both in the app (correction {app.id} by {app.annotator}, "
+        f"{app_time:%Y-%m-%d %H:%M:%S} UTC) and in Label Studio (by {imported.annotator}, {ls_time:%Y-%m-%d %H:%M:%S} "
+        f"UTC) since the last sync; both kept, {current} version, made last, is now current. Check it in the app "
+        "and save again if the other one was right."
+    )
 
 
 def _email(client: LabelStudio, user_id: int | None, cache: dict[int, str]) -> str:

@@ -89,6 +89,7 @@ class CorrectionInfo:
     source: str
     ls_annotation_id: int | None
     created: datetime
+    changed: datetime | None = None  # when the verdict was made, by its own side's clock
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def _correction_info(row: Correction) -> CorrectionInfo:
         source=row.source,
         ls_annotation_id=row.ls_annotation_id,
         created=row.created,
+        changed=row.changed,
     )
 
 
@@ -202,8 +204,18 @@ def _latest_prediction_ids() -> Subquery:
     return select(func.max(Prediction.id).label("id")).group_by(Prediction.listing_id).subquery()
 
 
-def _latest_correction_ids() -> Subquery:
-    return select(func.max(Correction.id).label("id")).group_by(Correction.listing_id).subquery()
+def _current_correction_ids() -> Subquery:
+    """Each listing's current correction: the one made last by its own side's clock (ties: saved later)."""
+    ranked = select(
+        Correction.id,
+        func.row_number()
+        .over(
+            partition_by=Correction.listing_id,
+            order_by=(func.coalesce(Correction.changed, Correction.created).desc(), Correction.id.desc()),
+        )
+        .label("rank"),
+    ).subquery()
+    return select(ranked.c.id).where(ranked.c.rank == 1).subquery()
 
 
 class Store:
@@ -490,7 +502,7 @@ class Store:
         return self.db.run(work, write=False)
 
     def corrections_as_listings(self, cache_dir: str | os.PathLike[str] | None = None) -> list[Listing]:
-        """Training data: the newest correction of each listing (skipped ones left out).
+        """Training data: the current correction of each listing, the one made last (skipped ones left out).
 
         Photos are written once to `cache_dir` (default `$DRAM_PHOTO_CACHE` or `.cache/dram-photos`)
         because the training code reads `Listing.image` as a file path.
@@ -498,7 +510,7 @@ class Store:
         directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
 
         def work(session: Session) -> list[tuple[ListingRow, Correction, Photo | None]]:
-            latest = _latest_correction_ids()
+            latest = _current_correction_ids()
             rows = session.execute(
                 select(ListingRow, Correction, Photo)
                 .join(Correction, Correction.listing_id == ListingRow.id)
@@ -559,19 +571,39 @@ class Store:
 
         self.db.run(work)
 
-    def upsert_label_studio_correction(
-        self, ls_annotation_id: int, listing_id: int, annotator: str, spans: Iterable[SpanLike], status: str,
-        what: str | None = None,
-    ) -> str:
-        """Add or refresh a correction made in Label Studio; returns 'added', 'updated' or 'unchanged'.
+    def label_studio_annotations(self) -> dict[int, str]:
+        """Label Studio annotation id -> source ('app' or 'label_studio') of the correction last synced with it."""
+        def work(session: Session) -> dict[int, str]:
+            rows = session.execute(
+                select(Correction.ls_annotation_id, Correction.source).where(Correction.ls_annotation_id.is_not(None))
+            )
+            return {annotation_id: source for annotation_id, source in rows}
 
-        An annotation that came from this store (same annotation id on an 'app' correction) is left as is.
+        return self.db.run(work, write=False)
+
+    def sync_label_studio_annotation(
+        self,
+        ls_annotation_id: int,
+        listing_id: int,
+        annotator: str,
+        spans: Iterable[SpanLike],
+        status: str,
+        changed: datetime | None = None,
+        what: str | None = None,
+    ) -> LabelStudioSync:
+        """Bring one Label Studio annotation into the store; see `LabelStudioSync` for the outcomes.
+
+        The annotation is compared with the correction it was last synced with (exported from the
+        app or imported). A change adds a new correction and moves the link to it, so every earlier
+        version stays; `changed` (Label Studio's `updated_at`) decides whether it becomes current.
         """
         if status not in CORRECTION_STATUSES:
             raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise CorrectionError(f"{what or f'Label Studio annotation {ls_annotation_id}'}: no annotator name.")
         spans = list(spans)
 
-        def work(session: Session) -> str:
+        def work(session: Session) -> LabelStudioSync:
             listing = session.get(ListingRow, listing_id)
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
@@ -579,21 +611,40 @@ class Store:
                 {k: s[k] for k in ("start", "end", "attribute")}
                 for s in _check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
-            row = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
-            if row is None:
-                session.add(
-                    Correction(
-                        listing_id=listing_id, annotator=annotator, spans=checked, status=status,
-                        source="label_studio", ls_annotation_id=ls_annotation_id, exported=True, exported_at=utcnow(),
-                    )
+            linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+            if linked is not None and linked.status == status and (status == "skipped" or linked.spans == checked):
+                return LabelStudioSync("from_store" if linked.source == "app" else "unchanged")
+            conflict = None
+            if linked is not None:
+                # Changed in Label Studio since the last sync. Changed in the app as well?
+                newer = session.scalar(
+                    select(Correction)
+                    .where(Correction.listing_id == linked.listing_id, Correction.source == "app", Correction.id > linked.id)
+                    .order_by(Correction.id.desc())
                 )
-                return "added"
-            if row.source != "label_studio" or (row.spans == checked and row.status == status):
-                return "unchanged"
-            row.spans, row.status, row.annotator = checked, status, annotator
-            return "updated"
+                conflict = _correction_info(newer) if newer is not None else None
+                linked.ls_annotation_id = None
+                session.flush()  # the link moves to the new version below
+            row = Correction(
+                listing_id=listing_id, annotator=annotator.strip(), spans=checked, status=status, source="label_studio",
+                ls_annotation_id=ls_annotation_id, exported=True, exported_at=utcnow(), changed=changed or utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return LabelStudioSync("added" if linked is None else "updated", _correction_info(row), conflict)
 
         return self.db.run(work)
+
+
+@dataclass(frozen=True)
+class LabelStudioSync:
+    """What importing one annotation did: 'added' (new), 'updated' (edited in Label Studio: a new
+    version), 'unchanged', or 'from_store' (the app's own export, untouched). `conflict` is the app's
+    newer correction of the same listing when both sides changed since the last sync."""
+
+    outcome: str
+    correction: CorrectionInfo | None = None
+    conflict: CorrectionInfo | None = None
 
 
 def _cached_photo(directory: Path, photo: Photo) -> Path:
