@@ -15,6 +15,7 @@ from label_studio_sdk import LabelStudio
 from dram.listings import Span
 from store import Store, open_store
 from store.label_studio import export_to_label_studio, import_from_label_studio
+from tests.fault_proxy import FaultProxy
 from tests.label_studio_server import TOKEN, Server
 
 pytestmark = pytest.mark.label_studio
@@ -170,3 +171,52 @@ def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_curr
     assert current[TEXTS[0]] == [Span(18, 22, "size")]  # Label Studio's edit came last
     assert current[TEXTS[3]] == [Span(0, 5, "colour"), Span(6, 10, "material")]  # the app's came last
     assert len(store.corrections_for(app_first)) == len(store.corrections_for(ls_first)) == 3  # nothing lost
+
+
+def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    correction = store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    with FaultProxy(label_studio.url) as proxy:
+        # The server stores the task (and then the annotation) but the client is told HTTP 500.
+        proxy.inject("POST", r"^/api/tasks/?(\?|$)", "error_after_forward")
+        proxy.inject("POST", r"^/api/tasks/\d+/annotations", "error_after_forward")
+        first = export(store, proxy.url, project)
+        assert proxy.pending() == 0, "both faults were injected"
+        second = export(store, proxy.url, project)
+        third = export(store, proxy.url, project)
+
+    assert first.failures and "export again" in " ".join(first.failures)
+    tasks = list(client.tasks.list(project=first.project_id, fields="all"))
+    assert sorted(t.data["dram_listing_id"] for t in tasks) == [shirt, jeans]
+    (annotation,) = [a for t in tasks for a in t.annotations]
+    assert store.unexported_corrections() == [] and store.corrections_for(shirt)[0].ls_annotation_id == annotation["id"]
+    assert (second.annotations_created + third.annotations_created, third.tasks_created) == (0, 0)
+    assert import_(store, label_studio.url, project).from_store == 1 and [c.id for c in store.all_corrections()] == [
+        correction
+    ]
+
+
+def test_exported_corrections_carry_the_annotators_name(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, socks = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[5])
+    store.save_correction(shirt, "Zoë Martin", [Span(4, 10, "material")])
+    store.save_correction(socks, "bob@dram.test", [Span(0, 4, "colour")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+
+    zoe = client.users.get(only_annotation(client, tasks[shirt]).completed_by)
+    assert f"{zoe.first_name} {zoe.last_name}".strip() == "Zoë Martin"
+    assert client.users.get(only_annotation(client, tasks[socks]).completed_by).email == "bob@dram.test"
+    # The same annotator is one Label Studio user however often the export runs.
+    store.save_correction(socks, "Zoë Martin", [Span(0, 4, "colour"), Span(5, 11, "material")])
+    export(store, label_studio.url, project)
+    assert zoe.id in {a.completed_by for a in client.annotations.list(tasks[socks])}
+    assert [u.id for u in client.users.list() if "Zoë" in f"{u.first_name} {u.last_name}"] == [zoe.id]
+    # An annotator's edit in Label Studio comes back under the editor's name.
+    annotation = only_annotation(client, tasks[shirt])
+    client.annotations.update(annotation.id, result=[region(TEXTS[0], 0, 3, "colour")])
+    import_(store, label_studio.url, project)
+    assert store.corrections_for(shirt)[-1].annotator == "admin@dram.test"
