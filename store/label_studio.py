@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +38,11 @@ FROM_NAME = "label"  # the <Labels> control
 TEXT_NAME = "text"  # the <Text> object
 IMAGE_NAME = "image"  # the <Image> object
 DEFAULT_TIMEOUT_S = 30.0
+# Creates are never retried blindly: a create the server stored before its answer was lost would be
+# stored twice. The export looks in Label Studio for what an earlier try created instead.
+NO_RETRY: dict[str, Any] = {"max_retries": 0}
+# Label Studio users made for annotators who exist only in the app (a reserved, undeliverable domain).
+ANNOTATOR_DOMAIN = "dram-annotators.invalid"
 
 
 class LabelStudioError(RuntimeError):
@@ -50,7 +57,9 @@ class ExportReport:
     tasks_recovered: int = 0  # tasks already in Label Studio that the store had lost track of
     predictions_created: int = 0
     annotations_created: int = 0
+    annotations_recovered: int = 0  # created by an earlier try whose answer was lost: linked, not re-sent
     failures: list[str] = field(default_factory=list)  # corrections in here stay unexported
+    notes: list[str] = field(default_factory=list)  # exported, but not quite as wished (e.g. annotator name)
 
 
 @dataclass
@@ -101,11 +110,17 @@ def _talking_to(url: str, what: str) -> Iterator[None]:
     """Turn transport and authentication failures into a `LabelStudioError` that says what to fix."""
     try:
         yield
-    except httpx.TransportError as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise LabelStudioError(
             f"Could not reach Label Studio at {url} while trying to {what} ({exc.__class__.__name__}: {exc}). "
             "Start the server, or set LABEL_STUDIO_URL to the address it runs at. Nothing was lost: "
             "unexported corrections go out with the next export."
+        ) from exc
+    except httpx.TransportError as exc:
+        raise LabelStudioError(
+            f"The connection to Label Studio at {url} broke while trying to {what} ({exc.__class__.__name__}: "
+            f"{exc}). Nothing was lost: run it again; what already arrived on either side is recognised and "
+            "not duplicated."
         ) from exc
     except ApiError as exc:
         if exc.status_code in (401, 403):
@@ -143,7 +158,7 @@ def _ensure_project(client: LabelStudio, title: str, attributes: list[str]) -> t
     """The project titled `title`, created if missing, with a label for every attribute."""
     project = _find_project(client, title)
     if project is None:
-        created = client.projects.create(title=title, label_config=labeling_config(attributes))
+        created = client.projects.create(title=title, label_config=labeling_config(attributes), request_options=NO_RETRY)
         log.info("Created Label Studio project %r (id %s)", title, created.id)
         return created.id, True
     try:
@@ -223,9 +238,12 @@ def export_to_label_studio(
     with _talking_to(url, "export tasks"):
         for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
             if listing_id not in tasks:
+                # A create whose answer was lost: the task is there, its predictions may not be.
                 store.record_label_studio_task(project_id, listing_id, task_id)
                 tasks[listing_id] = task_id
                 report.tasks_recovered += 1
+                if not list(client.predictions.list(task=task_id)):
+                    _export_predictions(client, store, project_id, task_id, listings[listing_id], report)
         for listing in listings.values():
             if listing.id in tasks:
                 continue
@@ -234,14 +252,19 @@ def export_to_label_studio(
             except ApiError as exc:
                 if exc.status_code in (401, 403):
                     raise
-                report.failures.append(f"listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+                report.failures.append(
+                    f"Listing {listing.id}: Label Studio answered HTTP {exc.status_code} {exc.body!r} to creating its "
+                    "task; its corrections wait. Export again: a task it stored anyway is found, not made twice.")
 
+    users = _Annotators(client)
     with _talking_to(url, "export corrections"):
         for correction in store.unexported_corrections():
             if correction.listing_id not in tasks:
-                report.failures.append(f"correction {correction.id}: listing {correction.listing_id} has no task")
+                report.failures.append(f"Correction {correction.id}: listing {correction.listing_id} has no task in "
+                                       "Label Studio yet (see above); export again.")
                 continue
-            _export_correction(client, store, listings[correction.listing_id], tasks[correction.listing_id], correction, report)
+            _export_correction(client, store, users, listings[correction.listing_id], tasks[correction.listing_id],
+                               correction, report)
     log.info("Label Studio export: %s", report)
     return report
 
@@ -253,32 +276,110 @@ def _export_listing(client: LabelStudio, store: Store, project_id: int, listing:
         "dram_listing_id": listing.id,
         "external_id": listing.external_id,
     }
-    task = client.tasks.create(project=project_id, data=data)
+    task = client.tasks.create(project=project_id, data=data, request_options=NO_RETRY)
     store.record_label_studio_task(project_id, listing.id, task.id)
     report.tasks_created += 1
+    _export_predictions(client, store, project_id, task.id, listing, report)
+    return task.id
+
+
+def _export_predictions(
+    client: LabelStudio, store: Store, project_id: int, task_id: int, listing: ListingInfo, report: ExportReport
+) -> None:
     for prediction in store.predictions_for(listing.id):
         try:
-            client.predictions.create(task=task.id, project=project_id, **_prediction_payload(listing.text, prediction))
+            client.predictions.create(task=task_id, project=project_id, request_options=NO_RETRY,
+                                      **_prediction_payload(listing.text, prediction))
             report.predictions_created += 1
         except ApiError as exc:
             if exc.status_code in (401, 403):
                 raise
-            report.failures.append(f"prediction {prediction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
-    return task.id
+            report.failures.append(f"Prediction {prediction.id} of listing {listing.id}: Label Studio answered "
+                                   f"HTTP {exc.status_code} {exc.body!r}; it is not sent again.")
+
+
+class _Annotators:
+    """Label Studio user ids for the app's annotator names, so exported annotations carry who made them.
+
+    A name that is a Label Studio user's email is that user; any other name gets (once) a user
+    of its own, named after it, with an undeliverable address in `ANNOTATOR_DOMAIN`.
+    """
+
+    def __init__(self, client: LabelStudio) -> None:
+        self.client = client
+        self.by_email: dict[str, int] | None = None
+
+    def _read(self) -> dict[str, int]:
+        self.by_email = {(u.email or "").lower(): u.id for u in self.client.users.list()}
+        return self.by_email
+
+    def user_id(self, name: str) -> tuple[int | None, str | None]:
+        """(user id, None), or (None, why not) when Label Studio would not make the user."""
+        by_email = self.by_email if self.by_email is not None else self._read()
+        if name.lower() in by_email:
+            return by_email[name.lower()], None
+        email = _annotator_email(name)
+        if email in by_email:
+            return by_email[email], None
+        try:
+            user = self.client.users.create(username=email.split("@")[0], email=email, first_name=name[:256],
+                                            request_options=NO_RETRY)
+        except ApiError as exc:
+            if exc.status_code == 401:
+                raise
+            # The user may be stored although the answer was lost: look again before giving up.
+            found = self._read().get(email)
+            return (found, None) if found is not None else (None, f"HTTP {exc.status_code} {exc.body!r}")
+        by_email[email] = user.id
+        return user.id, None
+
+
+def _annotator_email(name: str) -> str:
+    """A stable address for an app-only annotator name (the hash keeps 'Zoë' and 'Zoe' apart)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "annotator"
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}@{ANNOTATOR_DOMAIN}"
+
+
+def _already_created(client: LabelStudio, task_id: int, correction_id: int) -> int | None:
+    """The annotation an earlier export of this correction created on the task (its `import_id`), if any."""
+    for annotation in client.annotations.list(task_id):
+        if annotation.import_id == correction_id:
+            return annotation.id
+    return None
 
 
 def _export_correction(
-    client: LabelStudio, store: Store, listing: ListingInfo, task_id: int, correction: CorrectionInfo, report: ExportReport
+    client: LabelStudio,
+    store: Store,
+    users: _Annotators,
+    listing: ListingInfo,
+    task_id: int,
+    correction: CorrectionInfo,
+    report: ExportReport,
 ) -> None:
+    """Create the correction's annotation once: Label Studio itself is asked first whether it has it."""
+    existing = _already_created(client, task_id, correction.id)
+    if existing is not None:
+        store.mark_exported(correction.id, existing)
+        report.annotations_recovered += 1
+        return
+    user_id, why_not = users.user_id(correction.annotator)
+    if why_not is not None:
+        report.notes.append(f"Correction {correction.id} shows as the API key's owner in Label Studio: it refused "
+                            f"to make a user for annotator {correction.annotator!r} ({why_not}).")
     result = [_region(listing.text, s, f"c{correction.id}-{i}") for i, s in enumerate(correction.spans)]
     try:
         annotation = client.annotations.create(
-            task_id, result=result, was_cancelled=correction.status == "skipped", lead_time=0.0
+            task_id, result=result, was_cancelled=correction.status == "skipped", lead_time=0.0,
+            completed_by=user_id, import_id=correction.id, request_options=NO_RETRY,
         )
     except ApiError as exc:
         if exc.status_code in (401, 403):
             raise
-        report.failures.append(f"correction {correction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+        report.failures.append(
+            f"Correction {correction.id} of listing {listing.id} (task {task_id}): Label Studio answered HTTP "
+            f"{exc.status_code} {exc.body!r}; it stays unexported. Export again: if Label Studio stored it "
+            "anyway it is found there, not sent twice.")
         return
     store.mark_exported(correction.id, annotation.id)
     report.annotations_created += 1
@@ -374,12 +475,19 @@ def import_from_label_studio(
     return report
 
 
-def _user_id(value: Any, emails: dict[int, str]) -> int | None:
+def _user_id(value: Any, names: dict[int, str]) -> int | None:
     """A user id from an annotation's `completed_by`/`updated_by` (an id, or an expanded user)."""
     if isinstance(value, dict):
-        emails.setdefault(int(value["id"]), value.get("email") or f"label-studio-user-{value['id']}")
+        names.setdefault(int(value["id"]), _name_of(value.get("email"), value.get("first_name"), int(value["id"])))
         return int(value["id"])
     return value if isinstance(value, int) else None
+
+
+def _name_of(email: str | None, first_name: str | None, user_id: int) -> str:
+    """The name a correction carries: the annotator's own for users the export made, else the email."""
+    if email and email.endswith(f"@{ANNOTATOR_DOMAIN}") and first_name:
+        return first_name
+    return email or f"label-studio-user-{user_id}"
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -440,12 +548,13 @@ def _conflict_message(where: str, listing_id: int, imported: CorrectionInfo, app
 
 
 def _email(client: LabelStudio, user_id: int | None, cache: dict[int, str]) -> str:
-    """The annotator's email, the name corrections carry; a placeholder if the user cannot be read."""
+    """The annotator's name (see `_name_of`); a placeholder if the user cannot be read."""
     if user_id is None:
         return "label-studio-unknown-user"
     if user_id not in cache:
         try:
-            cache[user_id] = client.users.get(user_id).email or f"label-studio-user-{user_id}"
+            user = client.users.get(user_id)
+            cache[user_id] = _name_of(user.email, user.first_name, user_id)
         except ApiError as exc:
             if exc.status_code == 401:
                 raise

@@ -182,10 +182,10 @@ def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
         # The server stores the task (and then the annotation) but the client is told HTTP 500.
         proxy.inject("POST", r"^/api/tasks/?(\?|$)", "error_after_forward")
         proxy.inject("POST", r"^/api/tasks/\d+/annotations", "error_after_forward")
-        first = export(store, proxy.url, project)
+        first = export(store, proxy.url, project)  # the task's answer is lost
+        second = export(store, proxy.url, project)  # the task is found; the annotation's answer is lost
+        third = export(store, proxy.url, project)  # the annotation is found
         assert proxy.pending() == 0, "both faults were injected"
-        second = export(store, proxy.url, project)
-        third = export(store, proxy.url, project)
 
     assert first.failures and "export again" in " ".join(first.failures)
     tasks = list(client.tasks.list(project=first.project_id, fields="all"))
@@ -202,14 +202,15 @@ def test_exported_corrections_carry_the_annotators_name(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
     shirt, socks = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[5])
-    store.save_correction(shirt, "Zoë Martin", [Span(4, 10, "material")])
-    store.save_correction(socks, "bob@dram.test", [Span(0, 4, "colour")])
+    carol = client.users.create(username="carol", email="carol@dram.test", password="carol-password-123")
+    store.save_correction(shirt, "Zoë Martin", [Span(4, 10, "material")])  # known to the app only
+    store.save_correction(socks, "Carol@dram.test", [Span(0, 4, "colour")])  # a Label Studio user
     report = export(store, label_studio.url, project)
     tasks = task_ids(client, report.project_id)
 
     zoe = client.users.get(only_annotation(client, tasks[shirt]).completed_by)
     assert f"{zoe.first_name} {zoe.last_name}".strip() == "Zoë Martin"
-    assert client.users.get(only_annotation(client, tasks[socks]).completed_by).email == "bob@dram.test"
+    assert only_annotation(client, tasks[socks]).completed_by == carol.id
     # The same annotator is one Label Studio user however often the export runs.
     store.save_correction(socks, "Zoë Martin", [Span(0, 4, "colour"), Span(5, 11, "material")])
     export(store, label_studio.url, project)
