@@ -41,6 +41,8 @@ DEFAULT_TIMEOUT_S = 30.0
 # Creates are never retried blindly: a create the server stored before its answer was lost would be
 # stored twice. The export looks in Label Studio for what an earlier try created instead.
 NO_RETRY: dict[str, Any] = {"max_retries": 0}
+# Tasks per page when reading annotations back; each page is stored before the next is read.
+IMPORT_PAGE_SIZE = 100
 # Label Studio users made for annotators who exist only in the app (a reserved, undeliverable domain).
 ANNOTATOR_DOMAIN = "dram-annotators.invalid"
 
@@ -464,7 +466,7 @@ def import_from_label_studio(
     with _talking_to(url, "read annotations"):
         listing_of_task = {task: listing for listing, task in store.label_studio_tasks(project.id).items()}
         # fields="all" brings the annotations along, skipped (cancelled) ones included.
-        for task in client.tasks.list(project=project.id, fields="all"):
+        for task in client.tasks.list(project=project.id, fields="all", page_size=IMPORT_PAGE_SIZE):
             listing = listings.get(listing_of_task.get(task.id) or (task.data or {}).get("dram_listing_id"))  # type: ignore[arg-type]
             if listing is None or (task.data or {}).get(TEXT_NAME) != listing.text:
                 report.unknown_tasks += 1

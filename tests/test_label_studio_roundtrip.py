@@ -14,8 +14,10 @@ from label_studio_sdk import LabelStudio
 
 from dram.listings import Span
 from store import Store, open_store
-from store.label_studio import export_to_label_studio, import_from_label_studio
+from store import label_studio as label_studio_module
+from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 from tests.fault_proxy import FaultProxy
+from tests.round_trip_audit import Tally, tally
 from tests.label_studio_server import TOKEN, Server
 
 pytestmark = pytest.mark.label_studio
@@ -221,3 +223,38 @@ def test_exported_corrections_carry_the_annotators_name(
     client.annotations.update(annotation.id, result=[region(TEXTS[0], 0, 3, "colour")])
     import_(store, label_studio.url, project)
     assert store.corrections_for(shirt)[-1].annotator == "admin@dram.test"
+
+
+def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothing(
+    label_studio: Server, client: LabelStudio, store: Store, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings = [store.add_listing(text) for text in TEXTS]
+    for listing, text in zip(listings, TEXTS):
+        store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+    monkeypatch.setattr(label_studio_module, "IMPORT_PAGE_SIZE", 2)  # so the import can break between pages
+    with FaultProxy(label_studio.url) as proxy:
+        # The third annotation is stored by the server, but the connection drops while it answers.
+        proxy.inject("POST", r"^/api/tasks/\d+/annotations", "drop_mid_response", after=2)
+        with pytest.raises(LabelStudioError, match="broke while trying to export corrections"):
+            export(store, proxy.url, project)
+        report = export(store, proxy.url, project)
+        assert (report.annotations_created, report.annotations_recovered) == (3, 1)
+
+        tasks = task_ids(client, report.project_id)
+        expected = {}
+        for listing, text in zip(listings, TEXTS):  # every annotation gets its material in Label Studio
+            annotation = only_annotation(client, tasks[listing])
+            word = text.split()[1].strip(",")
+            spans = [*annotation.result, region(text, text.index(word), text.index(word) + len(word), "material")]
+            client.annotations.update(annotation.id, result=spans)
+            expected[listing] = [{"start": r["value"]["start"], "end": r["value"]["end"],
+                                  "attribute": r["value"]["labels"][0]} for r in spans]
+        # The second page of tasks breaks off half-way, after the first page was imported (three times:
+        # the client retries a read twice, which is harmless for reads).
+        proxy.inject("GET", r"^/api/tasks/?\?.*\bpage=2\b", "drop_mid_response", times=3)
+        with pytest.raises(LabelStudioError, match="broke while trying to read annotations"):
+            import_(store, proxy.url, project)
+        imported = import_(store, proxy.url, project)
+        assert proxy.pending() == 0
+    assert (imported.updated, imported.unchanged, imported.rejected) == (4, 2, [])  # page 1 came in before the break
+    assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
