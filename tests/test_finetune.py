@@ -12,7 +12,7 @@ from dram.listings import Listing, Span
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
 from training import finetune as finetune_module
-from training.finetune import FinetuneError, finetune, replay_sample, split_corrections
+from training.finetune import FinetuneError, finetune, promotion_failures, replay_sample, split_corrections
 from training.loop import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +54,10 @@ def settings(tmp_path: Path) -> TrainSettings:
     return TrainSettings(epochs=1, batch_size=4, seed=13, cache_dir=tmp_path / "features")
 
 
-def run(source: Path, db_url: str, out: Path, tmp_path: Path):
+def run(source: Path, db_url: str, out: Path, tmp_path: Path, **options):
     with open_store(db_url) as store:
         return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                        tmp_path / "photos", progress=False)
+                        tmp_path / "photos", progress=False, **options)
 
 
 def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_url: str, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_u
     add_corrections(db_url, corrections)
     out = tmp_path / "v1"
 
-    result = run(source, db_url, out, tmp_path)
+    result = run(source, db_url, out, tmp_path, promote=True)  # a random tiny model's figures mean nothing
 
     model, _, metrics = load_checkpoint(out)
     assert model.config.attributes == ATTRIBUTES
@@ -84,7 +84,7 @@ def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_u
     assert Path(parent.checkpoint_path) == source.resolve() and not parent.active
     assert parent.metrics == {"test": {"tag_f1": 0.1}}
 
-    second = run(out, db_url, tmp_path / "v2", tmp_path)
+    second = run(out, db_url, tmp_path / "v2", tmp_path, promote=True)
     assert second.parent_id == result.version_id  # the active version is the parent from now on
 
 
@@ -219,3 +219,34 @@ with open_store({db_url!r}) as store:
         finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
                  tmp_path / "photos", progress=False)
     assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]
+
+
+@pytest.mark.parametrize(
+    ("new", "options", "active"),
+    [
+        ({"heldout": 0.9795, "corrections": 0.9923}, {}, True),  # replay 0.27 points lower, corrections equal
+        ({"heldout": 0.9779, "corrections": 0.9930}, {}, False),  # replay 0.43 points lower
+        ({"heldout": 0.9822, "corrections": 0.9900}, {}, False),  # corrections lower
+        ({"heldout": 0.9779, "corrections": 0.9846}, {"promote": True}, True),  # forced
+        ({"heldout": 0.9900, "corrections": 0.9990}, {"activate": False}, False),  # never
+    ],
+)
+def test_the_promotion_gate(source: Path, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            new: dict[str, float], options: dict, active: bool) -> None:
+    add_corrections(db_url, data("corr"))
+    with open_store(db_url) as store:
+        store.register_model_version("v0", source.resolve(), {})
+    _figures(monkeypatch, old={"heldout": 0.9822, "corrections": 0.9923}, new=new)
+    result = run(source, db_url, tmp_path / "v1", tmp_path, **options)
+    with open_store(db_url) as store:
+        assert (store.active_model_version().id == result.version_id) is active is result.active
+    promotion = result.metrics["promotion"]
+    assert promotion["forced"] is bool(options.get("promote"))
+    assert promotion["promoted"] is (active or "activate" in options)
+
+
+def test_without_held_out_figures_nothing_vouches_for_the_new_model() -> None:
+    assert promotion_failures({}, {}) == [
+        "no held-out corrections to compare on (fewer than 2 corrections, or --heldout-corrections 0)",
+        "no replay test to compare on (no --heldout data)",
+    ]
