@@ -390,3 +390,16 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
         assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
+
+
+def test_the_import_message_shows_every_count_conflict_and_refusal() -> None:
+    from store.label_studio import ImportReport
+
+    report = ImportReport(project_id=3, added=1, updated=2, unchanged=4, from_store=3, unknown_tasks=1,
+                          rejected=["Task 9, annotation 12: label 'fabric' is not one of the store's attributes"],
+                          conflicts=["Task 8, annotation 11: listing 5 was changed both in the app and in Label Studio"])
+    summary, *details = report.lines()
+    for part in ("project 3", "1 added", "2 updated", "4 unchanged", "3 exported from here, unchanged",
+                 "1 task not from this store", "1 conflict", "1 refused"):
+        assert part in summary, part
+    assert details == report.conflicts + report.rejected
