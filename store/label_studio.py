@@ -63,6 +63,15 @@ class ExportReport:
     failures: list[str] = field(default_factory=list)  # corrections in here stay unexported
     notes: list[str] = field(default_factory=list)  # exported, but not quite as wished (e.g. annotator name)
 
+    def lines(self) -> list[str]:
+        """A one-line summary, then every failure and note: what the app shows after an export."""
+        summary = (f"Exported to Label Studio project {self.project_id}: {self.tasks_created} tasks, "
+                   f"{self.predictions_created} predictions, {self.annotations_created} annotations")
+        found = [f"{n} {what} already there from an earlier try" for n, what in
+                 ((self.tasks_recovered, "tasks"), (self.annotations_recovered, "annotations")) if n]
+        failed = [f"{len(self.failures)} failed (they go out with the next export)"] if self.failures else []
+        return ["; ".join([summary, *found, *failed]) + ".", *self.failures, *self.notes]
+
 
 @dataclass
 class ImportReport:
@@ -74,6 +83,19 @@ class ImportReport:
     unknown_tasks: int = 0  # tasks that were not created from this store
     rejected: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # changed on both sides since the last sync
+
+    def lines(self) -> list[str]:
+        """A one-line summary with every count, then each conflict and refusal: what the app shows."""
+        counts = [f"{self.added} added", f"{self.updated} updated (edited in Label Studio)",
+                  f"{self.unchanged} unchanged", f"{self.from_store} exported from here, unchanged"]
+        if self.unknown_tasks:
+            counts.append(f"{self.unknown_tasks} task{'s' * (self.unknown_tasks != 1)} not from this store")
+        if self.conflicts:
+            counts.append(f"{len(self.conflicts)} conflict{'s' * (len(self.conflicts) != 1)} (both versions kept)")
+        if self.rejected:
+            counts.append(f"{len(self.rejected)} refused (nothing stored for them)")
+        return [f"Imported from Label Studio project {self.project_id}: {', '.join(counts)}.",
+                *self.conflicts, *self.rejected]
 
 
 def labeling_config(attributes: Iterable[str]) -> str:
