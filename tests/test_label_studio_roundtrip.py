@@ -6,6 +6,7 @@ mid-response) come from the forwarding proxy in tests/fault_proxy.py.
 """
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,7 +14,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from dram.listings import Span
-from store import Store, open_store
+from store import Store, StoreBusyError, open_store
 from store import label_studio as label_studio_module
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 from tests.fault_proxy import FaultProxy
@@ -258,3 +259,39 @@ def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothin
         assert proxy.pending() == 0
     assert (imported.updated, imported.unchanged, imported.rejected) == (4, 2, [])  # page 1 came in before the break
     assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
+
+
+def test_a_locked_store_stops_export_and_import_and_the_next_run_loses_and_duplicates_nothing(
+    label_studio: Server, client: LabelStudio, tmp_path: Path, project: str
+) -> None:
+    path = tmp_path / "locked.sqlite"
+    with open_store(f"sqlite:///{path}", busy_timeout_s=0.05, retries=1, backoff_s=0.01) as store:
+        listings = [store.add_listing(text) for text in TEXTS[:3]]
+        for listing, text in zip(listings, TEXTS):
+            store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+        report = export(store, label_studio.url, project)
+        tasks = task_ids(client, report.project_id)
+        expected = {}
+        for listing, text in zip(listings, TEXTS):
+            annotation = only_annotation(client, tasks[listing])
+            client.annotations.update(annotation.id, result=[region(text, 0, text.index(" "), "size")])
+            expected[listing] = [{"start": 0, "end": text.index(" "), "attribute": "size"}]
+        store.save_correction(listings[0], "bob", [Span(0, 3, "colour")])  # later than the edit: current
+        expected[listings[0]] = [{"start": 0, "end": 3, "attribute": "colour"}]
+
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock throughout
+        try:
+            with pytest.raises(StoreBusyError, match="try again"):
+                import_(store, label_studio.url, project)
+            with pytest.raises(StoreBusyError, match="try again"):
+                export(store, label_studio.url, project)
+        finally:
+            holder.rollback()
+            holder.close()
+
+        imported = import_(store, label_studio.url, project)
+        exported = export(store, label_studio.url, project)
+        assert (imported.updated, imported.rejected, exported.failures) == (3, [], [])
+        assert len(imported.conflicts) == 1  # listing 0 changed on both sides
+        assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
