@@ -29,7 +29,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from store.errors import CorrectionError, StoreError
+from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,7 @@ class AnnotationRefused(CorrectionError):
     """An annotation that is not a well-formed set of text labels with known attributes; nothing was stored."""
 
 
-def _offset(value: Any) -> int | None:
+def _whole_number(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -441,7 +441,7 @@ def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) ->
                 "words instead) and import again.")
         value = region.get("value") if isinstance(region.get("value"), dict) else {}
         labels = value.get("labels")
-        start, end = _offset(value.get("start")), _offset(value.get("end"))
+        start, end = _whole_number(value.get("start")), _whole_number(value.get("end"))
         if start is None or end is None:
             raise AnnotationRefused(
                 f"{where}: region {number} ({value.get('text')!r}) has no whole-number start and end offsets in "
@@ -542,8 +542,11 @@ def _import_annotation(
     try:
         spans = [] if status == "skipped" else _spans_from_result(listing.text, annotation.get("result"), allowed, where)
         synced_now = store.sync_label_studio_annotation(
-            annotation_id, listing.id, annotator, spans, status, _timestamp(annotation.get("updated_at")), what=where
+            annotation_id, listing.id, annotator, spans, status, _timestamp(annotation.get("updated_at")), what=where,
+            import_id=_whole_number(annotation.get("import_id")),
         )
+    except StoreBusyError:
+        raise  # not the annotation's fault: the whole import stops, and the next one picks up from here
     except (CorrectionError, StoreError) as exc:
         report.rejected.append(str(exc))
         log.warning("Refused Label Studio annotation %s: %s", annotation_id, exc)

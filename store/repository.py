@@ -590,12 +590,15 @@ class Store:
         status: str,
         changed: datetime | None = None,
         what: str | None = None,
+        import_id: int | None = None,
     ) -> LabelStudioSync:
         """Bring one Label Studio annotation into the store; see `LabelStudioSync` for the outcomes.
 
         The annotation is compared with the correction it was last synced with (exported from the
         app or imported). A change adds a new correction and moves the link to it, so every earlier
         version stays; `changed` (Label Studio's `updated_at`) decides whether it becomes current.
+        `import_id` is the correction id an export put in the annotation: an export that stored the
+        annotation but died before recording it is recognised here, not imported as a stranger.
         """
         if status not in CORRECTION_STATUSES:
             raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
@@ -612,6 +615,16 @@ class Store:
                 for s in _check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
             linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+            if linked is None and import_id is not None:
+                exported = session.get(Correction, import_id)
+                if exported is not None and (exported.listing_id, exported.source) == (listing_id, "app") and (
+                    exported.ls_annotation_id is None
+                ):
+                    exported.exported, exported.exported_at = True, utcnow()
+                    exported.ls_annotation_id = linked_id = ls_annotation_id
+                    session.flush()
+                    linked = exported
+                    log.info("Label Studio annotation %s is correction %s's export; linked", linked_id, import_id)
             if linked is not None and linked.status == status and (status == "skipped" or linked.spans == checked):
                 return LabelStudioSync("from_store" if linked.source == "app" else "unchanged")
             conflict = None

@@ -276,8 +276,8 @@ def test_a_locked_store_stops_export_and_import_and_the_next_run_loses_and_dupli
             annotation = only_annotation(client, tasks[listing])
             client.annotations.update(annotation.id, result=[region(text, 0, text.index(" "), "size")])
             expected[listing] = [{"start": 0, "end": text.index(" "), "attribute": "size"}]
-        store.save_correction(listings[0], "bob", [Span(0, 3, "colour")])  # later than the edit: current
-        expected[listings[0]] = [{"start": 0, "end": 3, "attribute": "colour"}]
+        store.save_correction(listings[0], "bob", [Span(0, 3, "colour"), Span(4, 10, "material")])  # later: current
+        expected[listings[0]] = [{"start": 0, "end": 3, "attribute": "colour"}, {"start": 4, "end": 10, "attribute": "material"}]
 
         holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock throughout
