@@ -71,8 +71,9 @@ class Database:
                 if attempt == self.retries:
                     raise StoreBusyError(
                         f"The store {self.url} stayed locked by another program through {self.retries + 1} "
-                        "attempts, so nothing was saved. Close or wait for the other program using it "
-                        "(another app window, a retraining job, an open sqlite3 shell) and try again."
+                        "attempts, so this change was not saved (nothing half-saved; earlier saves are kept). "
+                        "Close or wait for the other program using it (another app window, a retraining job, "
+                        "an open sqlite3 shell) and try again."
                     ) from exc
                 log.warning("Store is locked (attempt %d of %d); retrying in %.2fs", attempt + 1, self.retries + 1, delay)
                 time.sleep(delay)
