@@ -403,3 +403,14 @@ def test_the_import_message_shows_every_count_conflict_and_refusal() -> None:
                  "1 task not from this store", "1 conflict", "1 refused"):
         assert part in summary, part
     assert details == report.conflicts + report.rejected
+
+
+def test_an_exported_accepted_correction_comes_back_unchanged_not_as_an_edit(store) -> None:
+    """Label Studio has no 'accepted': an untouched export of one reads back as 'corrected' with the same spans."""
+    listing = store.add_listing(TEXT)
+    accepted = store.save_correction(listing, "alice", [Span(0, 3, "Color")], status="accepted")
+    store.mark_exported(accepted, 77)
+    same = store.sync_label_studio_annotation(77, listing, "alice", [Span(0, 3, "Color")], "corrected")
+    edited = store.sync_label_studio_annotation(77, listing, "bob", [Span(4, 10, "Material")], "corrected")
+    assert (same.outcome, edited.outcome) == ("from_store", "updated")
+    assert [c.status for c in store.corrections_for(listing)] == ["accepted", "corrected"]
