@@ -625,7 +625,9 @@ class Store:
                     session.flush()
                     linked = exported
                     log.info("Label Studio annotation %s is correction %s's export; linked", linked_id, import_id)
-            if linked is not None and linked.status == status and (status == "skipped" or linked.spans == checked):
+            # Label Studio knows skipped (cancelled) or not; 'accepted' reads back as 'corrected'.
+            same_verdict = linked is not None and (linked.status == "skipped") == (status == "skipped")
+            if same_verdict and (status == "skipped" or linked.spans == checked):
                 return LabelStudioSync("from_store" if linked.source == "app" else "unchanged")
             conflict = None
             if linked is not None:
