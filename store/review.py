@@ -206,6 +206,8 @@ def version_choices(store: Store) -> list[tuple[str, int]]:
     choices = []
     for v in reversed(store.list_model_versions()):
         tag = " (active)" if v.active else ""
+        if v.metrics.get("promotion", {}).get("promoted") is False:
+            tag += " (not promoted)"
         parent = f", from #{v.parent_id}" if v.parent_id else ""
         f1 = v.metrics.get("new", {}).get("heldout", {}).get("tag_f1") or v.metrics.get("test", {}).get("tag_f1")
         score = f", TAG-F1 {f1:.3f}" if isinstance(f1, float) else ""

@@ -143,3 +143,4 @@ def test_the_version_table_shows_promoted_and_not_promoted_versions_with_their_f
     assert "not promoted" in v3 and "98.22 → 97.79" in v3 and "99.23 → 98.46" in v3 and "fell from 99.23%" in v3
     assert "active" in v2 and "| promoted" in v2 and "98.00 → 98.22" in v2
     assert "default" in v0 and "not promoted" not in v0
+    assert [label for label, _ in version_choices(store)][0].startswith("#3 v3 (not promoted)")
