@@ -245,8 +245,8 @@ def main() -> None:
             rows["kill -9 during fine-tune checkpoint save"].add(*kill_during_finetune(work, f"ft-{round_}", source))
     print("| fault | injected | corrections lost | duplicated | junk | what the user saw |")
     print("|---|---:|---:|---:|---:|---|")
-    for row in rows.values():
-        seen = " / ".join(f"“{m}”" for m in row.messages)
+    for row in rows.values():  # the first message; the others differ only in ids, ports and paths
+        seen = f"“{row.messages[0]}”" + (f" (+{len(row.messages) - 1} alike)" if len(row.messages) > 1 else "")
         print(f"| {row.fault} | {row.injected} | {row.lost} | {row.duplicated} | {row.junk} | {seen} |")
     print(f"\n{args.rounds} rounds in {(time.monotonic() - started) / 60:.1f} min")
 
