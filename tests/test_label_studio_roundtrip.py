@@ -295,3 +295,51 @@ def test_a_locked_store_stops_export_and_import_and_the_next_run_loses_and_dupli
         assert (imported.updated, imported.rejected, exported.failures) == (3, [], [])
         assert len(imported.conflicts) == 1  # listing 0 changed on both sides
         assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
+
+
+def test_an_edit_in_label_studio_reaches_the_served_model_and_junk_does_not(
+    label_studio: Server, client: LabelStudio, store: Store, project: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edit in Label Studio -> import -> store -> fine-tune -> the version the app serves (tiny model)."""
+    from dram.checkpoint import save_checkpoint
+    from tests.test_finetune import data, settings
+    from tests.tiny_model import tiny_model, write_text_encoder
+    from training import finetune as finetune_module
+
+    texts = ["red cotton shirt for men", "blue denim jeans", "black leather belt", "green wool jacket"]
+    listings = [store.add_listing(text) for text in texts]
+    for listing, text in zip(listings, texts):
+        store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    expected = {}
+    for listing, text in zip(listings, texts):  # the annotators add the material in Label Studio
+        annotation = only_annotation(client, tasks[listing])
+        word = text.split()[1]
+        client.annotations.update(annotation.id, result=[
+            *annotation.result, region(text, text.index(word), text.index(word) + len(word), "material")])
+        expected[text] = [Span(0, text.index(" "), "colour"), Span(text.index(word), text.index(word) + len(word),
+                                                                    "material")]
+    client.annotations.create(tasks[listings[0]], result=[  # and someone leaves junk on one task
+        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fine"]}}])
+    imported = import_(store, label_studio.url, project)
+    assert (imported.updated, len(imported.rejected)) == (4, 1)
+
+    trained_on: list = []
+    real_fetch = finetune_module.fetch_corrections
+
+    def fetch_and_keep(*args: Any) -> list:
+        """The real fetch; the test keeps what the fine-tune was given."""
+        trained_on.extend(real_fetch(*args))
+        return trained_on
+
+    monkeypatch.setattr(finetune_module, "fetch_corrections", fetch_and_keep)
+    model, tokenizer = tiny_model(write_text_encoder(tmp_path / "bert"), "text-only")
+    source = save_checkpoint(model, tokenizer, tmp_path / "models" / "v0", {})
+    result = finetune_module.finetune(source, store, tmp_path / "models" / "v1", data("replay"), data("heldout"),
+                                      settings(tmp_path), 0.25, 4, tmp_path / "photos", progress=False, promote=True)
+
+    assert {item.text: item.spans for item in trained_on} == expected  # every edit, nothing else
+    assert result.metrics["finetune"]["corrections"] == 4 and result.metrics["finetune"]["dropped_spans"] == {}
+    assert store.active_model_version().id == result.version_id  # what the app serves now
