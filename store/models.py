@@ -93,10 +93,12 @@ class Prediction(Base):
 
 
 class Correction(Base):
-    """An annotator's verdict on a listing; the newest one per listing is what training uses.
+    """An annotator's verdict on a listing; the one made last (`changed`) per listing is what training uses.
 
     spans: `[{"start", "end", "attribute"}]`. `exported` tells whether Label Studio already
     has it, so a failed export is retried and a successful one never duplicated.
+    `ls_annotation_id` is the Label Studio annotation this row was last synced with: an edit
+    there adds a new row and the link moves to it, so every version is kept.
     """
 
     __tablename__ = "corrections"
