@@ -621,10 +621,10 @@ class Store:
                     exported.ls_annotation_id is None
                 ):
                     exported.exported, exported.exported_at = True, utcnow()
-                    exported.ls_annotation_id = linked_id = ls_annotation_id
+                    exported.ls_annotation_id = ls_annotation_id
                     session.flush()
                     linked = exported
-                    log.info("Label Studio annotation %s is correction %s's export; linked", linked_id, import_id)
+                    log.info("Label Studio annotation %s is correction %s's export; linked", ls_annotation_id, import_id)
             # Label Studio knows skipped (cancelled) or not; 'accepted' reads back as 'corrected'.
             same_verdict = linked is not None and (linked.status == "skipped") == (status == "skipped")
             if same_verdict and (status == "skipped" or linked.spans == checked):
