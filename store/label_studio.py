@@ -454,8 +454,8 @@ def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) ->
             if label not in allowed:
                 raise AnnotationRefused(
                     f"{where}: label {label!r} is not one of the store's attributes ({', '.join(sorted(allowed))}). "
-                    f"If it is a new attribute, add it to the store (Store.add_attribute({label!r})) and import "
-                    "again; otherwise relabel the region in Label Studio.")
+                    f"If it is a new attribute, add it to the store (`python -m store add-attribute {label}`, or "
+                    f"Store.add_attribute({label!r})) and import again; otherwise relabel the region in Label Studio.")
             spans.append({"start": from_ls_offset(text, start), "end": from_ls_offset(text, end), "attribute": label})
     return spans
 

@@ -414,3 +414,13 @@ def test_an_exported_accepted_correction_comes_back_unchanged_not_as_an_edit(sto
     edited = store.sync_label_studio_annotation(77, listing, "bob", [Span(4, 10, "Material")], "corrected")
     assert (same.outcome, edited.outcome) == ("from_store", "updated")
     assert [c.status for c in store.corrections_for(listing)] == ["accepted", "corrected"]
+
+
+def test_the_command_line_adds_and_lists_attributes(db_url: str) -> None:
+    from store.__main__ import main
+
+    assert main(["--db", db_url, "add-attribute", "fabric", "--by", "alice"]) == 0
+    assert main(["--db", db_url, "add-attribute", "fabric"]) == 0
+    assert main(["--db", db_url, "add-attribute", " "]) == 2
+    with open_store(db_url) as store:
+        assert store.attributes() == ["fabric"]
