@@ -180,6 +180,8 @@ def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
     shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
+                         {"colour": 0.9}, 0.5)
     correction = store.save_correction(shirt, "alice", [Span(4, 10, "material")])
     with FaultProxy(label_studio.url) as proxy:
         # The server stores the task (and then the annotation) but the client is told HTTP 500.
@@ -194,6 +196,8 @@ def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
     tasks = list(client.tasks.list(project=first.project_id, fields="all"))
     assert sorted(t.data["dram_listing_id"] for t in tasks) == [shirt, jeans]
     (annotation,) = [a for t in tasks for a in t.annotations]
+    # The task whose answer was lost is found on the next export, and gets its prediction once.
+    assert [len(t.predictions) for t in tasks if t.data["dram_listing_id"] == shirt] == [1]
     assert store.unexported_corrections() == [] and store.corrections_for(shirt)[0].ls_annotation_id == annotation["id"]
     assert (second.annotations_created + third.annotations_created, third.tasks_created) == (0, 0)
     assert import_(store, label_studio.url, project).from_store == 1 and [c.id for c in store.all_corrections()] == [
