@@ -129,7 +129,7 @@ def _position(value: Any) -> int:
     return value
 
 
-def _check_spans(
+def check_spans(
     text: str, spans: Iterable[SpanLike], allowed: set[str] | None, *, what: str
 ) -> list[dict[str, Any]]:
     """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one.
@@ -371,7 +371,7 @@ class Store:
                 raise StoreError(f"There is no listing {listing_id}; add it with add_listing() first.")
             if model_version_id is not None and session.get(ModelVersion, model_version_id) is None:
                 raise StoreError(f"There is no model version {model_version_id}; register it first.")
-            checked = _check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
+            checked = check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
             for span in checked:
                 span["text"] = listing.text[span["start"]:span["end"]]
                 span["confidence"] = float(span.get("confidence", 1.0))
@@ -430,7 +430,7 @@ class Store:
                 prediction = session.get(Prediction, prediction_id)
                 if prediction is None or prediction.listing_id != listing_id:
                     raise CorrectionError(f"Prediction {prediction_id} is not a prediction for listing {listing_id}.")
-            checked = _check_spans(listing.text, spans, allowed, what=f"Correction of listing {listing_id}")
+            checked = check_spans(listing.text, spans, allowed, what=f"Correction of listing {listing_id}")
             row = Correction(
                 listing_id=listing_id,
                 prediction_id=prediction_id,
@@ -612,7 +612,7 @@ class Store:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
             checked = [
                 {k: s[k] for k in ("start", "end", "attribute")}
-                for s in _check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
+                for s in check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
             linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
             if linked is None and import_id is not None:

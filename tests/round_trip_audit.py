@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from label_studio_sdk import LabelStudio
 
 from store import CorrectionError, Store
-from store.repository import _check_spans
+from store.repository import check_spans
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def tally(store: Store, client: LabelStudio, project_id: int, expected: dict[int
     for correction in store.all_corrections():
         versions.setdefault(correction.listing_id, []).append(correction)
         try:
-            _check_spans(texts[correction.listing_id], correction.spans, allowed, what="audit")
+            check_spans(texts[correction.listing_id], correction.spans, allowed, what="audit")
         except CorrectionError:
             junk += 1
     for rows in versions.values():
