@@ -413,6 +413,12 @@ def _show(store: Store, item: dict | None, attributes: list[str]) -> tuple:
             gr.Dropdown(choices=words, value=None), gr.Dropdown(choices=words, value=None), photo, progress, api_view)
 
 
+def _report_markdown(lines: list[str]) -> str:
+    """A Label Studio report: the summary in bold, then one bullet per conflict, refusal or failure."""
+    summary, *details = (html.escape(line, quote=False) for line in lines)
+    return f"**{summary}**" + "".join(f"\n- {detail}" for detail in details)
+
+
 def _next_item(store: Store, tau: float) -> dict | None:
     queue = store.review_queue(tau, limit=1)
     if not queue:
@@ -505,17 +511,13 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
     @_user_errors
     def export_ls(url: str, key: str) -> str:
         report = export_to_label_studio(stores.get(), url or None, key or None, attributes=attributes)
-        failures = "".join(f"\n- {html.escape(f, quote=False)}" for f in report.failures)
-        return (f"Exported to Label Studio project {report.project_id}: {report.tasks_created} tasks, "
-                f"{report.predictions_created} predictions, {report.annotations_created} annotations.{failures}")
+        return _report_markdown(report.lines())
 
     @_user_errors
     def import_ls(url: str, key: str) -> tuple[str, str]:
         store = stores.get()
-        report = import_from_label_studio(store, url or None, key or None)
-        rejected = "".join(f"\n- {html.escape(r, quote=False)}" for r in report.rejected)
-        return (f"Imported from Label Studio project {report.project_id}: {report.added} added, {report.updated} "
-                f"updated, {report.unchanged} unchanged.{rejected}"), _progress_markdown(store)
+        report = import_from_label_studio(store, url or None, key or None, attributes=attributes)
+        return _report_markdown(report.lines()), _progress_markdown(store)
 
     @_user_errors
     def list_versions() -> gr.Dropdown:
@@ -737,7 +739,15 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
         model_switched = build_annotate_tab(handle, stores, colours)
         with gr.Tab("Model"):
             model_info = gr.Markdown(_model_markdown(handle), elem_id="model-info")
-        model_switched.then(lambda: _model_markdown(handle), None, model_info, api_visibility="private")
+            gr.Markdown("**Registered versions.** A fine-tune goes live only if it is not worse on the held-out "
+                        "corrections and at most 0.3 TAG-F1 points worse on the replay test (old → new below); "
+                        "a version not promoted can still be served from the Annotate tab's Model version list.")
+            versions_table = gr.Markdown(elem_id="model-versions-table")
+            versions_refresh = gr.Button("Show registered versions")
+            show_versions = _user_errors(lambda: review.version_table(stores.get()))
+            versions_refresh.click(show_versions, None, versions_table, api_visibility="private")
+        model_switched.then(lambda: _model_markdown(handle), None, model_info, api_visibility="private").then(
+            show_versions, None, versions_table, api_visibility="private")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 

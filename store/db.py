@@ -15,6 +15,8 @@ from typing import Any, Callable, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -69,18 +71,34 @@ class Database:
                 if attempt == self.retries:
                     raise StoreBusyError(
                         f"The store {self.url} stayed locked by another program through {self.retries + 1} "
-                        "attempts, so nothing was saved. Close or wait for the other program using it "
-                        "(another app window, a retraining job, an open sqlite3 shell) and try again."
+                        "attempts, so this change was not saved (nothing half-saved; earlier saves are kept). "
+                        "Close or wait for the other program using it (another app window, a retraining job, "
+                        "an open sqlite3 shell) and try again."
                     ) from exc
                 log.warning("Store is locked (attempt %d of %d); retrying in %.2fs", attempt + 1, self.retries + 1, delay)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (a no-op when it already is)."""
+    def _config(self) -> Config:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        return config
+
+    def schema_is_current(self) -> bool:
+        """Whether the schema is at the newest revision, read without taking the write lock."""
+        head = ScriptDirectory.from_config(self._config()).get_current_head()
+        return self.run(lambda s: MigrationContext.configure(s.connection()).get_current_revision() == head, write=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision.
+
+        Only a store that needs migrating takes the write lock: opening one that is up to date
+        (every app start, every fine-tune) never waits behind another program's long write.
+        """
+        if self.schema_is_current():
+            return
+        config = self._config()
 
         def upgrade(session: Session) -> None:
             config.attributes["connection"] = session.connection()

@@ -2,7 +2,10 @@
 
 Export sends every listing as a task (text plus the photo as a data URI, so it shows without
 any file storage set up), the model's spans as predictions and the app's corrections as
-annotations. Import brings annotations made in Label Studio back as corrections.
+annotations. Import brings every change made in Label Studio back as corrections: new
+annotations, and edits to annotations that were exported from here or imported before (an edit
+is a new version of the correction; the earlier one is kept). When a listing changed in the app
+too since the last sync, both are kept, the one made last is current, and the import reports it.
 
 Both sides are idempotent: the store remembers which listing is which task and which
 correction is which annotation, so running either again sends or adds nothing twice, and a
@@ -12,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 from xml.sax.saxutils import quoteattr
 
@@ -23,7 +29,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from store.errors import CorrectionError, StoreError
+from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,13 @@ FROM_NAME = "label"  # the <Labels> control
 TEXT_NAME = "text"  # the <Text> object
 IMAGE_NAME = "image"  # the <Image> object
 DEFAULT_TIMEOUT_S = 30.0
+# Creates are never retried blindly: a create the server stored before its answer was lost would be
+# stored twice. The export looks in Label Studio for what an earlier try created instead.
+NO_RETRY: dict[str, Any] = {"max_retries": 0}
+# Tasks per page when reading annotations back; each page is stored before the next is read.
+IMPORT_PAGE_SIZE = 100
+# Label Studio users made for annotators who exist only in the app (a reserved, undeliverable domain).
+ANNOTATOR_DOMAIN = "dram-annotators.invalid"
 
 
 class LabelStudioError(RuntimeError):
@@ -46,7 +59,18 @@ class ExportReport:
     tasks_recovered: int = 0  # tasks already in Label Studio that the store had lost track of
     predictions_created: int = 0
     annotations_created: int = 0
+    annotations_recovered: int = 0  # created by an earlier try whose answer was lost: linked, not re-sent
     failures: list[str] = field(default_factory=list)  # corrections in here stay unexported
+    notes: list[str] = field(default_factory=list)  # exported, but not quite as wished (e.g. annotator name)
+
+    def lines(self) -> list[str]:
+        """A one-line summary, then every failure and note: what the app shows after an export."""
+        summary = (f"Exported to Label Studio project {self.project_id}: {self.tasks_created} tasks, "
+                   f"{self.predictions_created} predictions, {self.annotations_created} annotations")
+        found = [f"{n} {what} already there from an earlier try" for n, what in
+                 ((self.tasks_recovered, "tasks"), (self.annotations_recovered, "annotations")) if n]
+        failed = [f"{len(self.failures)} failed (they go out with the next export)"] if self.failures else []
+        return ["; ".join([summary, *found, *failed]) + ".", *self.failures, *self.notes]
 
 
 @dataclass
@@ -55,9 +79,23 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    from_store: int = 0  # annotations this store exported itself, not imported back
+    from_store: int = 0  # annotations this store exported itself, unchanged in Label Studio since
     unknown_tasks: int = 0  # tasks that were not created from this store
     rejected: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # changed on both sides since the last sync
+
+    def lines(self) -> list[str]:
+        """A one-line summary with every count, then each conflict and refusal: what the app shows."""
+        counts = [f"{self.added} added", f"{self.updated} updated (edited in Label Studio)",
+                  f"{self.unchanged} unchanged", f"{self.from_store} exported from here, unchanged"]
+        if self.unknown_tasks:
+            counts.append(f"{self.unknown_tasks} task{'s' * (self.unknown_tasks != 1)} not from this store")
+        if self.conflicts:
+            counts.append(f"{len(self.conflicts)} conflict{'s' * (len(self.conflicts) != 1)} (both versions kept)")
+        if self.rejected:
+            counts.append(f"{len(self.rejected)} refused (nothing stored for them)")
+        return [f"Imported from Label Studio project {self.project_id}: {', '.join(counts)}.",
+                *self.conflicts, *self.rejected]
 
 
 def labeling_config(attributes: Iterable[str]) -> str:
@@ -96,11 +134,17 @@ def _talking_to(url: str, what: str) -> Iterator[None]:
     """Turn transport and authentication failures into a `LabelStudioError` that says what to fix."""
     try:
         yield
-    except httpx.TransportError as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise LabelStudioError(
             f"Could not reach Label Studio at {url} while trying to {what} ({exc.__class__.__name__}: {exc}). "
             "Start the server, or set LABEL_STUDIO_URL to the address it runs at. Nothing was lost: "
             "unexported corrections go out with the next export."
+        ) from exc
+    except httpx.TransportError as exc:
+        raise LabelStudioError(
+            f"The connection to Label Studio at {url} broke while trying to {what} ({exc.__class__.__name__}: "
+            f"{exc}). Nothing was lost: run it again; what already arrived on either side is recognised and "
+            "not duplicated."
         ) from exc
     except ApiError as exc:
         if exc.status_code in (401, 403):
@@ -138,7 +182,7 @@ def _ensure_project(client: LabelStudio, title: str, attributes: list[str]) -> t
     """The project titled `title`, created if missing, with a label for every attribute."""
     project = _find_project(client, title)
     if project is None:
-        created = client.projects.create(title=title, label_config=labeling_config(attributes))
+        created = client.projects.create(title=title, label_config=labeling_config(attributes), request_options=NO_RETRY)
         log.info("Created Label Studio project %r (id %s)", title, created.id)
         return created.id, True
     try:
@@ -218,9 +262,12 @@ def export_to_label_studio(
     with _talking_to(url, "export tasks"):
         for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
             if listing_id not in tasks:
+                # A create whose answer was lost: the task is there, its predictions may not be.
                 store.record_label_studio_task(project_id, listing_id, task_id)
                 tasks[listing_id] = task_id
                 report.tasks_recovered += 1
+                if not list(client.predictions.list(task=task_id)):
+                    _export_predictions(client, store, project_id, task_id, listings[listing_id], report)
         for listing in listings.values():
             if listing.id in tasks:
                 continue
@@ -229,14 +276,19 @@ def export_to_label_studio(
             except ApiError as exc:
                 if exc.status_code in (401, 403):
                     raise
-                report.failures.append(f"listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+                report.failures.append(
+                    f"Listing {listing.id}: Label Studio answered HTTP {exc.status_code} {exc.body!r} to creating its "
+                    "task; its corrections wait. Export again: a task it stored anyway is found, not made twice.")
 
+    users = _Annotators(client)
     with _talking_to(url, "export corrections"):
         for correction in store.unexported_corrections():
             if correction.listing_id not in tasks:
-                report.failures.append(f"correction {correction.id}: listing {correction.listing_id} has no task")
+                report.failures.append(f"Correction {correction.id}: listing {correction.listing_id} has no task in "
+                                       "Label Studio yet (see above); export again.")
                 continue
-            _export_correction(client, store, listings[correction.listing_id], tasks[correction.listing_id], correction, report)
+            _export_correction(client, store, users, listings[correction.listing_id], tasks[correction.listing_id],
+                               correction, report)
     log.info("Label Studio export: %s", report)
     return report
 
@@ -248,45 +300,163 @@ def _export_listing(client: LabelStudio, store: Store, project_id: int, listing:
         "dram_listing_id": listing.id,
         "external_id": listing.external_id,
     }
-    task = client.tasks.create(project=project_id, data=data)
+    task = client.tasks.create(project=project_id, data=data, request_options=NO_RETRY)
     store.record_label_studio_task(project_id, listing.id, task.id)
     report.tasks_created += 1
+    _export_predictions(client, store, project_id, task.id, listing, report)
+    return task.id
+
+
+def _export_predictions(
+    client: LabelStudio, store: Store, project_id: int, task_id: int, listing: ListingInfo, report: ExportReport
+) -> None:
     for prediction in store.predictions_for(listing.id):
         try:
-            client.predictions.create(task=task.id, project=project_id, **_prediction_payload(listing.text, prediction))
+            client.predictions.create(task=task_id, project=project_id, request_options=NO_RETRY,
+                                      **_prediction_payload(listing.text, prediction))
             report.predictions_created += 1
         except ApiError as exc:
             if exc.status_code in (401, 403):
                 raise
-            report.failures.append(f"prediction {prediction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
-    return task.id
+            report.failures.append(f"Prediction {prediction.id} of listing {listing.id}: Label Studio answered "
+                                   f"HTTP {exc.status_code} {exc.body!r}; it is not sent again.")
+
+
+class _Annotators:
+    """Label Studio user ids for the app's annotator names, so exported annotations carry who made them.
+
+    A name that is a Label Studio user's email is that user; any other name gets (once) a user
+    of its own, named after it, with an undeliverable address in `ANNOTATOR_DOMAIN`.
+    """
+
+    def __init__(self, client: LabelStudio) -> None:
+        self.client = client
+        self.by_email: dict[str, int] | None = None
+
+    def _read(self) -> dict[str, int]:
+        self.by_email = {(u.email or "").lower(): u.id for u in self.client.users.list()}
+        return self.by_email
+
+    def user_id(self, name: str) -> tuple[int | None, str | None]:
+        """(user id, None), or (None, why not) when Label Studio would not make the user."""
+        by_email = self.by_email if self.by_email is not None else self._read()
+        if name.lower() in by_email:
+            return by_email[name.lower()], None
+        email = _annotator_email(name)
+        if email in by_email:
+            return by_email[email], None
+        try:
+            user = self.client.users.create(username=email.split("@")[0], email=email, first_name=name[:256],
+                                            request_options=NO_RETRY)
+        except ApiError as exc:
+            if exc.status_code == 401:
+                raise
+            # The user may be stored although the answer was lost: look again before giving up.
+            found = self._read().get(email)
+            return (found, None) if found is not None else (None, f"HTTP {exc.status_code} {exc.body!r}")
+        by_email[email] = user.id
+        return user.id, None
+
+
+def _annotator_email(name: str) -> str:
+    """A stable address for an app-only annotator name (the hash keeps 'Zoë' and 'Zoe' apart)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "annotator"
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}@{ANNOTATOR_DOMAIN}"
+
+
+def _already_created(client: LabelStudio, task_id: int, correction_id: int) -> int | None:
+    """The annotation an earlier export of this correction created on the task (its `import_id`), if any."""
+    for annotation in client.annotations.list(task_id):
+        if annotation.import_id == correction_id:
+            return annotation.id
+    return None
 
 
 def _export_correction(
-    client: LabelStudio, store: Store, listing: ListingInfo, task_id: int, correction: CorrectionInfo, report: ExportReport
+    client: LabelStudio,
+    store: Store,
+    users: _Annotators,
+    listing: ListingInfo,
+    task_id: int,
+    correction: CorrectionInfo,
+    report: ExportReport,
 ) -> None:
+    """Create the correction's annotation once: Label Studio itself is asked first whether it has it."""
+    existing = _already_created(client, task_id, correction.id)
+    if existing is not None:
+        store.mark_exported(correction.id, existing)
+        report.annotations_recovered += 1
+        return
+    user_id, why_not = users.user_id(correction.annotator)
+    if why_not is not None:
+        report.notes.append(f"Correction {correction.id} shows as the API key's owner in Label Studio: it refused "
+                            f"to make a user for annotator {correction.annotator!r} ({why_not}).")
     result = [_region(listing.text, s, f"c{correction.id}-{i}") for i, s in enumerate(correction.spans)]
     try:
         annotation = client.annotations.create(
-            task_id, result=result, was_cancelled=correction.status == "skipped", lead_time=0.0
+            task_id, result=result, was_cancelled=correction.status == "skipped", lead_time=0.0,
+            completed_by=user_id, import_id=correction.id, request_options=NO_RETRY,
         )
     except ApiError as exc:
         if exc.status_code in (401, 403):
             raise
-        report.failures.append(f"correction {correction.id} of listing {listing.id}: HTTP {exc.status_code} {exc.body!r}")
+        report.failures.append(
+            f"Correction {correction.id} of listing {listing.id} (task {task_id}): Label Studio answered HTTP "
+            f"{exc.status_code} {exc.body!r}; it stays unexported. Export again: if Label Studio stored it "
+            "anyway it is found there, not sent twice.")
         return
     store.mark_exported(correction.id, annotation.id)
     report.annotations_created += 1
 
 
-def _spans_from_result(text: str, result: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+class AnnotationRefused(CorrectionError):
+    """An annotation that is not a well-formed set of text labels with known attributes; nothing was stored."""
+
+
+def _whole_number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) -> list[dict[str, Any]]:
+    """The spans of an annotation's result, or `AnnotationRefused` saying what to fix in Label Studio.
+
+    An empty result is the annotator saying "no values here" (no spans); anything that is not a
+    text label with whole-number offsets and a known attribute is refused, never half-imported.
+    """
+    if result is None:
+        return []
+    if not isinstance(result, list):
+        raise AnnotationRefused(f"{where}: its result is not a list of regions; open it in Label Studio, "
+                                "submit it again and import again.")
     spans = []
-    for region in result or []:
-        value = region.get("value") or {}
-        if region.get("type") != "labels" or region.get("to_name") != TEXT_NAME:
-            continue
-        start, end = from_ls_offset(text, int(value["start"])), from_ls_offset(text, int(value["end"]))
-        spans.extend({"start": start, "end": end, "attribute": label} for label in value.get("labels", []))
+    for number, region in enumerate(result, start=1):
+        if not isinstance(region, dict):
+            raise AnnotationRefused(f"{where}: region {number} is not a region object; open the annotation in "
+                                    "Label Studio, submit it again and import again.")
+        kind = region.get("type")
+        if kind != "labels" or region.get("from_name") != FROM_NAME or region.get("to_name") != TEXT_NAME:
+            raise AnnotationRefused(
+                f"{where}: region {number} is a {kind!r} result from {region.get('from_name')!r}, not a text label "
+                f"on the listing text, which is all DRAM stores. Delete that region in Label Studio (label the "
+                "words instead) and import again.")
+        value = region.get("value") if isinstance(region.get("value"), dict) else {}
+        labels = value.get("labels")
+        start, end = _whole_number(value.get("start")), _whole_number(value.get("end"))
+        if start is None or end is None:
+            raise AnnotationRefused(
+                f"{where}: region {number} ({value.get('text')!r}) has no whole-number start and end offsets in "
+                f"the text (start={value.get('start')!r}, end={value.get('end')!r}); redraw the region in Label "
+                "Studio and import again.")
+        if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+            raise AnnotationRefused(f"{where}: region {number} ({value.get('text')!r}) has no label; pick an "
+                                    "attribute for it in Label Studio and import again.")
+        for label in labels:
+            if label not in allowed:
+                raise AnnotationRefused(
+                    f"{where}: label {label!r} is not one of the store's attributes ({', '.join(sorted(allowed))}). "
+                    f"If it is a new attribute, add it to the store (`python -m store add-attribute {label}`, or "
+                    f"Store.add_attribute({label!r})) and import again; otherwise relabel the region in Label Studio.")
+            spans.append({"start": from_ls_offset(text, start), "end": from_ls_offset(text, end), "attribute": label})
     return spans
 
 
@@ -295,8 +465,13 @@ def import_from_label_studio(
     url: str | None = None,
     api_key: str | None = None,
     project_title: str = "DRAM attribute review",
+    attributes: Iterable[str] = (),
 ) -> ImportReport:
-    """Bring annotations made in Label Studio into the store as corrections (source 'label_studio')."""
+    """Bring annotations made in Label Studio into the store as corrections (source 'label_studio').
+
+    `attributes` are the serving model's; with the ones annotators added to the store
+    (`Store.attributes()`) they are the labels an import accepts.
+    """
     client, url = _connect(url, api_key)
     with _talking_to(url, f"find project {project_title!r}"):
         project = _find_project(client, project_title)
@@ -305,22 +480,46 @@ def import_from_label_studio(
             f"Label Studio at {url} has no project titled {project_title!r}; export to it first or check the title."
         )
     report = ImportReport(project_id=project.id)
+    allowed = set(attributes) | set(store.attributes())
     listings = {listing.id: listing for listing in store.list_listings()}
-    ours = {c.ls_annotation_id for c in store.all_corrections() if c.source == "app" and c.ls_annotation_id is not None}
+    synced = store.label_studio_annotations()
     emails: dict[int, str] = {}
 
     with _talking_to(url, "read annotations"):
         listing_of_task = {task: listing for listing, task in store.label_studio_tasks(project.id).items()}
         # fields="all" brings the annotations along, skipped (cancelled) ones included.
-        for task in client.tasks.list(project=project.id, fields="all"):
+        for task in client.tasks.list(project=project.id, fields="all", page_size=IMPORT_PAGE_SIZE):
             listing = listings.get(listing_of_task.get(task.id) or (task.data or {}).get("dram_listing_id"))  # type: ignore[arg-type]
             if listing is None or (task.data or {}).get(TEXT_NAME) != listing.text:
                 report.unknown_tasks += 1
                 continue
             for annotation in task.annotations or []:
-                _import_annotation(client, store, listing, task.id, annotation, ours, emails, report)
+                _import_annotation(client, store, listing, task.id, annotation, allowed, synced, emails, report)
     log.info("Label Studio import: %s", report)
     return report
+
+
+def _user_id(value: Any, names: dict[int, str]) -> int | None:
+    """A user id from an annotation's `completed_by`/`updated_by` (an id, or an expanded user)."""
+    if isinstance(value, dict):
+        names.setdefault(int(value["id"]), _name_of(value.get("email"), value.get("first_name"), int(value["id"])))
+        return int(value["id"])
+    return value if isinstance(value, int) else None
+
+
+def _name_of(email: str | None, first_name: str | None, user_id: int) -> str:
+    """The name a correction carries: the annotator's own for users the export made, else the email."""
+    if email and email.endswith(f"@{ANNOTATOR_DOMAIN}") and first_name:
+        return first_name
+    return email or f"label-studio-user-{user_id}"
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """Label Studio's ISO time (e.g. '2026-12-01T14:26:12.918437Z') in UTC, or None if absent or unreadable."""
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(timezone.utc) if value else None
+    except ValueError:
+        return None
 
 
 def _import_annotation(
@@ -329,37 +528,60 @@ def _import_annotation(
     listing: ListingInfo,
     task_id: int,
     annotation: dict[str, Any],
-    ours: set[int],
+    allowed: set[str],
+    synced: dict[int, str],
     emails: dict[int, str],
     report: ImportReport,
 ) -> None:
     annotation_id = int(annotation["id"])
-    if annotation_id in ours:
-        report.from_store += 1
-        return
-    completed_by = annotation.get("completed_by")
-    if isinstance(completed_by, dict):
-        emails.setdefault(int(completed_by["id"]), completed_by.get("email") or f"label-studio-user-{completed_by['id']}")
-        completed_by = completed_by["id"]
-    annotator = _email(client, completed_by, emails)
+    # An edit is the editor's verdict; a new annotation its author's.
+    who = annotation.get("updated_by") if annotation_id in synced else None
+    annotator = _email(client, _user_id(who, emails) or _user_id(annotation.get("completed_by"), emails), emails)
     status = "skipped" if annotation.get("was_cancelled") else "corrected"
+    where = f"Task {task_id}, annotation {annotation_id}"
     try:
-        spans = _spans_from_result(listing.text, annotation.get("result"))
-        outcome = store.upsert_label_studio_correction(annotation_id, listing.id, annotator, spans, status)
-    except (CorrectionError, StoreError, KeyError, TypeError, ValueError) as exc:
-        report.rejected.append(f"annotation {annotation_id} on task {task_id}: {exc}")
-        log.warning("Skipped Label Studio annotation %s: %s", annotation_id, exc)
+        spans = [] if status == "skipped" else _spans_from_result(listing.text, annotation.get("result"), allowed, where)
+        synced_now = store.sync_label_studio_annotation(
+            annotation_id, listing.id, annotator, spans, status, _timestamp(annotation.get("updated_at")), what=where,
+            import_id=_whole_number(annotation.get("import_id")),
+        )
+    except StoreBusyError:
+        raise  # not the annotation's fault: the whole import stops, and the next one picks up from here
+    except (CorrectionError, StoreError) as exc:
+        report.rejected.append(str(exc))
+        log.warning("Refused Label Studio annotation %s: %s", annotation_id, exc)
         return
-    setattr(report, outcome, getattr(report, outcome) + 1)
+    setattr(report, synced_now.outcome, getattr(report, synced_now.outcome) + 1)
+    if synced_now.conflict is not None and synced_now.correction is not None:
+        report.conflicts.append(_conflict_message(where, listing.id, synced_now.correction, synced_now.conflict))
+
+
+def _utc(moment: datetime | None) -> datetime:
+    """Stored times come back naive from SQLite; all are UTC."""
+    if moment is None:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _conflict_message(where: str, listing_id: int, imported: CorrectionInfo, app: CorrectionInfo) -> str:
+    ls_time, app_time = _utc(imported.changed), _utc(app.changed or app.created)
+    current = "Label Studio's" if ls_time >= app_time else "the app's"
+    return (
+        f"{where}: listing {listing_id} was changed both in the app (correction {app.id} by {app.annotator}, "
+        f"{app_time:%Y-%m-%d %H:%M:%S} UTC) and in Label Studio (by {imported.annotator}, {ls_time:%Y-%m-%d %H:%M:%S} "
+        f"UTC) since the last sync; both kept, {current} version, made last, is now current. Check it in the app "
+        "and save again if the other one was right."
+    )
 
 
 def _email(client: LabelStudio, user_id: int | None, cache: dict[int, str]) -> str:
-    """The annotator's email, the name corrections carry; a placeholder if the user cannot be read."""
+    """The annotator's name (see `_name_of`); a placeholder if the user cannot be read."""
     if user_id is None:
         return "label-studio-unknown-user"
     if user_id not in cache:
         try:
-            cache[user_id] = client.users.get(user_id).email or f"label-studio-user-{user_id}"
+            user = client.users.get(user_id)
+            cache[user_id] = _name_of(user.email, user.first_name, user_id)
         except ApiError as exc:
             if exc.status_code == 401:
                 raise

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -92,16 +93,19 @@ class Prediction(Base):
 
 
 class Correction(Base):
-    """An annotator's verdict on a listing; the newest one per listing is what training uses.
+    """An annotator's verdict on a listing; the one made last (`changed`) per listing is what training uses.
 
     spans: `[{"start", "end", "attribute"}]`. `exported` tells whether Label Studio already
     has it, so a failed export is retried and a successful one never duplicated.
+    `ls_annotation_id` is the Label Studio annotation this row was last synced with: an edit
+    there adds a new row and the link moves to it, so every version is kept.
     """
 
     __tablename__ = "corrections"
     __table_args__ = (
         CheckConstraint("status IN ('corrected', 'accepted', 'skipped')", name="ck_corrections_status"),
         CheckConstraint("source IN ('app', 'label_studio')", name="ck_corrections_source"),
+        Index("ix_corrections_listing_changed", "listing_id", "changed"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -114,8 +118,22 @@ class Correction(Base):
     ls_annotation_id: Mapped[int | None] = mapped_column(Integer, unique=True)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # When the verdict was made, by the clock of the side that made it (the app, or Label Studio's
+    # updated_at); a listing's current correction is the newest by it. Nullable only because
+    # migration 0002 added it to existing tables (and filled it in).
+    changed: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
     exported: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     exported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Attribute(Base):
+    """An attribute annotators may label beyond the model's own (`added_by` says who added it)."""
+
+    __tablename__ = "attributes"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    added_by: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class LabelStudioExport(Base):

@@ -25,6 +25,7 @@ from dram.listings import Listing, Span
 from store.errors import CorrectionError, StoreError
 from store.models import (
     CORRECTION_STATUSES,
+    Attribute,
     Correction,
     LabelStudioExport,
     ListingRow,
@@ -88,6 +89,7 @@ class CorrectionInfo:
     source: str
     ls_annotation_id: int | None
     created: datetime
+    changed: datetime | None = None  # when the verdict was made, by its own side's clock
 
 
 @dataclass(frozen=True)
@@ -120,17 +122,30 @@ def _span_dict(span: SpanLike) -> dict[str, Any]:
     return dict(span)
 
 
-def _check_spans(
+def _position(value: Any) -> int:
+    """A character offset: a real int, never a float, bool or string that `int()` would quietly bend."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
+
+
+def check_spans(
     text: str, spans: Iterable[SpanLike], allowed: set[str] | None, *, what: str
 ) -> list[dict[str, Any]]:
-    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one."""
+    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one.
+
+    Offsets must be ints (0.9 is not silently 0), and one attribute may not tag the same
+    characters twice: B-I-O training can only represent one value per attribute and word.
+    """
     checked = []
     for raw in spans:
         span = _span_dict(raw)
         try:
-            start, end, attribute = int(span["start"]), int(span["end"]), span["attribute"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorrectionError(f"{what}: span {span!r} needs integer 'start', 'end' and an 'attribute'.") from exc
+            start, end, attribute = _position(span["start"]), _position(span["end"]), span["attribute"]
+        except (KeyError, TypeError) as exc:
+            raise CorrectionError(
+                f"{what}: span {span!r} needs integer 'start' and 'end' character positions and an 'attribute'."
+            ) from exc
         if not isinstance(attribute, str) or not attribute.strip():
             raise CorrectionError(f"{what}: span {span!r} has no attribute name; pick one of the attributes.")
         if not 0 <= start < end <= len(text):
@@ -143,6 +158,18 @@ def _check_spans(
                 f"{what}: attribute {attribute!r} is not one of {sorted(allowed)}; pick one of those."
             )
         checked.append({**span, "start": start, "end": end, "attribute": attribute})
+    checked.sort(key=lambda s: (s["attribute"], s["start"], s["end"]))
+    for before, after in zip(checked, checked[1:]):
+        if before["attribute"] != after["attribute"] or after["start"] >= before["end"]:
+            continue
+        if (before["start"], before["end"]) == (after["start"], after["end"]):
+            problem = "is given more than once"
+        else:
+            problem = f"would overlap {before['start']}-{before['end']}"
+        raise CorrectionError(
+            f"{what}: span {after['start']}-{after['end']} ({after['attribute']}) {problem}; "
+            "keep one value per attribute on any word."
+        )
     return sorted(checked, key=lambda s: (s["start"], s["end"], s["attribute"]))
 
 
@@ -157,6 +184,7 @@ def _correction_info(row: Correction) -> CorrectionInfo:
         source=row.source,
         ls_annotation_id=row.ls_annotation_id,
         created=row.created,
+        changed=row.changed,
     )
 
 
@@ -176,8 +204,18 @@ def _latest_prediction_ids() -> Subquery:
     return select(func.max(Prediction.id).label("id")).group_by(Prediction.listing_id).subquery()
 
 
-def _latest_correction_ids() -> Subquery:
-    return select(func.max(Correction.id).label("id")).group_by(Correction.listing_id).subquery()
+def _current_correction_ids() -> Subquery:
+    """Each listing's current correction: the one made last by its own side's clock (ties: saved later)."""
+    ranked = select(
+        Correction.id,
+        func.row_number()
+        .over(
+            partition_by=Correction.listing_id,
+            order_by=(func.coalesce(Correction.changed, Correction.created).desc(), Correction.id.desc()),
+        )
+        .label("rank"),
+    ).subquery()
+    return select(ranked.c.id).where(ranked.c.rank == 1).subquery()
 
 
 class Store:
@@ -246,6 +284,28 @@ class Store:
     def photo_mime_type(self, sha256: str) -> str | None:
         return self.db.run(lambda s: s.scalar(select(Photo.mime_type).where(Photo.sha256 == sha256)), write=False)
 
+    # The attribute set
+
+    def attributes(self) -> list[str]:
+        """Attributes annotators added beyond the model's own; a correction may use either kind."""
+        return self.db.run(lambda s: list(s.scalars(select(Attribute.name).order_by(Attribute.name))), write=False)
+
+    def add_attribute(self, name: str, added_by: str | None = None) -> bool:
+        """Let corrections (and Label Studio imports) use attribute `name`; False if it was already there."""
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or len(name) > 255:
+            raise CorrectionError(
+                f"Attribute name {name!r} must be a non-empty name without leading or trailing spaces "
+                "(at most 255 characters), e.g. 'fabric'."
+            )
+
+        def work(session: Session) -> bool:
+            if session.get(Attribute, name) is not None:
+                return False
+            session.add(Attribute(name=name, added_by=added_by))
+            return True
+
+        return self.db.run(work)
+
     # Model versions and predictions
 
     def register_model_version(
@@ -311,7 +371,7 @@ class Store:
                 raise StoreError(f"There is no listing {listing_id}; add it with add_listing() first.")
             if model_version_id is not None and session.get(ModelVersion, model_version_id) is None:
                 raise StoreError(f"There is no model version {model_version_id}; register it first.")
-            checked = _check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
+            checked = check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
             for span in checked:
                 span["text"] = listing.text[span["start"]:span["end"]]
                 span["confidence"] = float(span.get("confidence", 1.0))
@@ -355,7 +415,7 @@ class Store:
         allowed_attributes: Iterable[str] | None = None,
     ) -> int:
         """Save an annotator's verdict in one transaction; bad input raises `CorrectionError` and saves nothing."""
-        if not annotator or not annotator.strip():
+        if not isinstance(annotator, str) or not annotator.strip():
             raise CorrectionError("Enter your annotator name before saving, so corrections can be traced to you.")
         if status not in CORRECTION_STATUSES:
             raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
@@ -370,7 +430,7 @@ class Store:
                 prediction = session.get(Prediction, prediction_id)
                 if prediction is None or prediction.listing_id != listing_id:
                     raise CorrectionError(f"Prediction {prediction_id} is not a prediction for listing {listing_id}.")
-            checked = _check_spans(listing.text, spans, allowed, what=f"Correction of listing {listing_id}")
+            checked = check_spans(listing.text, spans, allowed, what=f"Correction of listing {listing_id}")
             row = Correction(
                 listing_id=listing_id,
                 prediction_id=prediction_id,
@@ -442,7 +502,7 @@ class Store:
         return self.db.run(work, write=False)
 
     def corrections_as_listings(self, cache_dir: str | os.PathLike[str] | None = None) -> list[Listing]:
-        """Training data: the newest correction of each listing (skipped ones left out).
+        """Training data: the current correction of each listing, the one made last (skipped ones left out).
 
         Photos are written once to `cache_dir` (default `$DRAM_PHOTO_CACHE` or `.cache/dram-photos`)
         because the training code reads `Listing.image` as a file path.
@@ -450,7 +510,7 @@ class Store:
         directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
 
         def work(session: Session) -> list[tuple[ListingRow, Correction, Photo | None]]:
-            latest = _latest_correction_ids()
+            latest = _current_correction_ids()
             rows = session.execute(
                 select(ListingRow, Correction, Photo)
                 .join(Correction, Correction.listing_id == ListingRow.id)
@@ -511,40 +571,95 @@ class Store:
 
         self.db.run(work)
 
-    def upsert_label_studio_correction(
-        self, ls_annotation_id: int, listing_id: int, annotator: str, spans: Iterable[SpanLike], status: str
-    ) -> str:
-        """Add or refresh a correction made in Label Studio; returns 'added', 'updated' or 'unchanged'.
+    def label_studio_annotations(self) -> dict[int, str]:
+        """Label Studio annotation id -> source ('app' or 'label_studio') of the correction last synced with it."""
+        def work(session: Session) -> dict[int, str]:
+            rows = session.execute(
+                select(Correction.ls_annotation_id, Correction.source).where(Correction.ls_annotation_id.is_not(None))
+            )
+            return {annotation_id: source for annotation_id, source in rows}
 
-        An annotation that came from this store (same annotation id on an 'app' correction) is left as is.
+        return self.db.run(work, write=False)
+
+    def sync_label_studio_annotation(
+        self,
+        ls_annotation_id: int,
+        listing_id: int,
+        annotator: str,
+        spans: Iterable[SpanLike],
+        status: str,
+        changed: datetime | None = None,
+        what: str | None = None,
+        import_id: int | None = None,
+    ) -> LabelStudioSync:
+        """Bring one Label Studio annotation into the store; see `LabelStudioSync` for the outcomes.
+
+        The annotation is compared with the correction it was last synced with (exported from the
+        app or imported). A change adds a new correction and moves the link to it, so every earlier
+        version stays; `changed` (Label Studio's `updated_at`) decides whether it becomes current.
+        `import_id` is the correction id an export put in the annotation: an export that stored the
+        annotation but died before recording it is recognised here, not imported as a stranger.
         """
         if status not in CORRECTION_STATUSES:
             raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise CorrectionError(f"{what or f'Label Studio annotation {ls_annotation_id}'}: no annotator name.")
         spans = list(spans)
 
-        def work(session: Session) -> str:
+        def work(session: Session) -> LabelStudioSync:
             listing = session.get(ListingRow, listing_id)
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
             checked = [
                 {k: s[k] for k in ("start", "end", "attribute")}
-                for s in _check_spans(listing.text, spans, None, what=f"Label Studio annotation {ls_annotation_id}")
+                for s in check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
-            row = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
-            if row is None:
-                session.add(
-                    Correction(
-                        listing_id=listing_id, annotator=annotator, spans=checked, status=status,
-                        source="label_studio", ls_annotation_id=ls_annotation_id, exported=True, exported_at=utcnow(),
-                    )
+            linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+            if linked is None and import_id is not None:
+                exported = session.get(Correction, import_id)
+                if exported is not None and (exported.listing_id, exported.source) == (listing_id, "app") and (
+                    exported.ls_annotation_id is None
+                ):
+                    exported.exported, exported.exported_at = True, utcnow()
+                    exported.ls_annotation_id = ls_annotation_id
+                    session.flush()
+                    linked = exported
+                    log.info("Label Studio annotation %s is correction %s's export; linked", ls_annotation_id, import_id)
+            # Label Studio knows skipped (cancelled) or not; 'accepted' reads back as 'corrected'.
+            same_verdict = linked is not None and (linked.status == "skipped") == (status == "skipped")
+            if same_verdict and (status == "skipped" or linked.spans == checked):
+                return LabelStudioSync("from_store" if linked.source == "app" else "unchanged")
+            conflict = None
+            if linked is not None:
+                # Changed in Label Studio since the last sync. Changed in the app as well?
+                newer = session.scalar(
+                    select(Correction)
+                    .where(Correction.listing_id == linked.listing_id, Correction.source == "app", Correction.id > linked.id)
+                    .order_by(Correction.id.desc())
                 )
-                return "added"
-            if row.source != "label_studio" or (row.spans == checked and row.status == status):
-                return "unchanged"
-            row.spans, row.status, row.annotator = checked, status, annotator
-            return "updated"
+                conflict = _correction_info(newer) if newer is not None else None
+                linked.ls_annotation_id = None
+                session.flush()  # the link moves to the new version below
+            row = Correction(
+                listing_id=listing_id, annotator=annotator.strip(), spans=checked, status=status, source="label_studio",
+                ls_annotation_id=ls_annotation_id, exported=True, exported_at=utcnow(), changed=changed or utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return LabelStudioSync("added" if linked is None else "updated", _correction_info(row), conflict)
 
         return self.db.run(work)
+
+
+@dataclass(frozen=True)
+class LabelStudioSync:
+    """What importing one annotation did: 'added' (new), 'updated' (edited in Label Studio: a new
+    version), 'unchanged', or 'from_store' (the app's own export, untouched). `conflict` is the app's
+    newer correction of the same listing when both sides changed since the last sync."""
+
+    outcome: str
+    correction: CorrectionInfo | None = None
+    conflict: CorrectionInfo | None = None
 
 
 def _cached_photo(directory: Path, photo: Photo) -> Path:

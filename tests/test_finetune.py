@@ -12,7 +12,7 @@ from dram.listings import Listing, Span
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
 from training import finetune as finetune_module
-from training.finetune import FinetuneError, finetune, replay_sample, split_corrections
+from training.finetune import FinetuneError, finetune, promotion_failures, replay_sample, split_corrections
 from training.loop import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +54,10 @@ def settings(tmp_path: Path) -> TrainSettings:
     return TrainSettings(epochs=1, batch_size=4, seed=13, cache_dir=tmp_path / "features")
 
 
-def run(source: Path, db_url: str, out: Path, tmp_path: Path):
+def run(source: Path, db_url: str, out: Path, tmp_path: Path, **options):
     with open_store(db_url) as store:
         return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                        tmp_path / "photos", progress=False)
+                        tmp_path / "photos", progress=False, **options)
 
 
 def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_url: str, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_u
     add_corrections(db_url, corrections)
     out = tmp_path / "v1"
 
-    result = run(source, db_url, out, tmp_path)
+    result = run(source, db_url, out, tmp_path, promote=True)  # a random tiny model's figures mean nothing
 
     model, _, metrics = load_checkpoint(out)
     assert model.config.attributes == ATTRIBUTES
@@ -84,7 +84,7 @@ def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_u
     assert Path(parent.checkpoint_path) == source.resolve() and not parent.active
     assert parent.metrics == {"test": {"tag_f1": 0.1}}
 
-    second = run(out, db_url, tmp_path / "v2", tmp_path)
+    second = run(out, db_url, tmp_path / "v2", tmp_path, promote=True)
     assert second.parent_id == result.version_id  # the active version is the parent from now on
 
 
@@ -151,3 +151,102 @@ def test_missing_store_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FinetuneError, match="no store"):
         finetune_module.existing_store_url(f"sqlite:///{tmp_path / 'absent.sqlite'}")
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+def _figures(monkeypatch: pytest.MonkeyPatch, old: dict[str, float], new: dict[str, float]) -> None:
+    """Make the held-out figures those given (old model first, then the fine-tuned one).
+
+    A mock on purpose: a tiny random model's figures cannot be steered, and what is under test is
+    what the fine-tune does with them. Order of the calls: each held-out set for the old model,
+    then each for the new (heldout, then corrections).
+    """
+    sequence = iter([old["heldout"], old["corrections"], new["heldout"], new["corrections"]])
+    monkeypatch.setattr(finetune_module, "evaluate",
+                        lambda *_args, **_kwargs: {"tag_f1": next(sequence), "n_listings": 2})
+
+
+def test_a_worse_model_is_registered_but_not_activated(source: Path, db_url: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    add_corrections(db_url, data("corr"))
+    with open_store(db_url) as store:
+        active_id = store.register_model_version("v0", source.resolve(), {})
+    # The figures measured on 400 corrections: worse on every held-out set.
+    _figures(monkeypatch, old={"heldout": 0.9822, "corrections": 0.9923}, new={"heldout": 0.9779, "corrections": 0.9846})
+
+    result = run(source, db_url, tmp_path / "v1", tmp_path)
+
+    with open_store(db_url) as store:
+        assert store.active_model_version().id == active_id
+        (candidate,) = [v for v in store.list_model_versions() if v.id == result.version_id]
+    assert not candidate.active and (tmp_path / "v1").exists()
+    promotion = candidate.metrics["promotion"]
+    assert promotion["promoted"] is False
+    assert any("held-out corrections" in reason and "99.23" in reason and "98.46" in reason
+               for reason in promotion["failed"])
+    assert any("replay test" in reason and "0.43" in reason for reason in promotion["failed"])
+
+
+def test_a_save_killed_mid_write_leaves_no_folder_behind_after_the_next_save(source: Path, db_url: str,
+                                                                              tmp_path: Path) -> None:
+    add_corrections(db_url, data("corr"))
+    out = tmp_path / "models" / "v1"
+    code = f"""
+import os, signal
+from pathlib import Path
+import dram.checkpoint
+from store import open_store
+from tests.test_finetune import data, settings
+from training.finetune import finetune
+
+def killed_mid_write(tensors, filename, metadata=None):
+    Path(filename).write_bytes(b"half a model")
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 while the weights are being written
+
+dram.checkpoint.save_file = killed_mid_write
+with open_store({db_url!r}) as store:
+    finetune(Path({str(source)!r}), store, Path({str(out)!r}), data("replay"), data("heldout"),
+             settings(Path({str(tmp_path)!r})), 0.34, 4, Path({str(tmp_path / "photos")!r}), progress=False)
+"""
+    killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    leftovers = [p for p in out.parent.iterdir() if p.name != "v1"]
+    assert leftovers and not out.exists()  # the interrupted save's temporary folder
+    with open_store(db_url) as store:
+        assert [v.name for v in store.list_model_versions()] == ["v0"]  # only the source, registered inactive
+        assert len(store.all_corrections()) == len(TEXTS)
+
+    with open_store(db_url) as store:
+        finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
+                 tmp_path / "photos", progress=False)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]
+
+
+@pytest.mark.parametrize(
+    ("new", "options", "active"),
+    [
+        ({"heldout": 0.9795, "corrections": 0.9923}, {}, True),  # replay 0.27 points lower, corrections equal
+        ({"heldout": 0.9779, "corrections": 0.9930}, {}, False),  # replay 0.43 points lower
+        ({"heldout": 0.9822, "corrections": 0.9900}, {}, False),  # corrections lower
+        ({"heldout": 0.9779, "corrections": 0.9846}, {"promote": True}, True),  # forced
+        ({"heldout": 0.9900, "corrections": 0.9990}, {"activate": False}, False),  # never
+    ],
+)
+def test_the_promotion_gate(source: Path, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            new: dict[str, float], options: dict, active: bool) -> None:
+    add_corrections(db_url, data("corr"))
+    with open_store(db_url) as store:
+        store.register_model_version("v0", source.resolve(), {})
+    _figures(monkeypatch, old={"heldout": 0.9822, "corrections": 0.9923}, new=new)
+    result = run(source, db_url, tmp_path / "v1", tmp_path, **options)
+    with open_store(db_url) as store:
+        assert (store.active_model_version().id == result.version_id) is active is result.active
+    promotion = result.metrics["promotion"]
+    assert promotion["forced"] is bool(options.get("promote"))
+    assert promotion["promoted"] is (active or "activate" in options)
+
+
+def test_without_held_out_figures_nothing_vouches_for_the_new_model() -> None:
+    assert promotion_failures({}, {}) == [
+        "no held-out corrections to compare on (fewer than 2 corrections, or --heldout-corrections 0)",
+        "no replay test to compare on (no --heldout data)",
+    ]

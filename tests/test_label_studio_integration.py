@@ -1,21 +1,12 @@
-"""Export to and import from a REAL Label Studio server started for this test session.
+"""Export to and import from a REAL Label Studio server started once for the test session.
 
-The server comes from its own virtualenv (`scripts/install_label_studio.sh` makes `.ls-venv`,
-or point LABEL_STUDIO_BIN at a `label-studio` executable); without it these tests are skipped.
-Starting it (database migrations included) takes about a minute on two cores.
+The server (`label_studio` fixture in tests/conftest.py) comes from its own virtualenv
+(`scripts/install_label_studio.sh` makes `.ls-venv`); without it these tests are skipped.
 """
 from __future__ import annotations
 
 import base64
 import io
-import logging
-import os
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,95 +16,12 @@ from PIL import Image
 from dram.listings import Span
 from store import open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
+from tests.label_studio_server import Server
 
 pytestmark = pytest.mark.label_studio
-log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = float(os.environ.get("LABEL_STUDIO_START_TIMEOUT", "300"))
-ADMIN_EMAIL = "admin@dram.test"
-TOKEN = "dram-integration-token-0123456789abcdef"
 ATTRIBUTES = ["Color", "Material", "Size"]
 PROJECT = "DRAM integration"
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    token: str
-    startup_s: float
-
-
-def _label_studio_bin() -> Path | None:
-    candidate = Path(os.environ.get("LABEL_STUDIO_BIN") or REPO / ".ls-venv" / "bin" / "label-studio")
-    return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End the server and anything it spawned (it runs in its own process group)."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory) -> Server:
-    binary = _label_studio_bin()
-    if binary is None:
-        pytest.skip("Label Studio is not installed: run scripts/install_label_studio.sh or set LABEL_STUDIO_BIN")
-    data_dir = tmp_path_factory.mktemp("label-studio-data")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "LABEL_STUDIO_USERNAME": ADMIN_EMAIL,
-        "LABEL_STUDIO_PASSWORD": "dram-admin-password",
-        "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = data_dir / "server.log"
-    command = [
-        str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--enable-legacy-api-token",
-    ]
-    started = time.monotonic()
-    with log_path.open("wb") as server_log:
-        process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        while not _healthy(url):
-            if process.poll() is not None:
-                pytest.fail(f"Label Studio exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() - started > START_TIMEOUT_S:
-                pytest.fail(f"Label Studio not healthy after {START_TIMEOUT_S:.0f}s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(1)
-        startup = time.monotonic() - started
-        log.info("Label Studio up at %s after %.0fs", url, startup)
-        yield Server(url=url, token=TOKEN, startup_s=startup)
-    finally:
-        _stop(process)
 
 
 def _png(color: str) -> bytes:
@@ -193,7 +101,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
             ],
         )
 
-        imported = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        imported = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (1, 0, 2, [])
         (from_ls,) = [c for c in store.all_corrections() if c.source == "label_studio"]
         assert from_ls.annotator == "bob@dram.test" and from_ls.ls_annotation_id == made.id
@@ -204,7 +112,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
         assert store.review_queue(0.5) == [] and store.progress() == (3, 0)
 
         before = store.all_corrections()
-        twice = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        twice = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (twice.added, twice.updated, twice.unchanged) == (0, 0, 1)
         assert store.all_corrections() == before
 
@@ -213,7 +121,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
             {"from_name": "label", "to_name": "text", "type": "labels",
              "value": {"start": 0, "end": 7, "text": "Ceramic", "labels": ["Material"]}},
         ])
-        edited = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT)
+        edited = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (edited.added, edited.updated) == (0, 1)
         training = {listing.id: listing for listing in store.corrections_as_listings(tmp_path / "photos")}
         assert set(training) == {"shirt", f"listing-{mug}"}

@@ -121,3 +121,26 @@ def test_import_queues_good_rows_and_reports_bad_ones(store, extractor: Extracto
     assert {i.external_id for i in store.review_queue(0.5)} == {"a", "b"}
     assert import_for_review(store, extractor, rows[:2], None).added == 2  # re-import: same listings, no duplicates
     assert store.progress() == (0, 2)
+
+
+def test_the_version_table_shows_promoted_and_not_promoted_versions_with_their_figures(store) -> None:
+    from store.review import version_table
+
+    default = store.register_model_version("default", "models/default", {"test": {"tag_f1": 0.98}})
+    figures = lambda replay, corrections: {"heldout": {"tag_f1": replay}, "corrections": {"tag_f1": corrections}}  # noqa: E731
+    store.register_model_version("v2", "models/v2", {
+        "old": figures(0.9800, 0.9800), "new": figures(0.9822, 0.9923),
+        "promotion": {"promoted": True, "forced": False, "failed": []}}, parent_id=default)
+    store.register_model_version("v3", "models/v3", {
+        "old": figures(0.9822, 0.9923), "new": figures(0.9779, 0.9846),
+        "promotion": {"promoted": False, "forced": False,
+                      "failed": ["TAG-F1 on the held-out corrections fell from 99.23% to 98.46%"]}},
+        parent_id=2, activate=False)
+
+    header, _rule, *rows = version_table(store).splitlines()
+    assert "replay" in header and "held-out corrections" in header
+    v3, v2, v0 = rows  # newest first
+    assert "not promoted" in v3 and "98.22 → 97.79" in v3 and "99.23 → 98.46" in v3 and "fell from 99.23%" in v3
+    assert "active" in v2 and "| promoted" in v2 and "98.00 → 98.22" in v2
+    assert "default" in v0 and "not promoted" not in v0
+    assert [label for label, _ in version_choices(store)][0].startswith("#3 v3 (not promoted)")

@@ -129,6 +129,14 @@ def test_queue_uses_the_newest_prediction_of_a_listing(store) -> None:
         ([Span(-1, 3, "Color")], {}, "not inside the text"),
         ([Span(0, 3, "Flavour")], {"allowed_attributes": ["Color", "Size"]}, "not one of"),
         ([{"start": 0, "end": 3}], {}, "needs integer"),
+        ([{"start": 0.9, "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": 0, "end": 3.0, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": True, "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([{"start": "0", "end": 3, "attribute": "Color"}], {}, "needs integer"),
+        ([Span(0, 3, "Color"), Span(0, 3, "Color")], {}, "more than once"),
+        ([Span(0, 3, "Color"), Span(2, 10, "Color")], {}, "overlap"),
+        ([], {"annotator": 42}, "annotator name"),
+        ([], {"annotator": None}, "annotator name"),
         ([{"start": 0, "end": 3, "attribute": " "}], {}, "no attribute"),
         ([], {"annotator": "  "}, "annotator name"),
         ([], {"status": "maybe"}, "not one of"),
@@ -140,6 +148,12 @@ def test_bad_corrections_are_refused_and_nothing_is_saved(store, spans, kwargs, 
     with pytest.raises(CorrectionError, match=message):
         store.save_correction(listing, spans=spans, **arguments)
     assert store.all_corrections() == []
+
+
+def test_the_same_words_may_carry_two_different_attributes(store) -> None:
+    listing = store.add_listing(TEXT)
+    store.save_correction(listing, "alice", [Span(0, 3, "Color"), Span(0, 3, "Brand")])
+    assert [s["attribute"] for s in store.all_corrections()[0].spans] == ["Brand", "Color"]
 
 
 def test_a_correction_cannot_point_at_another_listings_prediction(store) -> None:
@@ -168,7 +182,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
     with open_store(db_url) as store:
         assert [c.spans for c in store.all_corrections()] == [[{"start": 0, "end": 3, "attribute": "Color"}]]
         with store.db.engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -230,6 +244,20 @@ def test_a_locked_database_is_retried_then_reported_and_nothing_is_lost(db_url: 
         assert len([r for r in caplog.records if "locked" in r.getMessage()]) == 2
         store.save_correction(listing, "bob", [Span(4, 10, "Material")])
         assert [c.annotator for c in store.all_corrections()] == ["alice", "bob"]
+
+
+def test_opening_a_migrated_store_does_not_wait_for_a_writer(db_url: str) -> None:
+    """A fine-tune or an app start only reads the schema version: a long write elsewhere must not stop it."""
+    with open_store(db_url) as store:
+        store.save_correction(store.add_listing(TEXT), "alice", [Span(0, 3, "Color")])
+    holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another program is in the middle of a write
+    try:
+        with open_store(db_url, busy_timeout_s=0.05, retries=0) as store:
+            assert len(store.all_corrections()) == 1
+    finally:
+        holder.rollback()
+        holder.close()
 
 
 def test_a_lock_released_during_the_retries_lets_the_save_through(db_url: str) -> None:
@@ -316,3 +344,83 @@ def test_label_studio_offsets_count_utf16_units() -> None:
     assert [to_ls_offset(text, i) for i in range(4)] == [0, 1, 3, 4]
     assert [from_ls_offset(text, u) for u in (0, 1, 3, 4)] == [0, 1, 2, 3]
     assert from_ls_offset(text, 9) > len(text)
+
+
+def test_the_attribute_set_grows_once_per_name_and_refuses_blank_names(store) -> None:
+    assert store.attributes() == []
+    assert store.add_attribute("fabric", added_by="alice") is True
+    assert store.add_attribute("fabric", added_by="bob") is False
+    store.add_attribute("collar")
+    assert store.attributes() == ["collar", "fabric"]
+    for bad in ("", "  ", " fabric", 3):
+        with pytest.raises(CorrectionError, match="Attribute name"):
+            store.add_attribute(bad)
+
+
+def _store_at_revision_0001(path: Path) -> None:
+    """A store file as the previous release left it: schema 0001 with one correction in it."""
+    from alembic import command
+    from alembic.config import Config
+
+    from store.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    command.upgrade(config, "0001")
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO listings (id, text, created) VALUES (1, ?, '2025-11-24 10:00:00')", (TEXT,))
+        raw.execute(
+            "INSERT INTO corrections (listing_id, annotator, spans, status, source, created, updated, exported) "
+            "VALUES (1, 'alice', '[{\"start\": 0, \"end\": 3, \"attribute\": \"Color\"}]', 'corrected', 'app', "
+            "'2025-11-24 10:01:00', '2025-11-24 10:01:00', 0)"
+        )
+
+
+def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    _store_at_revision_0001(path)
+    with open_store(f"sqlite:///{path}") as store:
+        (correction,) = store.all_corrections()
+        assert correction.annotator == "alice" and correction.spans == [{"start": 0, "end": 3, "attribute": "Color"}]
+        assert store.attributes() == []
+        store.save_correction(1, "bob", [Span(4, 10, "Material")])
+        (listing,) = store.corrections_as_listings(tmp_path / "cache")
+        assert listing.spans == [Span(4, 10, "Material")]
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
+
+
+def test_the_import_message_shows_every_count_conflict_and_refusal() -> None:
+    from store.label_studio import ImportReport
+
+    report = ImportReport(project_id=3, added=1, updated=2, unchanged=4, from_store=3, unknown_tasks=1,
+                          rejected=["Task 9, annotation 12: label 'fabric' is not one of the store's attributes"],
+                          conflicts=["Task 8, annotation 11: listing 5 was changed both in the app and in Label Studio"])
+    summary, *details = report.lines()
+    for part in ("project 3", "1 added", "2 updated", "4 unchanged", "3 exported from here, unchanged",
+                 "1 task not from this store", "1 conflict", "1 refused"):
+        assert part in summary, part
+    assert details == report.conflicts + report.rejected
+
+
+def test_an_exported_accepted_correction_comes_back_unchanged_not_as_an_edit(store) -> None:
+    """Label Studio has no 'accepted': an untouched export of one reads back as 'corrected' with the same spans."""
+    listing = store.add_listing(TEXT)
+    accepted = store.save_correction(listing, "alice", [Span(0, 3, "Color")], status="accepted")
+    store.mark_exported(accepted, 77)
+    same = store.sync_label_studio_annotation(77, listing, "alice", [Span(0, 3, "Color")], "corrected")
+    edited = store.sync_label_studio_annotation(77, listing, "bob", [Span(4, 10, "Material")], "corrected")
+    assert (same.outcome, edited.outcome) == ("from_store", "updated")
+    assert [c.status for c in store.corrections_for(listing)] == ["accepted", "corrected"]
+
+
+def test_the_command_line_adds_and_lists_attributes(db_url: str) -> None:
+    from store.__main__ import main
+
+    assert main(["--db", db_url, "add-attribute", "fabric", "--by", "alice"]) == 0
+    assert main(["--db", db_url, "add-attribute", "fabric"]) == 0
+    assert main(["--db", db_url, "add-attribute", " "]) == 2
+    with open_store(db_url) as store:
+        assert store.attributes() == ["fabric"]

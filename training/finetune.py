@@ -3,20 +3,31 @@
 Continues from the checkpoint's weights (same config and attribute set) on the store's corrections
 mixed with a seeded replay sample of the original training data, so the model learns the fixes
 without forgetting the rest. A seeded share of the corrections is held out: the old and the new
-model are scored on it and on a held-out data file, side by side. The new checkpoint is written
-atomically and only then registered in the store, so a crash at any point leaves the current
-model and the store's active version as they were.
+model are scored on it and on a held-out data file (the replay test), side by side. The new
+checkpoint is written atomically and only then registered in the store, so a crash at any point
+leaves the current model and the store's active version as they were.
+
+Promotion gate: the new version becomes the active one only if its TAG-F1 on the held-out
+corrections is not lower than the old model's and its replay-test TAG-F1 is at most 0.3 points
+lower; otherwise it is registered as not promoted, saying which figure failed. `--promote`
+activates it anyway; `--no-activate` never activates.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import random
+import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -35,6 +46,7 @@ log = logging.getLogger("training.finetune")
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "assets" / "myntra-small"
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
+MAX_REPLAY_DROP = 0.003  # TAG-F1 (a fraction): 0.3 points
 
 
 class FinetuneError(DramInputError):
@@ -56,6 +68,29 @@ class FinetuneResult:
     version_id: int
     parent_id: int
     metrics: dict
+    active: bool  # the new version is the store's active one now
+
+
+def promotion_failures(old: dict, new: dict, max_replay_drop: float = MAX_REPLAY_DROP) -> list[str]:
+    """Why the new model must not replace the old one, in words (empty: it may).
+
+    `old`/`new`: figures per held-out set ("corrections", "heldout") as `evaluate` returns them.
+    A set that was not measured cannot vouch for the new model, so its absence is a failure too.
+    """
+    failures = []
+    if "corrections" not in new:
+        failures.append("no held-out corrections to compare on (fewer than 2 corrections, or "
+                        "--heldout-corrections 0)")
+    elif new["corrections"]["tag_f1"] < old["corrections"]["tag_f1"]:
+        failures.append(f"TAG-F1 on the held-out corrections fell from {old['corrections']['tag_f1']:.2%} to "
+                        f"{new['corrections']['tag_f1']:.2%}; it may not be lower")
+    if "heldout" not in new:
+        failures.append("no replay test to compare on (no --heldout data)")
+    elif new["heldout"]["tag_f1"] < old["heldout"]["tag_f1"] - max_replay_drop:
+        drop = old["heldout"]["tag_f1"] - new["heldout"]["tag_f1"]
+        failures.append(f"TAG-F1 on the replay test fell {drop * 100:.2f} points ({old['heldout']['tag_f1']:.2%} to "
+                        f"{new['heldout']['tag_f1']:.2%}); at most {max_replay_drop * 100:.1f} is allowed")
+    return failures
 
 
 def restrict_to(listings: list[Listing], attributes: list[str]) -> tuple[list[Listing], dict[str, int]]:
@@ -115,6 +150,33 @@ def usable_corrections(listings: list[Listing], attributes: list[str], fraction:
     return CorrectionData(train, heldout, dropped)
 
 
+# What `save_checkpoint` leaves beside a checkpoint when killed mid-save: its temporary folder
+# (".NAME." + mkdtemp's 8 characters) or the old copy it was swapping out (".NAME.old").
+_SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json"}
+
+
+@contextlib.contextmanager
+def _saving_into(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s save lock, first removing what interrupted saves left there.
+
+    Under the lock no other fine-tune is mid-save in the folder, so a leftover is an interrupted
+    save's (a `kill -9` leaves a hidden folder with up to a whole model in it). Only folders holding
+    nothing but checkpoint files are removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)  # the lock is on the folder itself: no lock file left behind
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        for path in folder.iterdir():
+            if path.is_dir() and _SAVE_LEFTOVER.match(path.name) and {p.name for p in path.iterdir()} <= _CHECKPOINT_PARTS:
+                log.info("removing %s, left by an interrupted checkpoint save", path)
+                shutil.rmtree(path, ignore_errors=True)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
     """The active version; with none, the source checkpoint's own version (registered inactive if new).
 
@@ -140,8 +202,11 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
              photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
-             progress: bool = True) -> FinetuneResult:
-    """Fine-tune `source` on the store's corrections and register the result; see the module docstring."""
+             progress: bool = True, promote: bool = False) -> FinetuneResult:
+    """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
+
+    `activate=False` never activates the new version; `promote=True` activates it past the gate.
+    """
     started = time.monotonic()
     source, out = Path(source), Path(out)
     if out.exists():
@@ -179,13 +244,26 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         "old": old,
         "new": new,
     }
+    failed = promotion_failures(old, new)
+    metrics["promotion"] = {"promoted": not failed or promote, "forced": bool(failed) and promote,
+                            "failed": failed, "max_replay_drop": MAX_REPLAY_DROP}
+    goes_live = activate and metrics["promotion"]["promoted"]
     model.config.train = {**asdict(settings), "cache_dir": str(cache), "finetuned_from": str(source.resolve())}
-    save_checkpoint(model, tokenizer, out, metrics)
+    with _saving_into(out.parent):
+        save_checkpoint(model, tokenizer, out, metrics)
     log.info("saved %s", out)
-    version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=activate)
-    log.info("registered %s as model version %d (parent %d, %s)", out, version_id, parent.id,
-             "now active" if activate else "not activated")
-    return FinetuneResult(out, version_id, parent.id, metrics)
+    version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=goes_live)
+    if goes_live:
+        log.info("registered %s as model version %d (parent %d), now active%s", out, version_id, parent.id,
+                 " (--promote: past the gate: " + "; ".join(failed) + ")" if failed else "")
+    elif failed:
+        log.warning("registered %s as model version %d but NOT promoted: %s. The active version is unchanged; "
+                    "to serve this one anyway, pick it under Model version in the app's Annotate tab "
+                    "(or fine-tune with --promote).", out, version_id, "; ".join(failed))
+    else:
+        log.info("registered %s as model version %d (parent %d), not activated (--no-activate)", out, version_id,
+                 parent.id)
+    return FinetuneResult(out, version_id, parent.id, metrics, goes_live)
 
 
 def existing_store_url(url: str | None) -> str:
@@ -221,7 +299,9 @@ def main() -> None:
     add_training_arguments(parser)
     parser.set_defaults(epochs=2)
     parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
-    parser.add_argument("--no-activate", action="store_true", help="register the new version without activating it")
+    parser.add_argument("--no-activate", action="store_true", help="register the new version, never activate it")
+    parser.add_argument("--promote", action="store_true",
+                        help="activate the new version even if it is worse on the held-out figures")
     args = parser.parse_args()
     setup_logging()
     if args.threads:
@@ -231,10 +311,14 @@ def main() -> None:
     settings = settings_from(args)
     with open_store(existing_store_url(args.db)) as store:
         result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
-                          args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device)
+                          args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device,
+                          promote=args.promote)
     print(comparison_table(result.metrics))
+    promotion = result.metrics["promotion"]
     print(json.dumps({"checkpoint": str(result.checkpoint), "model_version": result.version_id,
-                      "parent_version": result.parent_id, "minutes": round(result.metrics["finetune"]["minutes"], 2)}))
+                      "parent_version": result.parent_id, "active": result.active,
+                      "promoted": promotion["promoted"], "failed": promotion["failed"],
+                      "minutes": round(result.metrics["finetune"]["minutes"], 2)}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,349 @@
+"""The Label Studio round trip loses nothing and lets nothing malformed in: a REAL server and a real store.
+
+Each test works in its own project of the session's one server (tests/conftest.py). Faults the
+server cannot be asked for (an answer lost after the work was done, a connection dropped
+mid-response) come from the forwarding proxy in tests/fault_proxy.py.
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from label_studio_sdk import LabelStudio
+
+from dram.listings import Span
+from store import Store, StoreBusyError, open_store
+from store import label_studio as label_studio_module
+from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
+from tests.fault_proxy import FaultProxy
+from tests.round_trip_audit import Tally, tally
+from tests.label_studio_server import TOKEN, Server
+
+pytestmark = pytest.mark.label_studio
+
+ATTRIBUTES = ["colour", "material", "size"]
+TEXTS = [
+    "Red cotton shirt, size M",
+    "Blue denim jeans 32",
+    "Black leather belt",
+    "White silk dress, size S",
+    "Green wool jacket",
+    "Navy cotton socks",
+]
+
+
+def region(text: str, start: int, end: int, label: str) -> dict[str, Any]:
+    """A text-label region as Label Studio's editor saves it (ASCII texts: offsets are the same)."""
+    return {"from_name": "label", "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
+
+
+@pytest.fixture
+def client(label_studio: Server) -> LabelStudio:
+    return LabelStudio(base_url=label_studio.url, api_key=label_studio.token)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> str:
+    """A project of its own per test: the server is shared by the whole session."""
+    return f"DRAM {tmp_path.name}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+        yield opened
+
+
+def export(store: Store, url: str, project: str):
+    """Export through `url`: the server itself, or the fault proxy in front of it."""
+    return export_to_label_studio(store, url, TOKEN, project, ATTRIBUTES)
+
+
+def import_(store: Store, url: str, project: str):
+    return import_from_label_studio(store, url, TOKEN, project, attributes=ATTRIBUTES)
+
+
+def task_ids(client: LabelStudio, project_id: int) -> dict[int, int]:
+    """listing id -> task id, read from Label Studio."""
+    return {t.data["dram_listing_id"]: t.id for t in client.tasks.list(project=project_id, fields="task_only")}
+
+
+def test_junk_annotations_are_refused_in_plain_words_and_nothing_is_stored(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    listings = [store.add_listing(text) for text in TEXTS]
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    create = lambda i, result: client.annotations.create(tasks[listings[i]], result=result).id  # noqa: E731
+    made = {
+        "choices": create(0, [{"from_name": "label", "to_name": "text", "type": "choices",
+                               "value": {"choices": ["looks fine"]}}]),
+        "fabric": create(1, [region(TEXTS[1], 5, 10, "fabric")]),
+        "no offsets": create(2, [{"from_name": "label", "to_name": "text", "type": "labels",
+                                  "value": {"text": "Black", "labels": ["colour"]}}]),
+        "text offset": create(3, [{"from_name": "label", "to_name": "text", "type": "labels",
+                                   "value": {"start": "abc", "end": 5, "labels": ["colour"]}}]),
+        "outside": create(4, [{"from_name": "label", "to_name": "text", "type": "labels",
+                               "value": {"start": 0, "end": 99, "labels": ["colour"]}}]),
+        "no values": create(5, []),
+    }
+
+    imported = import_(store, label_studio.url, project)
+
+    assert imported.added == 1
+    reasons = {name: next((r for r in imported.rejected if f"annotation {made[name]}" in r), None) for name in made}
+    assert reasons.pop("no values") is None
+    for name, reason in reasons.items():
+        listing_index = list(made).index(name)
+        assert reason is not None, f"{name} was not refused: {imported.rejected}"
+        assert f"task {tasks[listings[listing_index]]}" in reason.lower(), reason
+    assert "choices" in reasons["choices"] and "text label" in reasons["choices"]
+    assert "'fabric'" in reasons["fabric"] and "add_attribute" in reasons["fabric"]
+    assert "start and end" in reasons["no offsets"] and "redraw" in reasons["no offsets"]
+    assert "invalid literal" not in reasons["text offset"] and "'abc'" in reasons["text offset"]
+    assert "not inside the text" in reasons["outside"]
+    # Only the annotator's "this listing has no values" was stored; the rest stay in the review queue.
+    (correction,) = store.all_corrections()
+    assert (correction.listing_id, correction.spans, correction.status) == (listings[5], [], "corrected")
+    assert {item.listing_id for item in store.review_queue(0.5)} == set(listings[:5])
+
+    # Adding the attribute to the store lets the annotation in on the next import; the rest stay refused.
+    store.add_attribute("fabric", added_by="alice")
+    again = import_(store, label_studio.url, project)
+    assert (again.added, again.unchanged, len(again.rejected)) == (1, 1, 4)
+    assert store.corrections_for(listings[1])[0].spans == [{"start": 5, "end": 10, "attribute": "fabric"}]
+
+
+def only_annotation(client: LabelStudio, task_id: int) -> Any:
+    (annotation,) = client.annotations.list(task_id)
+    return annotation
+
+
+def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt = store.add_listing(TEXTS[0])
+    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    report = export(store, label_studio.url, project)
+    annotation = only_annotation(client, task_ids(client, report.project_id)[shirt])
+    # An annotator adds the colour in Label Studio.
+    client.annotations.update(annotation.id, result=[*annotation.result, region(TEXTS[0], 0, 3, "colour")])
+
+    imported = import_(store, label_studio.url, project)
+
+    assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (0, 1, 0, [])
+    (listing,) = store.corrections_as_listings()
+    assert listing.spans == [Span(0, 3, "colour"), Span(4, 10, "material")]
+    # alice's saved version is kept beside the edit.
+    assert [c.spans for c in store.corrections_for(shirt)] == [
+        [{"start": 4, "end": 10, "attribute": "material"}],
+        [{"start": 0, "end": 3, "attribute": "colour"}, {"start": 4, "end": 10, "attribute": "material"}],
+    ]
+    before = store.all_corrections()
+    again = import_(store, label_studio.url, project)
+    assert (again.added, again.updated) == (0, 0) and store.all_corrections() == before
+
+
+def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_current(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    app_first, ls_first = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[3])
+    store.save_correction(app_first, "alice", [Span(4, 10, "material")])
+    store.save_correction(ls_first, "alice", [Span(6, 10, "material")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    in_ls = {listing: only_annotation(client, tasks[listing]) for listing in (app_first, ls_first)}
+
+    # app_first: changed in the app, then (later) in Label Studio.
+    store.save_correction(app_first, "bob", [Span(0, 3, "colour")])
+    client.annotations.update(in_ls[app_first].id, result=[region(TEXTS[0], 18, 22, "size")])
+    # ls_first: changed in Label Studio, then (later) in the app.
+    client.annotations.update(in_ls[ls_first].id, result=[region(TEXTS[3], 0, 5, "colour")])
+    store.save_correction(ls_first, "bob", [Span(0, 5, "colour"), Span(6, 10, "material")])
+
+    imported = import_(store, label_studio.url, project)
+
+    assert imported.updated == 2 and len(imported.conflicts) == 2
+    for listing in (app_first, ls_first):
+        (conflict,) = [c for c in imported.conflicts if f"annotation {in_ls[listing].id}" in c]
+        assert f"task {tasks[listing]}" in conflict.lower() and "both kept" in conflict
+    current = {item.text: item.spans for item in store.corrections_as_listings()}
+    assert current[TEXTS[0]] == [Span(18, 22, "size")]  # Label Studio's edit came last
+    assert current[TEXTS[3]] == [Span(0, 5, "colour"), Span(6, 10, "material")]  # the app's came last
+    assert len(store.corrections_for(app_first)) == len(store.corrections_for(ls_first)) == 3  # nothing lost
+
+
+def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
+                         {"colour": 0.9}, 0.5)
+    correction = store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    with FaultProxy(label_studio.url) as proxy:
+        # The server stores the task (and then the annotation) but the client is told HTTP 500.
+        proxy.inject("POST", r"^/api/tasks/?(\?|$)", "error_after_forward")
+        proxy.inject("POST", r"^/api/tasks/\d+/annotations", "error_after_forward")
+        first = export(store, proxy.url, project)  # the task's answer is lost
+        second = export(store, proxy.url, project)  # the task is found; the annotation's answer is lost
+        third = export(store, proxy.url, project)  # the annotation is found
+        assert proxy.pending() == 0, "both faults were injected"
+
+    assert first.failures and "export again" in " ".join(first.failures)
+    tasks = list(client.tasks.list(project=first.project_id, fields="all"))
+    assert sorted(t.data["dram_listing_id"] for t in tasks) == [shirt, jeans]
+    (annotation,) = [a for t in tasks for a in t.annotations]
+    # The task whose answer was lost is found on the next export, and gets its prediction once.
+    assert [len(t.predictions) for t in tasks if t.data["dram_listing_id"] == shirt] == [1]
+    assert store.unexported_corrections() == [] and store.corrections_for(shirt)[0].ls_annotation_id == annotation["id"]
+    assert (second.annotations_created + third.annotations_created, third.tasks_created) == (0, 0)
+    assert import_(store, label_studio.url, project).from_store == 1 and [c.id for c in store.all_corrections()] == [
+        correction
+    ]
+
+
+def test_exported_corrections_carry_the_annotators_name(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, socks = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[5])
+    carol = client.users.create(username="carol", email="carol@dram.test", password="carol-password-123")
+    store.save_correction(shirt, "Zoë Martin", [Span(4, 10, "material")])  # known to the app only
+    store.save_correction(socks, "Carol@dram.test", [Span(0, 4, "colour")])  # a Label Studio user
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+
+    zoe = client.users.get(only_annotation(client, tasks[shirt]).completed_by)
+    assert f"{zoe.first_name} {zoe.last_name}".strip() == "Zoë Martin"
+    assert only_annotation(client, tasks[socks]).completed_by == carol.id
+    # The same annotator is one Label Studio user however often the export runs.
+    store.save_correction(socks, "Zoë Martin", [Span(0, 4, "colour"), Span(5, 11, "material")])
+    export(store, label_studio.url, project)
+    assert zoe.id in {a.completed_by for a in client.annotations.list(tasks[socks])}
+    assert [u.id for u in client.users.list() if "Zoë" in f"{u.first_name} {u.last_name}"] == [zoe.id]
+    # An annotator's edit in Label Studio comes back under the editor's name.
+    annotation = only_annotation(client, tasks[shirt])
+    client.annotations.update(annotation.id, result=[region(TEXTS[0], 0, 3, "colour")])
+    import_(store, label_studio.url, project)
+    assert store.corrections_for(shirt)[-1].annotator == "admin@dram.test"
+
+
+def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothing(
+    label_studio: Server, client: LabelStudio, store: Store, project: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings = [store.add_listing(text) for text in TEXTS]
+    for listing, text in zip(listings, TEXTS):
+        store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+    monkeypatch.setattr(label_studio_module, "IMPORT_PAGE_SIZE", 2)  # so the import can break between pages
+    with FaultProxy(label_studio.url) as proxy:
+        # The third annotation is stored by the server, but the connection drops while it answers.
+        proxy.inject("POST", r"^/api/tasks/\d+/annotations", "drop_mid_response", after=2)
+        with pytest.raises(LabelStudioError, match="broke while trying to export corrections"):
+            export(store, proxy.url, project)
+        report = export(store, proxy.url, project)
+        assert (report.annotations_created, report.annotations_recovered) == (3, 1)
+
+        tasks = task_ids(client, report.project_id)
+        expected = {}
+        for listing, text in zip(listings, TEXTS):  # every annotation gets its material in Label Studio
+            annotation = only_annotation(client, tasks[listing])
+            word = text.split()[1].strip(",")
+            spans = [*annotation.result, region(text, text.index(word), text.index(word) + len(word), "material")]
+            client.annotations.update(annotation.id, result=spans)
+            expected[listing] = [{"start": r["value"]["start"], "end": r["value"]["end"],
+                                  "attribute": r["value"]["labels"][0]} for r in spans]
+        # The second page of tasks breaks off half-way, after the first page was imported (three times:
+        # the client retries a read twice, which is harmless for reads).
+        proxy.inject("GET", r"^/api/tasks/?\?.*\bpage=2\b", "drop_mid_response", times=3)
+        with pytest.raises(LabelStudioError, match="broke while trying to read annotations"):
+            import_(store, proxy.url, project)
+        imported = import_(store, proxy.url, project)
+        assert proxy.pending() == 0
+    assert (imported.updated, imported.unchanged, imported.rejected) == (4, 2, [])  # page 1 came in before the break
+    assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
+
+
+def test_a_locked_store_stops_export_and_import_and_the_next_run_loses_and_duplicates_nothing(
+    label_studio: Server, client: LabelStudio, tmp_path: Path, project: str
+) -> None:
+    path = tmp_path / "locked.sqlite"
+    with open_store(f"sqlite:///{path}", busy_timeout_s=0.05, retries=1, backoff_s=0.01) as store:
+        listings = [store.add_listing(text) for text in TEXTS[:3]]
+        for listing, text in zip(listings, TEXTS):
+            store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+        report = export(store, label_studio.url, project)
+        tasks = task_ids(client, report.project_id)
+        expected = {}
+        for listing, text in zip(listings, TEXTS):
+            annotation = only_annotation(client, tasks[listing])
+            client.annotations.update(annotation.id, result=[region(text, 0, text.index(" "), "size")])
+            expected[listing] = [{"start": 0, "end": text.index(" "), "attribute": "size"}]
+        store.save_correction(listings[0], "bob", [Span(0, 3, "colour"), Span(4, 10, "material")])  # later: current
+        expected[listings[0]] = [{"start": 0, "end": 3, "attribute": "colour"}, {"start": 4, "end": 10, "attribute": "material"}]
+
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock throughout
+        try:
+            with pytest.raises(StoreBusyError, match="try again"):
+                import_(store, label_studio.url, project)
+            with pytest.raises(StoreBusyError, match="try again"):
+                export(store, label_studio.url, project)
+        finally:
+            holder.rollback()
+            holder.close()
+
+        imported = import_(store, label_studio.url, project)
+        exported = export(store, label_studio.url, project)
+        assert (imported.updated, imported.rejected, exported.failures) == (3, [], [])
+        assert len(imported.conflicts) == 1  # listing 0 changed on both sides
+        assert tally(store, client, report.project_id, expected, ATTRIBUTES) == Tally(lost=0, duplicated=0, junk=0)
+
+
+def test_an_edit_in_label_studio_reaches_the_served_model_and_junk_does_not(
+    label_studio: Server, client: LabelStudio, store: Store, project: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edit in Label Studio -> import -> store -> fine-tune -> the version the app serves (tiny model)."""
+    from dram.checkpoint import save_checkpoint
+    from tests.test_finetune import data, settings
+    from tests.tiny_model import tiny_model, write_text_encoder
+    from training import finetune as finetune_module
+
+    texts = ["red cotton shirt for men", "blue denim jeans", "black leather belt", "green wool jacket"]
+    listings = [store.add_listing(text) for text in texts]
+    for listing, text in zip(listings, texts):
+        store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    expected = {}
+    for listing, text in zip(listings, texts):  # the annotators add the material in Label Studio
+        annotation = only_annotation(client, tasks[listing])
+        word = text.split()[1]
+        client.annotations.update(annotation.id, result=[
+            *annotation.result, region(text, text.index(word), text.index(word) + len(word), "material")])
+        expected[text] = [Span(0, text.index(" "), "colour"), Span(text.index(word), text.index(word) + len(word),
+                                                                    "material")]
+    client.annotations.create(tasks[listings[0]], result=[  # and someone leaves junk on one task
+        {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["fine"]}}])
+    imported = import_(store, label_studio.url, project)
+    assert (imported.updated, len(imported.rejected)) == (4, 1)
+
+    trained_on: list = []
+    real_fetch = finetune_module.fetch_corrections
+
+    def fetch_and_keep(*args: Any) -> list:
+        """The real fetch; the test keeps what the fine-tune was given."""
+        trained_on.extend(real_fetch(*args))
+        return trained_on
+
+    monkeypatch.setattr(finetune_module, "fetch_corrections", fetch_and_keep)
+    model, tokenizer = tiny_model(write_text_encoder(tmp_path / "bert"), "text-only")
+    source = save_checkpoint(model, tokenizer, tmp_path / "models" / "v0", {})
+    result = finetune_module.finetune(source, store, tmp_path / "models" / "v1", data("replay"), data("heldout"),
+                                      settings(tmp_path), 0.25, 4, tmp_path / "photos", progress=False, promote=True)
+
+    assert {item.text: item.spans for item in trained_on} == expected  # every edit, nothing else
+    assert result.metrics["finetune"]["corrections"] == 4 and result.metrics["finetune"]["dropped_spans"] == {}
+    assert store.active_model_version().id == result.version_id  # what the app serves now
