@@ -95,7 +95,7 @@ def main() -> None:
         return f"{100 * statistics.mean(values):.2f} +- {100 * sd:.2f}"
 
     value = [r[1]["value"] for r in rows]
-    print(f"\n| system | value F1 | P | R | TAG-F1 | train minutes |\n|---|---|---|---|---|---|")
+    print("\n| system | value F1 | P | R | TAG-F1 | train minutes |\n|---|---|---|---|---|---|")
     print(f"| lookup of the training values | {100 * baseline['f1']:.2f} | {100 * baseline['precision']:.2f} | "
           f"{100 * baseline['recall']:.2f} | | |")
     print(f"| DRAM defaults ({len(rows)} seeds) | {mean_sd([v['f1'] for v in value])} | "

@@ -2,12 +2,16 @@
 and value_lookup.json when the model reads the value lookup."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -49,10 +53,43 @@ def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
+# What a save killed midway leaves beside a checkpoint: its temporary folder (".NAME." + mkdtemp's
+# 8 characters) or the old copy it was swapping out (".NAME.old").
+_SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE}
+
+
+@contextlib.contextmanager
+def _saving_into(folder: Path) -> Iterator[None]:
+    """Hold `folder`'s save lock, first removing what interrupted saves left there.
+
+    Under the lock no other save is under way in the folder, so a leftover is an interrupted save's
+    (a `kill -9` leaves a hidden folder with up to a whole model in it). Only folders holding nothing
+    but checkpoint files are removed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)  # the lock is on the folder itself: no lock file left behind
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        for path in folder.iterdir():
+            if path.is_dir() and _SAVE_LEFTOVER.match(path.name) and {p.name for p in path.iterdir()} <= _CHECKPOINT_PARTS:
+                log.info("removing %s, left by an interrupted checkpoint save", path)
+                shutil.rmtree(path, ignore_errors=True)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def save_checkpoint(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None = None) -> Path:
-    """Write to a temporary folder beside out_dir, then swap it in, so a crash never leaves half a model."""
+    """Write to a temporary folder beside out_dir, then swap it in, so a crash never leaves half a model
+    (and the next save removes what a crashed one left)."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _saving_into(out_dir.parent):
+        _save(model, tokenizer, out_dir, metrics)
+    return out_dir
+
+
+def _save(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.config.save(tmp / "config.json")
@@ -73,7 +110,6 @@ def save_checkpoint(model: DramModel, tokenizer, out_dir: Path, metrics: dict | 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out_dir
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> tuple[DramModel, object, dict]:

@@ -210,3 +210,17 @@ def test_checkpoint_saved_before_value_prior_and_frozen_fraction_loads_without_t
     (tmp_path / "config.json").write_text(json.dumps(data))
     loaded = DramConfig.load(tmp_path / "config.json")
     assert loaded.value_prior is False and loaded.frozen_fraction == 0
+
+
+def test_the_next_save_removes_what_a_killed_save_left_beside_any_checkpoint(trained, tmp_path) -> None:
+    model, tokenizer = trained
+    out = tmp_path / "models" / "mine"
+    save_checkpoint(model, tokenizer, out, METRICS)
+    half = tmp_path / "models" / ".mine.a1b2c3d4"  # a temporary folder a kill -9 left mid-write
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    (half / "value_lookup.json").write_text("{}")
+    unrelated = tmp_path / "models" / ".notes"
+    unrelated.mkdir()
+    save_checkpoint(model, tokenizer, tmp_path / "models" / "other", METRICS)
+    assert not half.exists() and unrelated.exists() and (out / "model.safetensors").exists()

@@ -15,19 +15,13 @@ activates it anyway; `--no-activate` never activates.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import random
-import re
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -150,33 +144,6 @@ def usable_corrections(listings: list[Listing], attributes: list[str], fraction:
     return CorrectionData(train, heldout, dropped)
 
 
-# What `save_checkpoint` leaves beside a checkpoint when killed mid-save: its temporary folder
-# (".NAME." + mkdtemp's 8 characters) or the old copy it was swapping out (".NAME.old").
-_SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
-_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json"}
-
-
-@contextlib.contextmanager
-def _saving_into(folder: Path) -> Iterator[None]:
-    """Hold `folder`'s save lock, first removing what interrupted saves left there.
-
-    Under the lock no other fine-tune is mid-save in the folder, so a leftover is an interrupted
-    save's (a `kill -9` leaves a hidden folder with up to a whole model in it). Only folders holding
-    nothing but checkpoint files are removed.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(folder, os.O_RDONLY)  # the lock is on the folder itself: no lock file left behind
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        for path in folder.iterdir():
-            if path.is_dir() and _SAVE_LEFTOVER.match(path.name) and {p.name for p in path.iterdir()} <= _CHECKPOINT_PARTS:
-                log.info("removing %s, left by an interrupted checkpoint save", path)
-                shutil.rmtree(path, ignore_errors=True)
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock
-
-
 def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
     """The active version; with none, the source checkpoint's own version (registered inactive if new).
 
@@ -249,8 +216,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
                             "failed": failed, "max_replay_drop": MAX_REPLAY_DROP}
     goes_live = activate and metrics["promotion"]["promoted"]
     model.config.train = {**asdict(settings), "cache_dir": str(cache), "finetuned_from": str(source.resolve())}
-    with _saving_into(out.parent):
-        save_checkpoint(model, tokenizer, out, metrics)
+    save_checkpoint(model, tokenizer, out, metrics)
     log.info("saved %s", out)
     version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=goes_live)
     if goes_live:
