@@ -33,7 +33,7 @@ class DramConfig:
     # The word embeddings and this share of the language model's lower layers stay as pretrained:
     # backward passes stop below the rest (and text-only training computes them once), so a CPU
     # affords more updates in the same time.
-    frozen_fraction: float = 0.5
+    frozen_fraction: float = 0.0
     freeze_image_encoder: bool = True
     # The paper's best policy is the prototype; on Myntra DyNet was ahead by 0.23 TAG-F1 over 3 seeds
     # (97.88 +- 0.16 vs 97.65 +- 0.09, BENCHMARKS.md, Table 7), so it is our default.
