@@ -39,3 +39,41 @@ def test_split_validation_is_seeded_disjoint_and_skips_tiny_sets() -> None:
     assert len(valid) == 20 and len(train) == 180 and not {l.id for l in train} & {l.id for l in valid}
     assert [l.id for l in split_validation(listings, fraction=0.1, seed=3)[1]] == [l.id for l in valid]
     assert split_validation(listings[:15])[1] == []
+
+
+def test_early_stop_waits_for_half_the_budget_then_keeps_the_best_epoch(monkeypatch) -> None:
+    """A fluke on epoch 1 and zeros while the tagger learns to tag must not end training."""
+    import torch
+
+    import training.loop as loop
+
+    scores = iter([0.01, 0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.4, 0.4, 0.4, 0.6, 0.6])
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {"tag_f1": next(scores), "cls_f1": 0.0, "value": {"f1": 0.0}})
+
+    class Data:
+        texts = [type("T", (), {"input_ids": [1, 2]})()] * 4
+
+        def __len__(self) -> int:
+            return 4
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        device = torch.device("cpu")
+
+        def encode(self, batch):
+            return batch
+
+        def loss(self, encoded, batch):
+            return (self.w ** 2).sum() + 1, {"bce": 0.0}
+
+    monkeypatch.setattr(loop, "make_batch", lambda *a, **k: type("B", (), {"to": lambda self, d: self})())
+    tokenizer = type("Tok", (), {"pad_token_id": 0})()
+    result = loop.fit(Model(), tokenizer, Data(), Data(), TrainSettings(epochs=12, patience=3, batch_size=4,
+                                                                          cache_dir=None), progress=False)
+    # Epochs 2-5 score 0 (4 epochs without improvement) and training goes on: no stop before half of
+    # 12 epochs. After it, 3 epochs without beating epoch 7's 0.5 end training at epoch 10.
+    assert [r["epoch"] for r in result["history"]] == list(range(1, 11))
+    assert result["best_epoch"] == 7 and result["best_valid_tag_f1"] == 0.5

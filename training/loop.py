@@ -31,7 +31,8 @@ DEFAULT_CACHE = Path(".cache/features")
 class TrainSettings:
     # None: the budget follows the data (`planned_epochs`): about `target_steps` optimizer steps,
     # at least `min_epochs` and at most `max_epochs` passes, and with a validation set, a stop
-    # once `patience` epochs in a row did not improve on the best validation TAG-F1.
+    # once `patience` epochs in a row did not improve on the best validation TAG-F1 (not before
+    # half the planned epochs).
     epochs: int | None = None
     target_steps: int = 1000
     min_epochs: int = 3
@@ -205,6 +206,9 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
     started = time.monotonic()
     history, best, best_state, best_epoch = [], -1.0, None, 0
     lengths = [len(t.input_ids) for t in train.texts]
+    # A tagger can score 0 for several epochs before it tags anything (and a fluke above 0 on the
+    # first one); early stopping waits for half the planned budget.
+    earliest_stop = max(1, epochs // 2)
     rng = random.Random(settings.seed)
     log.info("training for up to %d epochs (%d steps of %d listings)%s", epochs, total, settings.batch_size,
              f", stopping after {settings.patience} epochs without a better validation TAG-F1"
@@ -241,7 +245,8 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
         if settings.max_minutes and time.monotonic() - started > settings.max_minutes * 60:
             log.info("stopping: time budget of %.1f minutes reached", settings.max_minutes)
             break
-        if best_state is not None and settings.patience and epoch + 1 - best_epoch >= settings.patience:
+        if (best_state is not None and settings.patience and epoch + 1 >= earliest_stop
+                and epoch + 1 - best_epoch >= settings.patience):
             log.info("stopping: no better validation TAG-F1 for %d epochs (best %.4f at epoch %d)",
                      settings.patience, best, best_epoch)
             break
