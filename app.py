@@ -335,7 +335,7 @@ def _model_markdown(handle: ModelHandle) -> str:
         f"({cfg.image_size}px, {cfg.image_regions} regions)",
         f"- **tau_R (checkpoint default):** {cfg.tau_r}",
         f"- **Runs on:** {device}",
-        f"- **Reads at most:** {cfg.max_tokens} tokens",
+        f"- **Reads:** the whole text, in windows of {cfg.max_tokens} tokens",
         "", "**Metrics** (metrics.json)", "", f"```json\n{metrics}\n```",
     ])
 
@@ -614,7 +614,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
 def build_default_if_missing(path: Path) -> None:
     """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
-    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 4 minutes on 2 cores)."""
+    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 6 minutes on 2 cores)."""
     wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
     if not wanted or build_default.is_built(path) or path.resolve() != DEFAULT_CHECKPOINT.resolve():
         return

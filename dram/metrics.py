@@ -4,8 +4,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class _PrecisionRecall:
+    """P, R and F1 from (correct, answered, expected) counts."""
+
+    def _counts(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    @property
+    def precision(self) -> float:
+        correct, answered, _ = self._counts()
+        return correct / answered if answered else 0.0
+
+    @property
+    def recall(self) -> float:
+        correct, _, expected = self._counts()
+        return correct / expected if expected else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
 @dataclass
-class Counts:
+class Counts(_PrecisionRecall):
     tp: int = 0
     fp: int = 0
     fn: int = 0
@@ -15,18 +37,8 @@ class Counts:
         self.fp += len(predicted - gold)
         self.fn += len(gold - predicted)
 
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+    def _counts(self) -> tuple[int, int, int]:
+        return self.tp, self.tp + self.fp, self.tp + self.fn
 
     def as_dict(self) -> dict:
         return {"f1": self.f1, "precision": self.precision, "recall": self.recall,
@@ -78,7 +90,7 @@ def normalise_value(value: str) -> str:
 
 
 @dataclass
-class SlotCounts:
+class SlotCounts(_PrecisionRecall):
     """ExtractGPT's counts: NN (gold n/a, no answer), NV (gold n/a, an answer), VN (gold value, no
     answer), VC (answer is one of the gold values), VW (answer differs)."""
 
@@ -101,20 +113,8 @@ class SlotCounts:
         else:
             self.vw += 1
 
-    @property
-    def precision(self) -> float:
-        answered = self.nv + self.vc + self.vw
-        return self.vc / answered if answered else 0.0
-
-    @property
-    def recall(self) -> float:
-        valued = self.vn + self.vc + self.vw
-        return self.vc / valued if valued else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
+    def _counts(self) -> tuple[int, int, int]:
+        return self.vc, self.nv + self.vc + self.vw, self.vn + self.vc + self.vw
 
     def as_dict(self) -> dict:
         return {"f1": self.f1, "precision": self.precision, "recall": self.recall,

@@ -9,7 +9,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 from dram.listings import Listing, ListingError, LoadReport, listing_from_record, read_jsonl
 
@@ -154,16 +154,30 @@ def _read_mae(path: Path) -> tuple[list[Listing], LoadReport]:
                     items.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     raise ListingError(f"{path} is not MAE JSON: line {number} is not JSON ({exc.msg}).") from exc
+    return _listings_from(path, [(f"{path.name} {label} {number}", number, item) for number, item in items],
+                          _mae_record)
+
+
+def _listings_from(path: Path, items: list[tuple[str, int, Any]],
+                   convert: Callable[[dict, str], dict]) -> tuple[list[Listing], LoadReport]:
+    """Canonical records from a format's items (where, number, item), each validated like any other
+    listing; an item that is not a JSON object (or a line that was not JSON: a ValueError) is skipped."""
     report = LoadReport()
     listings: list[Listing] = []
-    for number, item in items:
+    for where, number, item in items:
         report.n_read += 1
-        where = f"{path.name} {label} {number}"
+        if isinstance(item, ValueError):
+            report.skip_listing(where, str(item))
+            continue
         if not isinstance(item, dict):
             report.skip_listing(where, "it is not a JSON object")
             continue
-        listing = listing_from_record(_mae_record(item, f"{path.stem}-{number}"), where=where,
-                                      base_dir=path.parent, report=report)
+        try:
+            record = convert(item, f"{path.stem}-{number}")
+        except ValueError as err:
+            report.skip_listing(where, str(err))
+            continue
+        listing = listing_from_record(record, where=where, base_dir=path.parent, report=report)
         if listing is not None:
             listings.append(listing)
     log.info("%s: %s", path, report.summary())
@@ -191,30 +205,20 @@ def read_target_scores(path: str | Path) -> list[Listing]:
 def _read_target_scores(path: Path) -> tuple[list[Listing], LoadReport]:
     """Values are located in the text (every occurrence); `{"n/a": 1}` becomes an empty value list,
     "checked and absent", which the slot metric scores and training reads as a negative."""
-    report = LoadReport()
-    listings: list[Listing] = []
+    items: list[tuple[str, int, Any]] = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        report.n_read += 1
-        where = f"{path.name} line {number}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.skip_listing(where, f"the line is not JSON ({exc.msg})")
-            continue
-        if not isinstance(item, dict) or not isinstance(item.get("target_scores"), dict):
-            report.skip_listing(where, "it has no \"target_scores\" object")
-            continue
-        listing = listing_from_record(_target_scores_record(item, f"{path.stem}-{number}"), where=where,
-                                      base_dir=path.parent, report=report)
-        if listing is not None:
-            listings.append(listing)
-    log.info("%s: %s", path, report.summary())
-    return listings, report
+        if line.strip():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                item = ValueError(f"the line is not JSON ({exc.msg})")
+            items.append((f"{path.name} line {number}", number, item))
+    return _listings_from(path, items, _target_scores_record)
 
 
 def _target_scores_record(item: dict, default_id: str) -> dict:
+    if not isinstance(item.get("target_scores"), dict):
+        raise ValueError("it has no \"target_scores\" object")
     if isinstance(item.get("input"), str):
         text = item["input"].strip()
     else:

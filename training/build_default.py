@@ -2,7 +2,7 @@
 
 Trains DRAM (MiniLM + EfficientNet-Lite0, both from installed packages) on the bundled real
 Myntra subset in assets/myntra-small, then extracts one bundled example to show it works.
-About 4 minutes on 2 CPU cores (3.3 measured, BENCHMARKS.md).
+About 6 minutes on 2 CPU cores (BENCHMARKS.md).
 """
 from __future__ import annotations
 
