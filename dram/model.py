@@ -47,15 +47,11 @@ class Encoded:
             return parts[0]
 
         def cat(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+            """Concatenated on the batch axis, the second (word or token) axis padded to the longest."""
             if tensors[0] is None:
                 return None
-            if tensors[0].dim() == 2 and tensors[0].dtype == torch.bool:  # word masks
-                width = max(t.shape[1] for t in tensors)
-                return torch.cat([nnf.pad(t, (0, width - t.shape[1])) for t in tensors])
-            if tensors[0].dim() == 2:  # attribute logits
-                return torch.cat(tensors)
             width = max(t.shape[1] for t in tensors)
-            return torch.cat([nnf.pad(t, (0, 0, 0, width - t.shape[1])) for t in tensors])
+            return torch.cat([nnf.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1])) for t in tensors])
 
         return Encoded(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
                        cat([p.attribute_logits for p in parts]), cat([p.cross_attention for p in parts]),
