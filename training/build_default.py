@@ -2,7 +2,7 @@
 
 Trains DRAM (MiniLM + EfficientNet-Lite0, both from installed packages) on the bundled real
 Myntra subset in assets/myntra-small, then extracts one bundled example to show it works.
-About 6 minutes on 2 CPU cores (BENCHMARKS.md).
+About 8 minutes on 2 CPU cores (8.6 measured, BENCHMARKS.md).
 """
 from __future__ import annotations
 
