@@ -307,17 +307,13 @@ def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None
           subset: list[int] | None = None) -> dict:
     tau = model.config.tau_r if tau_r is None else tau_r
     known = set(model.config.attributes)
-    scorer = ExtractionScorer()
+    scorer, slots = ExtractionScorer(), SlotScorer()
     for i in subset if subset is not None else range(len(data.listings)):
         spans, scores = predictions[i]
         gold = {(s.start, s.end, s.attribute) for s in data.listings[i].spans if s.attribute in known}
         scorer.add(gold, {(s.start, s.end, s.attribute) for s in spans}, {a for a, v in scores.items() if v > tau})
-    summary = scorer.summary()
-    slots = SlotScorer()
-    for i in subset if subset is not None else range(len(data.listings)):
-        slots.add(data.listings[i].target_values(), best_answers(predictions[i][0]))
-    summary["value"] = slots.summary()
-    return summary
+        slots.add(data.listings[i].target_values(), best_answers(spans))
+    return {**scorer.summary(), "value": slots.summary()}
 
 
 def evaluate(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, progress: bool = False) -> dict:

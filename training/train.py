@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
-from dram.value_lookup import ValueLookup
 from dram.config import ARM_POLICIES, CLASSIFIER_POOLING, VARIANTS, DramConfig
+from dram.value_lookup import ValueLookup
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
 
@@ -83,7 +83,8 @@ def apply_text_only_profile(args: argparse.Namespace) -> None:
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings(epochs=args.epochs, patience=args.patience or None, batch_size=args.batch_size,
-                         lr_encoder=args.lr_encoder or TrainSettings.lr_encoder, lr_heads=args.lr_heads, seed=args.seed, max_minutes=args.max_minutes, cache_dir=args.cache_dir)
+                         lr_encoder=args.lr_encoder or TrainSettings.lr_encoder, lr_heads=args.lr_heads,
+                         seed=args.seed, max_minutes=args.max_minutes, cache_dir=args.cache_dir)
 
 
 def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
