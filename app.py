@@ -614,7 +614,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
 def build_default_if_missing(path: Path) -> None:
     """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
-    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 8 minutes on 2 cores)."""
+    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 5 minutes on 2 cores)."""
     wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
     if not wanted or build_default.is_built(path) or path.resolve() != DEFAULT_CHECKPOINT.resolve():
         return

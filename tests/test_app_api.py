@@ -304,7 +304,7 @@ def test_space_builds_the_missing_default_model_at_start_up(tmp_path: Path, monk
     import app
     import training.build_default
 
-    # The real build (about 8 minutes) runs in scripts/test.sh and conftest_app; here only the decision is tested.
+    # The real build (about 5 minutes) runs in scripts/test.sh and conftest_app; here only the decision is tested.
     built = []
     monkeypatch.setattr(training.build_default, "build", lambda out: built.append(out))
     for name in ("SPACE_ID", "DRAM_BUILD_MISSING"):

@@ -2,7 +2,7 @@
 
 Trains DRAM (MiniLM + EfficientNet-Lite0, both from installed packages) on the bundled real
 Myntra subset in assets/myntra-small, then extracts one bundled example to show it works.
-About 8 minutes on 2 CPU cores (8.6 measured, BENCHMARKS.md).
+About 5 minutes on 2 CPU cores (4.9 measured from a fresh clone, BENCHMARKS.md).
 """
 from __future__ import annotations
 
