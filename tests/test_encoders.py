@@ -50,3 +50,15 @@ def test_trainable_cnn_keeps_batchnorm_and_its_gradients(pixels) -> None:
     assert any(isinstance(m, nn.BatchNorm2d) for m in encoder.modules())
     encoder(pixels[:2]).sum().backward()
     assert encoder.backbone._conv_stem.weight.grad is not None
+
+
+def test_mpnet_not_installed_says_which_script_installs_it(monkeypatch, tmp_path) -> None:
+    import dram.encoders as encoders
+    from dram.errors import CheckpointError
+
+    monkeypatch.setattr(encoders, "MPNET_FOLDER", tmp_path / "all-mpnet-base-v2")
+    with pytest.raises(CheckpointError, match="scripts/install_mpnet.sh"):
+        encoders.text_encoder_path("mpnet")
+    (tmp_path / "all-mpnet-base-v2").mkdir()
+    (tmp_path / "all-mpnet-base-v2" / "model.safetensors").write_bytes(b"")
+    assert encoders.text_encoder_path("mpnet") == str(tmp_path / "all-mpnet-base-v2")

@@ -1,11 +1,12 @@
 """The shared training loop: cached region features by default, photos decoded per batch when the CNN trains."""
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
 from dram.listings import Listing
-from tests.tiny_model import listing, one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401
+from tests.tiny_model import listing, one_torch_thread, tiny_encoder_dir, tiny_model, write_text_encoder  # noqa: F401
 from training.loop import TrainSettings, fit, make_batch, prepare
 
 
@@ -47,8 +48,11 @@ def test_joint_finetuning_decodes_photos_and_trains_the_cnn(tiny_encoder_dir, tm
     assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the CNN did not train"
 
 
-def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(tiny_encoder_dir):
-    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", frozen_fraction=0.5, use_arm=False, value_prior=False)
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(architecture, tmp_path):
+    # MPNet's layers need the relative position bias its encoder computes: run by hand they must match too.
+    encoder = write_text_encoder(tmp_path / architecture, architecture=architecture)
+    model, tokenizer = tiny_model(encoder, "text-only", frozen_fraction=0.5, use_arm=False, value_prior=False)
     assert model.caches_lower_layers
     listings = [listing("red cotton shirt for men", [("red", "colour"), ("cotton", "material")], "a"),
                 listing("navy silk dress", [("navy", "colour")], "b")]
@@ -63,4 +67,6 @@ def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(ti
     frozen = [p.clone() for p in model.text_encoder.encoder.layer[0].parameters()]
     fit(model, tokenizer, cached, None, TrainSettings(epochs=2, batch_size=2, cache_dir=None), progress=False)
     assert all(torch.equal(p, q) for p, q in zip(model.text_encoder.encoder.layer[0].parameters(), frozen))
-    assert model.text_encoder.encoder.layer[1].attention.self.query.weight.requires_grad
+    assert all(p.requires_grad for p in model.text_encoder.encoder.layer[1].parameters())
+    shared = [p for n, p in model.text_encoder.encoder.named_parameters() if not n.startswith("layer.")]
+    assert not any(p.requires_grad for p in shared)  # MPNet's relative position bias feeds the cached layers

@@ -37,9 +37,11 @@ IMAGE_SIZE = 32
 ATTRIBUTES = ["colour", "material", "article_type"]
 
 
-def write_text_encoder(folder: Path, seed: int = 0) -> str:
-    """A BERT-style model folder: vocab.txt, tokenizer files, config.json and random weights."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+def write_text_encoder(folder: Path, seed: int = 0, architecture: str = "bert") -> str:
+    """A BERT-style model folder: vocab.txt, tokenizer files, config.json and random weights.
+    architecture "mpnet" writes an MPNet (relative position bias, as all-mpnet-base-v2) behind the
+    same WordPiece tokenizer."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast, MPNetConfig, MPNetModel
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,11 +51,12 @@ def write_text_encoder(folder: Path, seed: int = 0) -> str:
     tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     assert tokenizer.tokenize("Red shirts") == ["red", "shirts"], "tiny vocabulary was not read"
     tokenizer.save_pretrained(folder)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        vocab_size=len(VOCAB), max_position_embeddings=128)
+    config_class, model_class = {"bert": (BertConfig, BertModel), "mpnet": (MPNetConfig, MPNetModel)}[architecture]
+    config = config_class(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          vocab_size=len(VOCAB), max_position_embeddings=128, pad_token_id=0)
     config.save_pretrained(folder)
     torch.manual_seed(seed)
-    BertModel(config).save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     return str(folder)
 
 

@@ -32,7 +32,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the attribute classifier reads: [CLS] (the paper) or the mean over tokens")
     parser.add_argument("--loss-lambda", type=float, default=DramConfig.loss_lambda,
                         help="weight of the attribute classifier's BCE in the loss")
-    parser.add_argument("--text-encoder", default="minilm", help="'minilm' or a local BERT-style folder")
+    parser.add_argument("--text-encoder", default="minilm", help="'minilm', 'mpnet' (after scripts/install_mpnet.sh) or a local BERT-style folder")
     parser.add_argument("--image-encoder", default="efficientnet-lite0",
                         help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
     parser.add_argument("--finetune-image-encoder", action="store_true",
