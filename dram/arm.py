@@ -107,11 +107,22 @@ class AttributeRangeMinimizer(nn.Module):
 
     @staticmethod
     def select(scores: torch.Tensor, tau_r: float, gold: torch.Tensor | None = None) -> torch.Tensor:
-        """(M, 2) rows of (listing, attribute): R > tau_R, united with gold when training."""
+        """(M, 2) rows of (listing, attribute): R > tau_R, united with gold when training.
+
+        In training the wrongly selected rows (R > tau_R, not gold) are capped at the number of gold
+        rows, the most confident kept: they teach the decoder to tag nothing for a wrong selection,
+        but an untrained classifier selects about half of all attributes, which with 51 of them made
+        every early step decode ~25 rows per listing (12.8 s a step against 8.0 for the joint CRF)."""
         chosen = scores > tau_r
-        if gold is not None:
-            chosen = chosen | gold.bool()
-        return chosen.nonzero()
+        if gold is None:
+            return chosen.nonzero()
+        gold = gold.bool()
+        wrong = chosen & ~gold
+        cap = max(int(gold.sum()), 1)
+        if int(wrong.sum()) > cap:
+            keep = scores.masked_fill(~wrong, -1.0).flatten().topk(cap).indices
+            wrong = torch.zeros_like(wrong).flatten().index_fill(0, keep, True).view_as(gold)
+        return (gold | wrong).nonzero()
 
     def conditioned(self, features: torch.Tensor, rows: torch.Tensor, names: torch.Tensor | None,
                     prior: torch.Tensor | None = None) -> torch.Tensor:

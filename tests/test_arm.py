@@ -9,6 +9,16 @@ from dram.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
 H, N, W = 8, 3, 5
 
 
+def test_training_selection_caps_wrong_rows_at_the_gold_count_keeping_the_most_confident() -> None:
+    scores = torch.tensor([[0.9, 0.6, 0.8, 0.7], [0.55, 0.95, 0.65, 0.1]])
+    gold = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1]])
+    rows = AttributeRangeMinimizer.select(scores, 0.5, gold).tolist()
+    # 2 gold rows, 5 wrongly selected: the 2 most confident wrong ones (0.95, 0.8) join the gold
+    assert rows == [[0, 0], [0, 2], [1, 1], [1, 3]]
+    # no cap at inference: every score above tau_R
+    assert len(AttributeRangeMinimizer.select(scores, 0.5)) == 7
+
+
 def test_select_is_scores_above_tau_or_gold() -> None:
     scores = torch.tensor([[0.6, 0.2, 0.5], [0.1, 0.9, 0.3]])
     assert AttributeRangeMinimizer.select(scores, 0.5).tolist() == [[0, 0], [1, 1]]  # 0.5 is not > 0.5
