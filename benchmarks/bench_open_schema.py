@@ -1,18 +1,21 @@
 """Open-schema quality: train with the defaults on a user's own labelled listings, score on test.
 
     python -m benchmarks.bench_open_schema --train ../shared/data/wdc-pave/train_large.jsonl \
-        --test ../shared/data/wdc-pave/test.jsonl --seeds 13,14,15 [--out runs/open-schema] [-- extra train flags]
+        --test ../shared/data/wdc-pave/test.jsonl --seeds 13,14,15 [--out runs/open-schema] \
+        [--sample N] [-- extra train flags]
 
 Runs exactly what a user runs (`training.train` with its defaults, then `training.evaluate`),
 once per seed, next to the lookup baseline (every training value matched in the test text), and
 prints the value-level slot F1 (the literature's metric), TAG-F1, training minutes, the
-per-attribute table and the extraction time of one listing.
+per-attribute table and the extraction time of one listing. `--sample N` trains on a seeded random
+N listings of --train instead (the learning curve), the same sample for every seed.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -44,6 +47,17 @@ def lookup_baseline(train_path: Path, test_path: Path) -> dict:
     return scorer.summary()
 
 
+def sample_file(path: Path, n: int, out: Path, seed: int = 13) -> Path:
+    """A seeded random n of the file's listings (lines), written once, for the learning curve."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if n >= len(lines):
+        raise SystemExit(f"--sample {n}: {path} has only {len(lines)} listings.")
+    sample = out / f"{path.stem}-sample{n}.jsonl"
+    if not sample.exists():
+        sample.write_text("\n".join(random.Random(seed).sample(lines, n)) + "\n", encoding="utf-8")
+    return sample
+
+
 def run(command: list[str], log: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with log.open("w") as out:
@@ -72,9 +86,12 @@ def main() -> None:
     parser.add_argument("--test", required=True, type=Path)
     parser.add_argument("--seeds", default="13,14,15")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "open-schema")
+    parser.add_argument("--sample", type=int, help="train on a seeded random N listings of --train")
     parser.add_argument("extra", nargs="*", help="more training.train flags, after --")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.sample:
+        args.train = sample_file(args.train, args.sample, args.out)
     baseline = lookup_baseline(args.train, args.test)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
