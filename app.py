@@ -49,6 +49,7 @@ from dram.audit import BATCH_CHUNK, USUAL_SHARE, read_rows, run_audit, unpack_ph
 from dram.errors import CheckpointError, DramInputError
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor
+from dram.spans import covered_words
 from dram.visualize import (ARM_TITLE, arm_chart, display_photo, encode_jpeg, highlight_segments,
                             mean_attention, normalise_attention, overlay)
 from store import Store, StoreError, open_store
@@ -198,7 +199,7 @@ def _word_spans(extraction: Extraction) -> list[tuple[str, list[int]]]:
     """For each extracted value, its label and the indices of its words (for the mean attention)."""
     out = []
     for span in extraction.spans:
-        index = [i for i, w in enumerate(extraction.words) if w.start < span.end and w.end > span.start]
+        index = list(covered_words(extraction.words, span))
         if index:
             out.append((f"{span.attribute}: {span.text}", index))
     return out
@@ -285,7 +286,7 @@ def _render(session: Session, tau: float, handle: ModelHandle) -> tuple:
     """All Extract-tab outputs for a session decoded at tau (ARM + CRF only)."""
     extraction = handle.get().decode(session.encoded, tau)
     session.extraction = extraction
-    highlighted = highlight_segments(extraction.text, [(s.start, s.end, s.attribute) for s in extraction.spans])
+    highlighted = highlight_segments(extraction.text, extraction.spans)
     chart = arm_chart(extraction.attribute_scores, extraction.tau_r, extraction.selected, title=None)
     return (session, highlighted, _table(extraction), chart, _value_heatmaps(session),
             _notes_markdown(extraction, session))
@@ -406,9 +407,9 @@ def _show(store: Store, item: dict | None, attributes: list[str]) -> tuple:
     listing = (f"**Listing {item['listing_id']}**" + (f" (`{html.escape(item['external_id'])}`)" if item["external_id"] else "")
                + f"\n\n> {html.escape(text, quote=False)}\n\n"
                + "Words: " + " ".join(f"`{label}`" for label, _ in words))
-    highlighted = highlight_segments(text, [(s["start"], s["end"], s["attribute"]) for s in spans])
-    api_view = {"listing": item["listing_id"], "text": text, "spans": spans, "predicted": item["predicted"],
-                "attributes": attributes}
+    highlighted = highlight_segments(text, spans)
+    api_view = {"listing": item["listing_id"], "text": text, "spans": [s.to_dict() for s in spans],
+                "predicted": [s.to_dict() for s in item["predicted"]], "attributes": attributes}
     return (item, listing, highlighted, gr.Dropdown(choices=review.span_choices(text, spans), value=None),
             gr.Dropdown(choices=words, value=None), gr.Dropdown(choices=words, value=None), photo, progress, api_view)
 
@@ -475,7 +476,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         if item is None or span is None or not 0 <= span < len(item["spans"]):
             return gr.skip(), gr.skip(), gr.skip()
         first, last = review.word_bounds(item["text"], item["spans"][span])
-        return item["spans"][span]["attribute"], first, last
+        return item["spans"][span].attribute, first, last
 
     def verdict(skip: bool) -> Callable:
         @_user_errors

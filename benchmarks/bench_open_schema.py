@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from dram.inference import ExtractedSpan
+from dram.spans import Span
 from dram.metrics import SlotScorer, best_answers
 from dram.readers import read_listings
 from dram.tagging import split_words
@@ -42,7 +42,7 @@ def lookup_baseline(train_path: Path, test_path: Path) -> dict:
         spans = []
         for m in lookup.match(words):
             start, end = words[m.first_word].start, words[m.end_word - 1].end
-            spans.append(ExtractedSpan(start, end, m.attribute, listing.text[start:end], m.confidence))
+            spans.append(Span(start, end, m.attribute, listing.text[start:end], m.confidence))
         scorer.add(listing.target_values(), best_answers(spans))
     return scorer.summary()
 

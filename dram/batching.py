@@ -11,7 +11,7 @@ from dram.tagging import Word, bio_tags, split_words, word_range
 
 
 @dataclass
-class EncodedText:
+class TextWindow:
     """One window of a listing's text, as the encoder reads it."""
 
     text: str  # the whole text; word offsets index it
@@ -54,7 +54,7 @@ def _unit_tokens(tokenizer, text: str) -> tuple[list[Word], list[int], list[int]
     return units, first, [ids[i] for i in content], prefix, suffix
 
 
-def encode_windows(tokenizer, text: str, max_tokens: int) -> list[EncodedText]:
+def encode_windows(tokenizer, text: str, max_tokens: int) -> list[TextWindow]:
     """The whole text, in windows of at most `max_tokens` sub-words.
 
     Consecutive windows share a quarter of their units, and each reports only spans that start in
@@ -63,17 +63,17 @@ def encode_windows(tokenizer, text: str, max_tokens: int) -> list[EncodedText]:
     """
     units, first, content, prefix, suffix = _unit_tokens(tokenizer, text)
     if not units:
-        return [EncodedText(text, [], prefix + suffix, [], None)]
+        return [TextWindow(text, [], prefix + suffix, [], None)]
     budget = max(1, max_tokens - len(prefix) - len(suffix))
 
     def tokens_of(start: int, end: int) -> tuple[int, int]:
         return first[start], first[end] if end < len(units) else len(content)
 
-    def window(start: int, end: int, owned: tuple[int, int] | None) -> EncodedText:
+    def window(start: int, end: int, owned: tuple[int, int] | None) -> TextWindow:
         a, b = tokens_of(start, end)
         b = min(b, a + budget)  # one unit longer than a window: its first sub-words only
         kept = [u for u in range(start, end) if first[u] < b]
-        return EncodedText(text, [units[u] for u in kept], prefix + content[a:b] + suffix,
+        return TextWindow(text, [units[u] for u in kept], prefix + content[a:b] + suffix,
                            [len(prefix) + first[u] - a for u in kept], owned)
 
     if len(content) <= budget:
@@ -115,7 +115,7 @@ class Batch:
         return Batch(**moved)
 
 
-def gold_targets(config: DramConfig, encoded: EncodedText, listing: Listing) -> tuple[torch.Tensor, torch.Tensor]:
+def gold_targets(config: DramConfig, encoded: TextWindow, listing: Listing) -> tuple[torch.Tensor, torch.Tensor]:
     """Gold attribute presence (N,) and tags: (N, W) per attribute with ARM, (W,) joint without."""
     index = {a: i for i, a in enumerate(config.attributes)}
     n_words = len(encoded.words)
@@ -141,7 +141,7 @@ def gold_targets(config: DramConfig, encoded: EncodedText, listing: Listing) -> 
     return present, tags
 
 
-def collate(encoded: list[EncodedText], has_image: list[bool], regions: torch.Tensor | None = None,
+def collate(encoded: list[TextWindow], has_image: list[bool], regions: torch.Tensor | None = None,
             pixels: torch.Tensor | None = None, gold: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
             pad_id: int = 0, lower_states: list[torch.Tensor] | None = None) -> Batch:
     batch = len(encoded)

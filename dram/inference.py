@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dram.batching import EncodedText, collate, encode_windows
+from dram.batching import TextWindow, collate, encode_windows
 from dram.checkpoint import load_checkpoint, pick_device
 from dram.errors import DramInputError
 from dram.images import load_image
-from dram.model import DecodedSpan, Encoded
+from dram.model import DecodedSpan, EncoderOutput
+from dram.spans import Span, char_spans
 from dram.tagging import Word
 from dram.value_lookup import prior_features
 
@@ -29,18 +30,9 @@ MAX_TEXT_CHARS = 20_000  # a long description is read whole (in windows); a past
 
 
 @dataclass
-class ExtractedSpan:
-    start: int
-    end: int
-    attribute: str
-    text: str
-    confidence: float
-
-
-@dataclass
 class Extraction:
     text: str
-    spans: list[ExtractedSpan]
+    spans: list[Span]
     attribute_scores: dict[str, float]
     tau_r: float
     words: list[Word]
@@ -53,7 +45,7 @@ class Extraction:
         return [a for a, s in self.attribute_scores.items() if s > self.tau_r]
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "spans": [asdict(s) for s in self.spans],
+        return {"text": self.text, "spans": [s.to_dict() for s in self.spans],
                 "attribute_scores": self.attribute_scores, "tau_r": self.tau_r,
                 "selected": self.selected, "warnings": self.warnings}
 
@@ -63,19 +55,10 @@ class EncodedListing:
     """Encoder outputs for one listing (one row per text window), kept (e.g. in a UI session) to
     re-decode at another tau_R."""
 
-    windows: list[EncodedText]
-    encoded: Encoded
+    windows: list[TextWindow]
+    encoded: EncoderOutput
     has_image: bool
     warnings: list[str]
-
-
-def char_spans(text: str, words: list[Word], decoded: list[DecodedSpan]) -> list[ExtractedSpan]:
-    """Word-level decoder output -> character spans, in reading order."""
-    spans = []
-    for d in decoded:
-        start, end = words[d.first_word].start, words[d.end_word - 1].end
-        spans.append(ExtractedSpan(start, end, d.attribute, text[start:end], round(d.confidence, 4)))
-    return sorted(spans, key=lambda s: (s.start, s.attribute))
 
 
 class Extractor:
@@ -99,7 +82,7 @@ class Extractor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _prepare_text(self, text: str) -> tuple[list[EncodedText], list[str]]:
+    def _prepare_text(self, text: str) -> tuple[list[TextWindow], list[str]]:
         if not isinstance(text, str) or not text.strip():
             raise DramInputError("The listing text is empty: paste a product title or description.")
         warnings = []
@@ -181,7 +164,7 @@ class Extractor:
     def _extractions(self, listings: list[EncodedListing], tau_r: float | None) -> list[Extraction]:
         """ARM + CRF once for the whole batch, then one Extraction per listing."""
         tau = self.config.tau_r if tau_r is None else float(tau_r)
-        encoded = Encoded.concat([l.encoded for l in listings])
+        encoded = EncoderOutput.concat([l.encoded for l in listings])
         scores, decoded = self.model.decode(encoded, tau)
         results, first = [], 0
         for listing in listings:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dram.errors import DramInputError
+from dram.spans import Span, SpanError, checked_span, clash
 from dram.tagging import split_words
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,6 @@ _CORE_KEYS = {"id", "text", "image", "spans", "values"}
 
 class ListingError(DramInputError):
     """A listing that cannot be used as given; the message says which and why."""
-
-
-@dataclass(frozen=True, order=True)
-class Span:
-    start: int
-    end: int
-    attribute: str
-
-    def to_dict(self) -> dict:
-        return {"start": self.start, "end": self.end, "attribute": self.attribute}
 
 
 @dataclass
@@ -137,13 +128,9 @@ def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], 
             matches.extend(hits)
         matches.sort(key=lambda s: (s.start, s.start - s.end))
         for span in matches:
-            if not any(_overlaps(span, kept) for kept in found if kept.attribute == attribute):
+            if clash(span, found) is None:
                 found.append(span)
     return sorted(found), missing
-
-
-def _overlaps(a: Span, b: Span) -> bool:
-    return a.start < b.end and b.start < a.end
 
 
 def listing_from_record(record: dict, *, where: str, base_dir: Path, report: LoadReport,
@@ -173,13 +160,14 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
 
     spans: list[Span] = []
     for raw in record.get("spans") or []:
-        span = _checked_span(raw, text, where, report, allowed)
-        if span is None:
+        try:
+            span = checked_span(raw, text, allowed).bare()
+        except SpanError as err:
+            report.skip_span(where, str(err))
             continue
-        clash = next((s for s in spans if s.attribute == span.attribute and _overlaps(s, span)), None)
-        if clash is not None:
-            report.skip_span(where, f"{span.attribute!r} span {span.start}-{span.end} overlaps "
-                                    f"span {clash.start}-{clash.end} of the same attribute")
+        problem = clash(span, spans)
+        if problem is not None:
+            report.skip_span(where, problem)
             continue
         spans.append(span)
 
@@ -191,14 +179,14 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
     for attribute, vals in values.items():
         vals = [vals] if isinstance(vals, str) else list(vals or [])
         if allowed is not None and attribute not in allowed:
-            report.skip_span(where, f"unknown attribute {attribute!r} (expected one of {sorted(allowed)})")
+            report.skip_span(where, f"unknown attribute {attribute!r}: not one of {sorted(allowed)}")
             continue
         wanted[attribute] = [str(v) for v in vals]
     located, missing = locate_values(text, wanted)
     for attribute, value in missing:
         report.value_not_found(where, attribute, value)
     for span in located:
-        if not any(s.attribute == span.attribute and _overlaps(s, span) for s in spans):
+        if clash(span, spans) is None:
             spans.append(span)
 
     meta = {k: v for k, v in record.items() if k not in _CORE_KEYS}
@@ -206,25 +194,6 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
         meta["target_values"] = wanted
     report.n_loaded += 1
     return Listing(id=lid, text=text, image=image, spans=sorted(spans), meta=meta)
-
-
-def _checked_span(raw: Any, text: str, where: str, report: LoadReport,
-                  allowed: set[str] | None) -> Span | None:
-    if not isinstance(raw, dict) or not all(k in raw for k in ("start", "end", "attribute")):
-        report.skip_span(where, f"{raw!r} is not {{\"start\", \"end\", \"attribute\"}}")
-        return None
-    start, end, attribute = raw["start"], raw["end"], raw["attribute"]
-    if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
-        report.skip_span(where, f"start/end must be whole numbers, got {start!r}/{end!r}")
-        return None
-    if not 0 <= start < end <= len(text):
-        report.skip_span(where, f"{attribute!r} span {start}-{end} is outside the text (length "
-                                f"{len(text)}) or has start >= end")
-        return None
-    if allowed is not None and attribute not in allowed:
-        report.skip_span(where, f"unknown attribute {attribute!r} (expected one of {sorted(allowed)})")
-        return None
-    return Span(start, end, str(attribute))
 
 
 def read_jsonl(path: str | Path, attributes: list[str] | None = None) -> tuple[list[Listing], LoadReport]:

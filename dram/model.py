@@ -25,7 +25,7 @@ from dram.value_lookup import ValueLookup
 
 
 @dataclass
-class Encoded:
+class EncoderOutput:
     """Encoder outputs: everything ARM and the decoder need, so tau_R changes skip the encoders."""
 
     word_features: torch.Tensor  # (B, W, H)
@@ -35,13 +35,13 @@ class Encoded:
     name_features: torch.Tensor | None  # (N, H) for the BERT-guided policy
     prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
 
-    def select(self, index: int, count: int = 1) -> "Encoded":
+    def select(self, index: int, count: int = 1) -> "EncoderOutput":
         pick = lambda t: None if t is None else t[index : index + count]
-        return Encoded(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
-                       pick(self.cross_attention), self.name_features, pick(self.prior))
+        return EncoderOutput(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
+                             pick(self.cross_attention), self.name_features, pick(self.prior))
 
     @staticmethod
-    def concat(parts: list["Encoded"]) -> "Encoded":
+    def concat(parts: list["EncoderOutput"]) -> "EncoderOutput":
         """Rows of several encodings in one, padded to the longest, so ARM + CRF decode them at once."""
         if len(parts) == 1:
             return parts[0]
@@ -53,13 +53,15 @@ class Encoded:
             width = max(t.shape[1] for t in tensors)
             return torch.cat([nnf.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1])) for t in tensors])
 
-        return Encoded(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
+        return EncoderOutput(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
                        cat([p.attribute_logits for p in parts]), cat([p.cross_attention for p in parts]),
                        parts[0].name_features, cat([p.prior for p in parts]))
 
 
 @dataclass
 class DecodedSpan:
+    """The decoder's word-level output for one row of a batch; `dram.spans.char_spans` makes it a `Span`."""
+
     listing: int
     attribute: str
     first_word: int
@@ -167,7 +169,7 @@ class DramModel(nn.Module):
         """The last layers' outputs from cached lower states, as `hidden_states` would hold them."""
         return tuple(self._run_layers(self.text_encoder.encoder.layer[self.n_frozen:], lower, attention_mask))
 
-    def encode(self, batch: Batch) -> Encoded:
+    def encode(self, batch: Batch) -> EncoderOutput:
         if batch.lower_states is not None and self.caches_lower_layers:
             hidden = self._upper_layers(batch.lower_states.to(self.classifier.mlp[0].weight.dtype), batch.attention_mask)
             return self._heads(hidden, batch, None)
@@ -185,7 +187,7 @@ class DramModel(nn.Module):
         out = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(), output_hidden_states=True)
         return self._heads(out.hidden_states, batch, cross)
 
-    def _heads(self, hidden: tuple[torch.Tensor, ...], batch: Batch, cross: torch.Tensor | None) -> Encoded:
+    def _heads(self, hidden: tuple[torch.Tensor, ...], batch: Batch, cross: torch.Tensor | None) -> EncoderOutput:
         sentence = torch.cat([self._sentence(hidden[-1], batch.attention_mask),
                               self._sentence(hidden[-2], batch.attention_mask)], dim=-1)
         index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden[-1].shape[-1])
@@ -197,9 +199,9 @@ class DramModel(nn.Module):
         prior = batch.prior if self.config.value_prior else None
         if self.config.value_prior and prior is None:
             prior = word_features.new_zeros((*batch.word_mask.shape, 2 * len(self.config.attributes)))
-        return Encoded(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior)
+        return EncoderOutput(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior)
 
-    def _joint_features(self, encoded: Encoded) -> torch.Tensor:
+    def _joint_features(self, encoded: EncoderOutput) -> torch.Tensor:
         if encoded.prior is None:
             return encoded.word_features
         return torch.cat([encoded.word_features, encoded.prior.to(encoded.word_features.dtype)], dim=-1)
@@ -211,7 +213,7 @@ class DramModel(nn.Module):
         mask = text_mask.unsqueeze(-1).to(states.dtype)
         return (states[:, : mask.shape[1]] * mask).sum(1) / mask.sum(1).clamp(min=1)
 
-    def loss(self, encoded: Encoded, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, encoded: EncoderOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold."""
         gold = batch.gold_attributes
         bce = nnf.binary_cross_entropy_with_logits(encoded.attribute_logits, gold)
@@ -230,7 +232,7 @@ class DramModel(nn.Module):
         return total, {"nll": nll.item(), "bce": bce.item()}
 
     @torch.no_grad()
-    def decode(self, encoded: Encoded, tau_r: float | None = None) -> tuple[torch.Tensor, list[DecodedSpan]]:
+    def decode(self, encoded: EncoderOutput, tau_r: float | None = None) -> tuple[torch.Tensor, list[DecodedSpan]]:
         """Attribute scores (B, N) and word-level spans. Runs only ARM and the decoder."""
         tau = self.config.tau_r if tau_r is None else tau_r
         scores = torch.sigmoid(encoded.attribute_logits)

@@ -116,19 +116,19 @@ def encode_jpeg(picture: Image.Image, quality: int = 90) -> bytes:
         return out.getvalue()
 
 
-def highlight_segments(text: str, spans: Sequence[tuple[int, int, str]]) -> list[tuple[str, str | None]]:
+def highlight_segments(text: str, spans: Sequence[Span]) -> list[tuple[str, str | None]]:
     """Cut text into (piece, label) runs for a highlighted-text widget.
 
     ARM decodes each attribute on its own, so two attributes may claim overlapping words; the
     overlap gets both names ("brand + colour") instead of one span silently hiding the other.
     """
     cuts = {0, len(text)}
-    for start, end, _ in spans:
-        cuts.update((max(0, min(start, len(text))), max(0, min(end, len(text)))))
+    for span in spans:
+        cuts.update((max(0, min(span.start, len(text))), max(0, min(span.end, len(text)))))
     bounds = sorted(cuts)
     segments: list[tuple[str, str | None]] = []
     for left, right in zip(bounds, bounds[1:]):
-        names = sorted({a for s, e, a in spans if s <= left and right <= e})
+        names = sorted({s.attribute for s in spans if s.start <= left and right <= s.end})
         label = " + ".join(names) if names else None
         if segments and segments[-1][1] == label:
             segments[-1] = (segments[-1][0] + text[left:right], label)

@@ -29,6 +29,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from dram.spans import Span
 from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
 
@@ -216,26 +217,26 @@ def _photo_uri(store: Store, sha256: str | None) -> str:
     return f"data:{mime};base64,{base64.b64encode(data or b'').decode('ascii')}"
 
 
-def _region(text: str, span: dict[str, Any], region_id: str) -> dict[str, Any]:
+def _region(text: str, span: Span, region_id: str) -> dict[str, Any]:
     region: dict[str, Any] = {
         "id": region_id,
         "from_name": FROM_NAME,
         "to_name": TEXT_NAME,
         "type": "labels",
         "value": {
-            "start": to_ls_offset(text, span["start"]),
-            "end": to_ls_offset(text, span["end"]),
-            "text": text[span["start"]:span["end"]],
-            "labels": [span["attribute"]],
+            "start": to_ls_offset(text, span.start),
+            "end": to_ls_offset(text, span.end),
+            "text": text[span.start:span.end],
+            "labels": [span.attribute],
         },
     }
-    if "confidence" in span:
-        region["score"] = span["confidence"]
+    if span.confidence is not None:
+        region["score"] = span.confidence
     return region
 
 
 def _prediction_payload(text: str, prediction: PredictionInfo) -> dict[str, Any]:
-    confidences = [float(s.get("confidence", 1.0)) for s in prediction.spans]
+    confidences = [1.0 if s.confidence is None else s.confidence for s in prediction.spans]
     return {
         "result": [_region(text, s, f"p{prediction.id}-{i}") for i, s in enumerate(prediction.spans)],
         "model_version": prediction.model_version_name or "unregistered-model",
@@ -417,7 +418,7 @@ def _whole_number(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) -> list[dict[str, Any]]:
+def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) -> list[Span]:
     """The spans of an annotation's result, or `AnnotationRefused` saying what to fix in Label Studio.
 
     An empty result is the annotator saying "no values here" (no spans); anything that is not a
@@ -456,7 +457,7 @@ def _spans_from_result(text: str, result: Any, allowed: set[str], where: str) ->
                     f"{where}: label {label!r} is not one of the store's attributes ({', '.join(sorted(allowed))}). "
                     f"If it is a new attribute, add it to the store (`python -m store add-attribute {label}`, or "
                     f"Store.add_attribute({label!r})) and import again; otherwise relabel the region in Label Studio.")
-            spans.append({"start": from_ls_offset(text, start), "end": from_ls_offset(text, end), "attribute": label})
+            spans.append(Span(from_ls_offset(text, start), from_ls_offset(text, end), label))
     return spans
 
 

@@ -10,10 +10,10 @@ import io
 import logging
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import exists, func, select, update
@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
 from dram.errors import ImageError
-from dram.listings import Listing, Span
+from dram.listings import Listing
+from dram.spans import Span, SpanError, checked_span, clash, reading_order
 from store.errors import CorrectionError, StoreError
 from store.models import (
     CORRECTION_STATUSES,
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SpanLike = Span | Mapping[str, Any]
-
 
 @dataclass(frozen=True)
 class ListingInfo:
@@ -57,7 +56,7 @@ class PredictionInfo:
     listing_id: int
     model_version_id: int | None
     model_version_name: str | None
-    spans: list[dict[str, Any]]
+    spans: list[Span]
     attribute_scores: dict[str, float]
     tau_r: float
 
@@ -72,7 +71,7 @@ class QueueItem:
     photo_sha256: str | None
     prediction_id: int | None
     model_version_id: int | None
-    spans: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
     attribute_scores: dict[str, float] = field(default_factory=dict)
     margin: float = math.inf  # min over attributes of |score - tau_r|: small = the model is unsure
     min_confidence: float = 1.0
@@ -84,7 +83,7 @@ class CorrectionInfo:
     listing_id: int
     prediction_id: int | None
     annotator: str
-    spans: list[dict[str, Any]]
+    spans: list[Span]
     status: str
     source: str
     ls_annotation_id: int | None
@@ -116,61 +115,25 @@ def _photo_facts(data: bytes) -> tuple[str, str, int, int]:
     return hashlib.sha256(data).hexdigest(), mime, width, height
 
 
-def _span_dict(span: SpanLike) -> dict[str, Any]:
-    if isinstance(span, Span):
-        return span.to_dict()
-    return dict(span)
-
-
-def _position(value: Any) -> int:
-    """A character offset: a real int, never a float, bool or string that `int()` would quietly bend."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{value!r} is not a whole number")
-    return value
-
-
 def check_spans(
-    text: str, spans: Iterable[SpanLike], allowed: set[str] | None, *, what: str
-) -> list[dict[str, Any]]:
-    """Spans as dicts sorted by position, or `CorrectionError` naming the first bad one.
-
-    Offsets must be ints (0.9 is not silently 0), and one attribute may not tag the same
-    characters twice: B-I-O training can only represent one value per attribute and word.
-    """
-    checked = []
+    text: str, spans: Iterable[Span | Mapping[str, Any]], allowed: Collection[str] | None, *, what: str
+) -> list[Span]:
+    """Spans in reading order, or `CorrectionError` naming the first bad one (`dram.spans` says the rule)."""
+    checked: list[Span] = []
     for raw in spans:
-        span = _span_dict(raw)
         try:
-            start, end, attribute = _position(span["start"]), _position(span["end"]), span["attribute"]
-        except (KeyError, TypeError) as exc:
-            raise CorrectionError(
-                f"{what}: span {span!r} needs integer 'start' and 'end' character positions and an 'attribute'."
-            ) from exc
-        if not isinstance(attribute, str) or not attribute.strip():
-            raise CorrectionError(f"{what}: span {span!r} has no attribute name; pick one of the attributes.")
-        if not 0 <= start < end <= len(text):
-            raise CorrectionError(
-                f"{what}: span {start}-{end} ({attribute}) is not inside the text of length {len(text)}; "
-                "select a non-empty part of the listing text."
-            )
-        if allowed is not None and attribute not in allowed:
-            raise CorrectionError(
-                f"{what}: attribute {attribute!r} is not one of {sorted(allowed)}; pick one of those."
-            )
-        checked.append({**span, "start": start, "end": end, "attribute": attribute})
-    checked.sort(key=lambda s: (s["attribute"], s["start"], s["end"]))
-    for before, after in zip(checked, checked[1:]):
-        if before["attribute"] != after["attribute"] or after["start"] >= before["end"]:
-            continue
-        if (before["start"], before["end"]) == (after["start"], after["end"]):
-            problem = "is given more than once"
-        else:
-            problem = f"would overlap {before['start']}-{before['end']}"
-        raise CorrectionError(
-            f"{what}: span {after['start']}-{after['end']} ({after['attribute']}) {problem}; "
-            "keep one value per attribute on any word."
-        )
-    return sorted(checked, key=lambda s: (s["start"], s["end"], s["attribute"]))
+            span = checked_span(raw, text, allowed)
+        except SpanError as exc:
+            raise CorrectionError(f"{what}: {exc}.") from exc
+        problem = clash(span, checked)
+        if problem is not None:
+            raise CorrectionError(f"{what}: {problem}; keep one value per attribute on any word.")
+        checked.append(span)
+    return reading_order(checked)
+
+
+def _stored(spans: Iterable[Mapping[str, Any]]) -> list[Span]:
+    return [Span.from_dict(s) for s in spans]
 
 
 def _correction_info(row: Correction) -> CorrectionInfo:
@@ -179,7 +142,7 @@ def _correction_info(row: Correction) -> CorrectionInfo:
         listing_id=row.listing_id,
         prediction_id=row.prediction_id,
         annotator=row.annotator,
-        spans=list(row.spans),
+        spans=_stored(row.spans),
         status=row.status,
         source=row.source,
         ls_annotation_id=row.ls_annotation_id,
@@ -359,7 +322,7 @@ class Store:
         self,
         listing_id: int,
         model_version_id: int | None,
-        spans: Sequence[Mapping[str, Any]],
+        spans: Sequence[Span | Mapping[str, Any]],
         attribute_scores: Mapping[str, float],
         tau_r: float,
     ) -> int:
@@ -372,13 +335,13 @@ class Store:
             if model_version_id is not None and session.get(ModelVersion, model_version_id) is None:
                 raise StoreError(f"There is no model version {model_version_id}; register it first.")
             checked = check_spans(listing.text, spans, None, what=f"Prediction for listing {listing_id}")
-            for span in checked:
-                span["text"] = listing.text[span["start"]:span["end"]]
-                span["confidence"] = float(span.get("confidence", 1.0))
             row = Prediction(
                 listing_id=listing_id,
                 model_version_id=model_version_id,
-                spans=checked,
+                spans=[
+                    replace(s.with_text(listing.text), confidence=1.0 if s.confidence is None else s.confidence).to_dict()
+                    for s in checked
+                ],
                 attribute_scores={k: float(v) for k, v in attribute_scores.items()},
                 tau_r=float(tau_r),
             )
@@ -397,7 +360,7 @@ class Store:
                 .order_by(Prediction.id)
             )
             return [
-                PredictionInfo(p.id, p.listing_id, p.model_version_id, name, list(p.spans), dict(p.attribute_scores), p.tau_r)
+                PredictionInfo(p.id, p.listing_id, p.model_version_id, name, _stored(p.spans), dict(p.attribute_scores), p.tau_r)
                 for p, name in rows
             ]
 
@@ -409,7 +372,7 @@ class Store:
         self,
         listing_id: int,
         annotator: str,
-        spans: Iterable[SpanLike],
+        spans: Iterable[Span | Mapping[str, Any]],
         status: str = "corrected",
         prediction_id: int | None = None,
         allowed_attributes: Iterable[str] | None = None,
@@ -435,7 +398,7 @@ class Store:
                 listing_id=listing_id,
                 prediction_id=prediction_id,
                 annotator=annotator.strip(),
-                spans=[{k: s[k] for k in ("start", "end", "attribute")} for s in checked],
+                spans=[s.bare().to_dict() for s in checked],
                 status=status,
                 source="app",
             )
@@ -483,7 +446,7 @@ class Store:
                 items.append(
                     QueueItem(
                         listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
-                        prediction.model_version_id, list(prediction.spans), dict(scores), margin, confidence,
+                        prediction.model_version_id, _stored(prediction.spans), dict(scores), margin, confidence,
                     )
                 )
             items.sort(key=lambda q: (q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
@@ -524,7 +487,7 @@ class Store:
         listings = []
         for row, correction, photo in self.db.run(work, write=False):
             image = _cached_photo(directory, photo) if photo is not None else None
-            spans = sorted(Span(s["start"], s["end"], s["attribute"]) for s in correction.spans)
+            spans = sorted(s.bare() for s in _stored(correction.spans))
             listings.append(Listing(id=row.external_id or f"listing-{row.id}", text=row.text, image=image, spans=spans))
         return listings
 
@@ -586,7 +549,7 @@ class Store:
         ls_annotation_id: int,
         listing_id: int,
         annotator: str,
-        spans: Iterable[SpanLike],
+        spans: Iterable[Span | Mapping[str, Any]],
         status: str,
         changed: datetime | None = None,
         what: str | None = None,
@@ -611,7 +574,7 @@ class Store:
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
             checked = [
-                {k: s[k] for k in ("start", "end", "attribute")}
+                s.bare().to_dict()
                 for s in check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
             linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))

@@ -1,19 +1,19 @@
 """What the app's Annotate tab does besides drawing widgets: span edits, listing intake, model versions.
 
-Kept out of app.py so it is testable without a browser. Spans are plain dicts
-`{"start", "end", "attribute"}` in character offsets; the annotator picks bounds by word, the
-same words the model tags (`dram.tagging.split_words`), so a corrected span is always one the
-model can learn.
+Kept out of app.py so it is testable without a browser. Spans are `dram.spans.Span`s without
+text or confidence; the annotator picks bounds by word, the same words the model tags
+(`dram.tagging.split_words`), so a corrected span is always one the model can learn.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from dram.errors import DramInputError
+from dram.spans import Span, clash, covered_words, reading_order
 from dram.tagging import Word, split_words
 from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.repository import Store
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from dram.inference import Extraction, Extractor
 
 log = logging.getLogger(__name__)
-
-ReviewSpan = dict[str, Any]
-
 
 class ReviewError(CorrectionError):
     """An edit that cannot be made as asked; the message tells the annotator what to pick instead."""
@@ -42,10 +39,9 @@ def word_choices(text: str) -> list[tuple[str, int]]:
     return [(f"{i}: {w.text}", i) for i, w in enumerate(words_of(text))]
 
 
-def clean_spans(spans: Iterable[Mapping[str, Any]]) -> list[ReviewSpan]:
+def clean_spans(spans: Iterable[Span]) -> list[Span]:
     """Only position and attribute (a prediction's text/confidence are not the annotator's), in reading order."""
-    cleaned = [{"start": int(s["start"]), "end": int(s["end"]), "attribute": str(s["attribute"])} for s in spans]
-    return sorted(cleaned, key=lambda s: (s["start"], s["end"], s["attribute"]))
+    return reading_order(s.bare() for s in spans)
 
 
 def _check_attribute(attribute: str | None, attributes: Sequence[str]) -> str:
@@ -54,13 +50,13 @@ def _check_attribute(attribute: str | None, attributes: Sequence[str]) -> str:
     return attribute
 
 
-def _check_index(spans: Sequence[ReviewSpan], index: int | None) -> int:
+def _check_index(spans: Sequence[Span], index: int | None) -> int:
     if index is None or not 0 <= int(index) < len(spans):
         raise ReviewError("Pick one of the listing's spans first.")
     return int(index)
 
 
-def span_from_words(text: str, first: int | None, last: int | None, attribute: str) -> ReviewSpan:
+def span_from_words(text: str, first: int | None, last: int | None, attribute: str) -> Span:
     """The character span covering words first..last (inclusive)."""
     words = words_of(text)
     if first is None or last is None:
@@ -70,54 +66,53 @@ def span_from_words(text: str, first: int | None, last: int | None, attribute: s
         raise ReviewError(f"Word numbers go from 0 to {len(words) - 1} for this listing.")
     if last < first:
         raise ReviewError(f"The last word ({last}) comes before the first ({first}); swap them.")
-    return {"start": words[first].start, "end": words[last].end, "attribute": attribute}
+    return Span(words[first].start, words[last].end, attribute)
 
 
-def word_bounds(text: str, span: Mapping[str, Any]) -> tuple[int, int]:
+def word_bounds(text: str, span: Span) -> tuple[int, int]:
     """(first, last) word index of a span, to pre-fill the bound dropdowns when it is selected."""
-    inside = [i for i, w in enumerate(words_of(text)) if w.start < span["end"] and w.end > span["start"]]
+    inside = covered_words(words_of(text), span)
     return (inside[0], inside[-1]) if inside else (0, 0)
 
 
-def _with(spans: Sequence[ReviewSpan], new: ReviewSpan, replacing: int | None = None) -> list[ReviewSpan]:
+def _with(spans: Sequence[Span], new: Span, replacing: int | None = None) -> list[Span]:
     """spans with `new` (instead of spans[replacing]), refusing one the same attribute already overlaps."""
     others = [s for i, s in enumerate(spans) if i != replacing]
-    for other in others:
-        if other["attribute"] == new["attribute"] and other["start"] < new["end"] and new["start"] < other["end"]:
-            raise ReviewError(
-                f"{new['attribute']} already has a value overlapping these words "
-                f"(characters {other['start']}-{other['end']}); re-bound or remove that one instead.")
+    problem = clash(new, others)
+    if problem is not None:
+        raise ReviewError(f"{new.attribute} already has a value overlapping these words ({problem}); re-bound or "
+                          "remove that one instead.")
     return clean_spans([*others, new])
 
 
-def add_span(text: str, spans: Sequence[ReviewSpan], first: int | None, last: int | None, attribute: str | None,
-             attributes: Sequence[str]) -> list[ReviewSpan]:
+def add_span(text: str, spans: Sequence[Span], first: int | None, last: int | None, attribute: str | None,
+             attributes: Sequence[str]) -> list[Span]:
     return _with(spans, span_from_words(text, first, last, _check_attribute(attribute, attributes)))
 
 
-def remove_span(spans: Sequence[ReviewSpan], index: int | None) -> list[ReviewSpan]:
+def remove_span(spans: Sequence[Span], index: int | None) -> list[Span]:
     index = _check_index(spans, index)
     return [s for i, s in enumerate(spans) if i != index]
 
 
-def relabel_span(spans: Sequence[ReviewSpan], index: int | None, attribute: str | None,
-                 attributes: Sequence[str]) -> list[ReviewSpan]:
+def relabel_span(spans: Sequence[Span], index: int | None, attribute: str | None,
+                 attributes: Sequence[str]) -> list[Span]:
     index = _check_index(spans, index)
-    return _with(spans, {**spans[index], "attribute": _check_attribute(attribute, attributes)}, replacing=index)
+    return _with(spans, replace(spans[index], attribute=_check_attribute(attribute, attributes)), replacing=index)
 
 
-def rebound_span(text: str, spans: Sequence[ReviewSpan], index: int | None, first: int | None,
-                 last: int | None) -> list[ReviewSpan]:
+def rebound_span(text: str, spans: Sequence[Span], index: int | None, first: int | None,
+                 last: int | None) -> list[Span]:
     index = _check_index(spans, index)
-    return _with(spans, span_from_words(text, first, last, spans[index]["attribute"]), replacing=index)
+    return _with(spans, span_from_words(text, first, last, spans[index].attribute), replacing=index)
 
 
-def span_choices(text: str, spans: Sequence[ReviewSpan]) -> list[tuple[str, int]]:
+def span_choices(text: str, spans: Sequence[Span]) -> list[tuple[str, int]]:
     """Dropdown choices naming each span by attribute and value, valued by its index."""
-    return [(f"{i}: {s['attribute']} = {text[s['start']:s['end']]!r}", i) for i, s in enumerate(spans)]
+    return [(f"{i}: {s.attribute} = {text[s.start:s.end]!r}", i) for i, s in enumerate(spans)]
 
 
-def status_for(spans: Sequence[ReviewSpan], predicted: Sequence[Mapping[str, Any]]) -> str:
+def status_for(spans: Sequence[Span], predicted: Sequence[Span]) -> str:
     """'accepted' when the annotator kept the model's spans exactly, else 'corrected'."""
     return "accepted" if clean_spans(spans) == clean_spans(predicted) else "corrected"
 
@@ -136,7 +131,7 @@ def record_extraction(store: Store, extraction: Extraction, photo: bytes | None,
                       external_id: str | None = None) -> int:
     """Store a listing and the model's output on it, so it enters the review queue; returns the listing id."""
     listing_id = store.add_listing(extraction.text, photo, external_id or listing_key(extraction.text, photo))
-    store.add_prediction(listing_id, version_id, [asdict(s) for s in extraction.spans], extraction.attribute_scores,
+    store.add_prediction(listing_id, version_id, extraction.spans, extraction.attribute_scores,
                          extraction.tau_r)
     return listing_id
 

@@ -92,7 +92,7 @@ def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
         (correction,) = [c for c in store.all_corrections() if c.status != "skipped"]
         assert correction.annotator == "alice" and correction.status == "corrected"
         assert store.get_listing(correction.listing_id).text == UNSURE
-        assert [s["attribute"] for s in correction.spans] == ["colour"]
+        assert [s.attribute for s in correction.spans] == ["colour"]
         assert store.progress() == (1, 2)
 
 

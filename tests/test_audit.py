@@ -10,11 +10,12 @@ import pytest
 from dram import audit
 from dram.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
 from dram.errors import DramInputError
-from dram.inference import ExtractedSpan, Extraction
+from dram.inference import Extraction
+from dram.spans import Span
 
 
 def listing(i: int, attributes: list[str], category: str = "") -> tuple[BatchRow, Extraction]:
-    spans = [ExtractedSpan(0, 1, a, "x", 0.9) for a in attributes]
+    spans = [Span(0, 1, a, "x", 0.9) for a in attributes]
     return BatchRow(i, f"id{i}", "x", "", category), Extraction("x", spans, {}, 0.5, [])
 
 
@@ -31,7 +32,7 @@ class FakeExtractor:
             if text == "bad":
                 out.append(DramInputError("cannot read this listing"))
             else:
-                out.append(Extraction(text, [ExtractedSpan(0, 4, "brand", text[:4], 0.875)], {}, 0.5, []))
+                out.append(Extraction(text, [Span(0, 4, "brand", text[:4], 0.875)], {}, 0.5, []))
         return out
 
 
@@ -141,7 +142,7 @@ def test_usually_has_means_at_least_80_percent_of_the_category():
     shirts = [listing(i, ["brand", "colour", "article_type"]) for i in range(4)]
     shirts += [listing(4, ["colour", "article_type"])]  # brand: 4/5 = 80% -> usual, id4 lacks it
     for _, extraction in shirts:
-        extraction.spans[-1] = ExtractedSpan(0, 5, "article_type", "Shirt", 0.9)  # category "shirt"
+        extraction.spans[-1] = Span(0, 5, "article_type", "Shirt", 0.9)  # category "shirt"
     shoes = [listing(10 + i, ["colour"] if i < 2 else [], category="Shoes") for i in range(3)]  # 2/3 < 80%
     bags = [listing(20 + i, ["brand"] * (i < 3), category="Bags<b>") for i in range(4)]  # 3/4 = 75% < 80%
     unknown = [listing(30, [])]  # neither a category column nor an article type
@@ -159,7 +160,7 @@ def test_usually_has_means_at_least_80_percent_of_the_category():
 
 def test_category_column_wins_over_the_extracted_article_type():
     row, extraction = listing(1, ["article_type"], category="Tops")
-    extraction.spans[0] = ExtractedSpan(0, 5, "article_type", "Tshirts", 0.9)
+    extraction.spans[0] = Span(0, 5, "article_type", "Tshirts", 0.9)
     assert audit.listing_category(row, extraction) == "Tops"
     row.category = ""
     assert audit.listing_category(row, extraction) == "tshirts"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from dram.checkpoint import load_checkpoint, save_checkpoint
-from dram.listings import Listing, Span
+from dram.listings import Listing
+from dram.spans import Span
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
 from training import finetune as finetune_module

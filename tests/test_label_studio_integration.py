@@ -13,7 +13,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 from PIL import Image
 
-from dram.listings import Span
+from dram.spans import Span
 from store import open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 from tests.label_studio_server import Server
@@ -105,10 +105,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
         assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (1, 0, 2, [])
         (from_ls,) = [c for c in store.all_corrections() if c.source == "label_studio"]
         assert from_ls.annotator == "bob@dram.test" and from_ls.ls_annotation_id == made.id
-        assert from_ls.spans == [
-            {"start": 0, "end": 7, "attribute": "Material"},
-            {"start": white[0], "end": white[1], "attribute": "Color"},
-        ]
+        assert from_ls.spans == [Span(0, 7, "Material"), Span(white[0], white[1], "Color")]
         assert store.review_queue(0.5) == [] and store.progress() == (3, 0)
 
         before = store.all_corrections()

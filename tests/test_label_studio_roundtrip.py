@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 from label_studio_sdk import LabelStudio
 
-from dram.listings import Span
+from dram.spans import Span
 from store import Store, StoreBusyError, open_store
 from store import label_studio as label_studio_module
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
@@ -114,7 +114,7 @@ def test_junk_annotations_are_refused_in_plain_words_and_nothing_is_stored(
     store.add_attribute("fabric", added_by="alice")
     again = import_(store, label_studio.url, project)
     assert (again.added, again.unchanged, len(again.rejected)) == (1, 1, 4)
-    assert store.corrections_for(listings[1])[0].spans == [{"start": 5, "end": 10, "attribute": "fabric"}]
+    assert store.corrections_for(listings[1])[0].spans == [Span(5, 10, "fabric")]
 
 
 def only_annotation(client: LabelStudio, task_id: int) -> Any:
@@ -139,8 +139,8 @@ def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
     assert listing.spans == [Span(0, 3, "colour"), Span(4, 10, "material")]
     # alice's saved version is kept beside the edit.
     assert [c.spans for c in store.corrections_for(shirt)] == [
-        [{"start": 4, "end": 10, "attribute": "material"}],
-        [{"start": 0, "end": 3, "attribute": "colour"}, {"start": 4, "end": 10, "attribute": "material"}],
+        [Span(4, 10, "material")],
+        [Span(0, 3, "colour"), Span(4, 10, "material")],
     ]
     before = store.all_corrections()
     again = import_(store, label_studio.url, project)

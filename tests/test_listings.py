@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dram.listings import Listing, ListingError, Span, locate_values, read_jsonl, write_jsonl
+from dram.listings import Listing, ListingError, locate_values, read_jsonl, write_jsonl
+from dram.spans import Span
 
 
 def _write(path: Path, records: list[dict | str]) -> Path:
@@ -60,8 +61,8 @@ def test_unusable_listing_is_skipped_with_line_and_id(tmp_path: Path, record: di
 
 
 @pytest.mark.parametrize("span, reason", [
-    ({"start": 5, "end": 99, "attribute": "colour"}, "outside the text"),
-    ({"start": 3, "end": 3, "attribute": "colour"}, "start >= end"),
+    ({"start": 5, "end": 99, "attribute": "colour"}, "not inside the text of length 9"),
+    ({"start": 3, "end": 3, "attribute": "colour"}, "start must come before end"),
     ({"start": 0, "end": 2, "attribute": "colour"}, "overlaps"),
     ({"start": 4, "end": 9, "attribute": "size"}, "unknown attribute 'size'"),
 ])

@@ -103,9 +103,9 @@ def test_slot_rule_counts_and_scores_by_hand() -> None:
 
 
 def test_best_answers_take_each_attributes_most_confident_span() -> None:
-    from dram.inference import ExtractedSpan
+    from dram.spans import Span
     from dram.metrics import best_answers
 
-    spans = [ExtractedSpan(0, 3, "colour", "Red", 0.6), ExtractedSpan(9, 13, "colour", "Blue", 0.9),
-             ExtractedSpan(4, 8, "brand", "Acme", 0.5)]
+    spans = [Span(0, 3, "colour", "Red", 0.6), Span(9, 13, "colour", "Blue", 0.9),
+             Span(4, 8, "brand", "Acme", 0.5)]
     assert best_answers(spans) == {"colour": "Blue", "brand": "Acme"}

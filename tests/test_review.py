@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from dram.inference import Extractor
+from dram.spans import Span
 from store import open_store
 from store.review import (
     IntakeRow,
@@ -43,8 +44,8 @@ def extractor(tmp_path_factory: pytest.TempPathFactory) -> Extractor:
     return Extractor(model, tokenizer)
 
 
-def text_of(spans: list[dict]) -> list[tuple[str, str]]:
-    return [(s["attribute"], TEXT[s["start"]:s["end"]]) for s in spans]
+def text_of(spans: list[Span]) -> list[tuple[str, str]]:
+    return [(s.attribute, TEXT[s.start:s.end]) for s in spans]
 
 
 def test_word_choices_number_the_words_the_model_tags() -> None:
@@ -77,14 +78,14 @@ def test_add_relabel_rebound_remove() -> None:
 ])
 def test_bad_edits_say_what_to_do_and_change_nothing(edit, message: str) -> None:
     spans = add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES)
-    before = [dict(s) for s in spans]
+    before = list(spans)
     with pytest.raises(ReviewError, match=message):
         edit(spans)
     assert spans == before
 
 
 def test_status_is_accepted_only_when_the_model_spans_are_kept() -> None:
-    predicted = [{"start": 9, "end": 18, "attribute": "colour", "text": "Navy Blue", "confidence": 0.4}]
+    predicted = [Span(9, 18, "colour", "Navy Blue", 0.4)]
     assert status_for(add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES), predicted) == "accepted"
     assert status_for([], predicted) == "corrected"
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dram.errors import ImageError
-from dram.listings import Span
+from dram.spans import Span
 from store import CorrectionError, StoreBusyError, open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, from_ls_offset, import_from_label_studio, to_ls_offset
 from store.models import Correction
@@ -51,7 +51,7 @@ def test_round_trip_gives_training_listings_with_photo_files(store, tmp_path: Pa
     assert listing.id == "sku-1" and listing.text == TEXT
     assert listing.spans == [Span(0, 3, "Color"), Span(4, 10, "Material")]
     assert listing.image is not None and listing.image.read_bytes() == photo
-    assert store.predictions_for(listing_id)[0].spans[0]["text"] == "Red"
+    assert store.predictions_for(listing_id)[0].spans[0].text == "Red"
     assert store.predictions_for(listing_id)[0].model_version_name == "v1"
 
 
@@ -153,7 +153,7 @@ def test_bad_corrections_are_refused_and_nothing_is_saved(store, spans, kwargs, 
 def test_the_same_words_may_carry_two_different_attributes(store) -> None:
     listing = store.add_listing(TEXT)
     store.save_correction(listing, "alice", [Span(0, 3, "Color"), Span(0, 3, "Brand")])
-    assert [s["attribute"] for s in store.all_corrections()[0].spans] == ["Brand", "Color"]
+    assert [s.attribute for s in store.all_corrections()[0].spans] == ["Brand", "Color"]
 
 
 def test_a_correction_cannot_point_at_another_listings_prediction(store) -> None:
@@ -180,7 +180,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
         listing = store.add_listing(TEXT)
         store.save_correction(listing, "alice", [Span(0, 3, "Color")])
     with open_store(db_url) as store:
-        assert [c.spans for c in store.all_corrections()] == [[{"start": 0, "end": 3, "attribute": "Color"}]]
+        assert [c.spans for c in store.all_corrections()] == [[Span(0, 3, "Color")]]
         with store.db.engine.connect() as connection:
             assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -382,7 +382,7 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
     _store_at_revision_0001(path)
     with open_store(f"sqlite:///{path}") as store:
         (correction,) = store.all_corrections()
-        assert correction.annotator == "alice" and correction.spans == [{"start": 0, "end": 3, "attribute": "Color"}]
+        assert correction.annotator == "alice" and correction.spans == [Span(0, 3, "Color")]
         assert store.attributes() == []
         store.save_correction(1, "bob", [Span(4, 10, "Material")])
         (listing,) = store.corrections_as_listings(tmp_path / "cache")

@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb, to_rgba
 from PIL import Image
 
+from dram.spans import Span
 from dram.visualize import (
     SELECTED_COLOUR,
     THRESHOLD_COLOUR,
@@ -143,7 +144,7 @@ def test_encode_jpeg_gives_a_small_faithful_jpeg():
 
 def test_highlight_segments_cover_the_text_and_name_overlaps():
     text = "Roadster Men Navy Blue Shirt"
-    segments = highlight_segments(text, [(0, 8, "brand"), (13, 22, "colour"), (18, 28, "article_type")])
+    segments = highlight_segments(text, [Span(0, 8, "brand"), Span(13, 22, "colour"), Span(18, 28, "article_type")])
     assert "".join(piece for piece, _ in segments) == text
     assert segments[0] == ("Roadster", "brand")
     assert ("Blue", "article_type + colour") in segments

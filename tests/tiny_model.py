@@ -18,7 +18,8 @@ from torchvision import transforms
 from dram.batching import collate, encode_windows, gold_targets
 from dram.config import DramConfig
 from dram.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
-from dram.listings import Listing, Span
+from dram.listings import Listing
+from dram.spans import Span
 from dram.model import DramModel
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

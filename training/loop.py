@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dram.batching import Batch, EncodedText, collate, encode_windows, gold_targets
+from dram.batching import Batch, TextWindow, collate, encode_windows, gold_targets
 from dram.errors import ImageError
 from dram.images import load_image
-from dram.inference import ExtractedSpan, char_spans
 from dram.listings import Listing
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
-from dram.model import DramModel, Encoded
+from dram.model import DramModel, EncoderOutput
 from dram.region_cache import region_features
+from dram.spans import Span, char_spans
 from dram.value_lookup import cross_fitted, prior_features
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class PreparedData:
     """Listings and the rows the model reads: one per text window (usually one per listing)."""
 
     listings: list[Listing]
-    texts: list[EncodedText]  # rows
+    texts: list[TextWindow]  # rows
     listing_of: list[int]  # row -> index into listings
     gold: list[tuple[torch.Tensor, torch.Tensor]]  # per row
     regions: torch.Tensor | None  # per listing
@@ -140,7 +140,7 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
 LOWER_CACHE_LIMIT_BYTES = 2 * 1024 ** 3
 
 
-def _lower_states(model: DramModel, texts: list[EncodedText], pad: int, batch_size: int = 32) -> list[torch.Tensor] | None:
+def _lower_states(model: DramModel, texts: list[TextWindow], pad: int, batch_size: int = 32) -> list[torch.Tensor] | None:
     """The frozen layers' output for every training row, once (float16, at most 2 GiB in memory)."""
     size = sum(len(t.input_ids) for t in texts) * model.config.hidden_size * 2
     if size > LOWER_CACHE_LIMIT_BYTES:
@@ -257,11 +257,12 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
             "best_epoch": best_epoch, "planned_epochs": epochs}
 
 
-Prediction = tuple[list[ExtractedSpan], dict[str, float]]
+# One listing's (or window's) extracted spans and attribute scores.
+ListingPrediction = tuple[list[Span], dict[str, float]]
 
 
 def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size: int = 64, progress: bool = False,
-                    desc: str = "predict") -> Iterator[tuple[list[int], Encoded]]:
+                    desc: str = "predict") -> Iterator[tuple[list[int], EncoderOutput]]:
     """The encoders' outputs batch by batch, with the data indices of each batch."""
     model.eval()
     pad = tokenizer.pad_token_id or 0
@@ -272,8 +273,8 @@ def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size:
         yield index, encoded
 
 
-def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded: Encoded,
-                 tau_r: float | None = None) -> list[Prediction]:
+def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded: EncoderOutput,
+                 tau_r: float | None = None) -> list[ListingPrediction]:
     """Character spans and attribute scores for each row (text window) of one encoded batch."""
     scores, decoded = model.decode(encoded, tau_r)
     out = []
@@ -284,10 +285,10 @@ def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded
     return out
 
 
-def merge_windows(data: PreparedData, rows: list[Prediction]) -> list[Prediction]:
+def merge_windows(data: PreparedData, rows: list[ListingPrediction]) -> list[ListingPrediction]:
     """One prediction per listing: its windows' spans (each reported by one window) and, per
     attribute, the highest score any window gave."""
-    merged: list[Prediction] = [([], {}) for _ in data.listings]
+    merged: list[ListingPrediction] = [([], {}) for _ in data.listings]
     for k, (spans, scores) in zip(data.listing_of, rows):
         merged[k][0].extend(spans)
         for attribute, value in scores.items():
@@ -296,7 +297,7 @@ def merge_windows(data: PreparedData, rows: list[Prediction]) -> list[Prediction
 
 
 def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
-            progress: bool = False) -> list[Prediction]:
+            progress: bool = False) -> list[ListingPrediction]:
     """One prediction per listing of `data`."""
     rows = [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
             for prediction in decode_batch(model, data, index, encoded, tau_r)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from dram.checkpoint import load_checkpoint
@@ -32,7 +31,7 @@ def main() -> None:
             record: dict = {"id": listing.id, "spans": [], "attribute_scores": {}}
             if id(listing) in predicted:
                 spans, scores = predicted[id(listing)]
-                record.update(spans=[asdict(s) for s in spans],
+                record.update(spans=[s.to_dict() for s in spans],
                               attribute_scores={a: round(v, 4) for a, v in scores.items()})
             else:
                 record["error"] = "the text has no words the model can read"

@@ -51,7 +51,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dram.listings import Listing, Span, write_jsonl
+from dram.listings import Listing, write_jsonl
+from dram.spans import Span
 
 log = logging.getLogger(__name__)
 

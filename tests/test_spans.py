@@ -1,0 +1,59 @@
+"""The one span type and the one rule for which spans a listing may hold."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dram.listings import LoadReport, listing_from_record
+from dram.spans import Span, SpanError, checked_span, clash, covered_words
+from dram.tagging import split_words
+from store.errors import CorrectionError
+from store.repository import check_spans
+
+TEXT = "Red Cotton Shirt"
+
+
+def test_spans_are_equal_by_position_and_attribute_whatever_the_model_added() -> None:
+    assert Span(0, 3, "colour", "Red", 0.9) == Span(0, 3, "colour")
+    assert Span(0, 3, "colour") != Span(0, 3, "brand")
+    assert sorted([Span(4, 10, "material"), Span(0, 3, "colour")])[0] == Span(0, 3, "colour")
+
+
+def test_to_dict_carries_text_and_confidence_only_when_the_span_has_them() -> None:
+    assert Span(0, 3, "colour").to_dict() == {"start": 0, "end": 3, "attribute": "colour"}
+    full = Span(0, 3, "colour", "Red", 0.0)
+    assert full.to_dict() == {"start": 0, "end": 3, "attribute": "colour", "text": "Red", "confidence": 0.0}
+    assert Span.from_dict(full.to_dict()).confidence == 0.0 and Span.from_dict(full.to_dict()).text == "Red"
+    assert full.bare().to_dict() == Span(0, 3, "colour").to_dict()
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ({"start": 0, "end": 99, "attribute": "colour"}, "not inside the text"),
+    ({"start": 3, "end": 3, "attribute": "colour"}, "start must come before end"),
+    ({"start": 0.0, "end": 3, "attribute": "colour"}, "needs integer"),
+    ({"start": 0, "end": 3, "attribute": " "}, "no attribute name"),
+    ({"start": 0, "end": 3, "attribute": "size"}, "unknown attribute 'size'"),
+])
+def test_a_file_and_the_store_refuse_a_bad_span_for_the_same_reason(raw: dict, reason: str) -> None:
+    with pytest.raises(SpanError, match=reason):
+        checked_span(raw, TEXT, {"colour"})
+    with pytest.raises(CorrectionError, match=reason):
+        check_spans(TEXT, [raw], {"colour"}, what="correction")
+    report = LoadReport()
+    record = {"id": "x", "text": TEXT, "spans": [raw]}
+    listing = listing_from_record(record, where="file", base_dir=Path("."), report=report, attributes=["colour"])
+    assert listing is not None and listing.spans == [] and reason in report.problems[0]
+
+
+def test_one_attribute_may_not_mark_a_character_twice_but_two_attributes_may() -> None:
+    kept = [Span(0, 10, "colour")]
+    assert "overlaps 0-10" in clash(Span(4, 16, "colour"), kept)
+    assert "more than once" in clash(Span(0, 10, "colour"), kept)
+    assert clash(Span(4, 16, "material"), kept) is None and clash(Span(11, 16, "colour"), kept) is None
+
+
+def test_covered_words_are_the_words_sharing_characters_with_the_span() -> None:
+    words = split_words(TEXT)
+    assert list(covered_words(words, Span(2, 6, "x"))) == [0, 1]
+    assert list(covered_words(words, Span(3, 4, "x"))) == []
