@@ -142,6 +142,19 @@ def test_file_that_is_not_an_image(client: Client, tmp_path: Path):
         extract(client, TITLE, fake)
 
 
+def test_photo_cut_after_500_bytes_is_refused_with_a_reason(client: Client, tmp_path: Path):
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((EXAMPLES / "17187.jpg").read_bytes()[:500])
+    with pytest.raises(AppError, match="photo could not be read: cut.jpg is incomplete or damaged"):
+        extract(client, TITLE, cut)
+
+
+def test_short_japanese_text_with_control_characters_gets_no_truncation_warning(client: Client):
+    text = "ナイキ 男性 青いシャツ 🎽 \x00\x01"
+    result = extract(client, text, None)
+    assert result["text"] == text and result["warnings"] == []
+
+
 def test_one_pixel_photo_works_with_a_warning(client: Client, tmp_path: Path):
     result = extract(client, TITLE, _save(tmp_path, "dot.png", Image.new("RGB", (1, 1), "navy")))
     check_result(result, TITLE, 0.5)

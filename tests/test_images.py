@@ -99,6 +99,15 @@ def test_truncated_jpeg_gives_image_error() -> None:
         load_image(data[: len(data) // 2])
 
 
+def test_jpeg_cut_inside_its_header_gives_image_error(tmp_path: Path) -> None:
+    """Cut after 500 bytes, Pillow fails while still reading the header (OSError "Truncated File Read")."""
+    data = _encoded(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(data[:500])
+    for source in (data[:500], tmp_path / "cut.jpg"):
+        with pytest.raises(ImageError, match="incomplete or damaged"):
+            load_image(source)
+
+
 def test_missing_file_gives_image_error(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="does not exist"):
         load_image(tmp_path / "nope.jpg")
