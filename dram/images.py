@@ -57,6 +57,8 @@ def _open_and_normalise(handle: io.BufferedIOBase, name: str) -> Image.Image:
         raise _error(f"{name} is too large to open safely ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise _error(f"{name} is not an image file") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a file cut inside its header
+        raise _error(f"{name} is incomplete or damaged ({exc})") from exc
     with image:
         if image.format == "JPEG":
             image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # decode big JPEGs at a reduced scale
