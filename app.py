@@ -19,7 +19,7 @@ returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], 
 Endpoint "/audit": inputs a CSV/JSONL listing file, an optional zip of photos, tau_r; returns the
 result CSV, a markdown summary, the missing-attribute table and the problems table.
 
-Annotate tab (corrections store from DRAM_DB_URL, default ./dram-store.sqlite; logic in store/review.py):
+Annotate tab (corrections store from DRAM_DB_URL, default ./dram-store.sqlite; logic in the review package):
 "/review_next", "/review_add" | "/review_relabel" | "/review_rebound" | "/review_remove" (span index,
 attribute, first word, last word), "/review_save" and "/review_skip" (annotator name), each returning the
 listing under review last as {"listing", "text", "spans", "predicted", "attributes"}; "/review_import"
@@ -47,21 +47,21 @@ from PIL import Image
 
 from dram.audit import BATCH_CHUNK, USUAL_SHARE, read_rows, run_audit, unpack_photos
 from dram.errors import CheckpointError, DramInputError
+from dram.files import write_atomically
 from dram.images import load_image
 from dram.inference import EncodedListing, Extraction, Extractor
+from dram.paths import DEFAULT_CHECKPOINT, EXAMPLES
 from dram.spans import covered_words
 from dram.visualize import (ARM_TITLE, arm_chart, display_photo, encode_jpeg, highlight_segments,
                             mean_attention, normalise_attention, overlay)
 from store import Store, StoreError, open_store
-from store import review
+from review import edits, intake
+from review.versions import version_choices, version_table
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
-from training import build_default
 
 log = logging.getLogger("dram.app")
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = build_default.DEFAULT_OUT
-EXAMPLES_DIR = ROOT / "assets" / "examples"
+EXAMPLES_DIR = EXAMPLES
 # Two CPU cores: one request at a time uses both through torch's intra-op threads; more would
 # only make every request slower. The queue holds the rest (up to QUEUE_SIZE, then "queue full").
 # Batch audits get their own single slot, so a long audit delays single extractions but never
@@ -215,22 +215,11 @@ def _publish(picture: Image.Image, name: str) -> str:
     cache clean-up ages files by ctime).
     """
     data = encode_jpeg(picture)
-    folder = Path(get_upload_folder()) / f"dram-{hashlib.sha256(data).hexdigest()[:40]}"
-    target = folder / f"{name}.jpg"
+    target = Path(get_upload_folder()) / f"dram-{hashlib.sha256(data).hexdigest()[:40]}" / f"{name}.jpg"
     try:
         os.utime(target)
-        return str(target)
     except FileNotFoundError:
-        pass
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+        write_atomically(target, lambda partial: partial.write_bytes(data))
     return str(target)
 
 
@@ -366,12 +355,12 @@ def _examples() -> list[list[str]]:
     return [[r["text"], str(EXAMPLES_DIR / r["image"])] for r in rows]
 
 
-# ---------------------------------------------------------------- Annotate tab (logic in store/review.py)
+# ---------------------------------------------------------------- Annotate tab (logic in the review package)
 
 def _running_version(handle: ModelHandle, store: Store) -> int:
     """The store's version id of the model this app is serving (registered on first use)."""
     extractor = handle.get()
-    return review.version_for_checkpoint(store, handle.path, extractor.metrics)
+    return store.version_for_checkpoint(handle.path, extractor.metrics).id
 
 
 def _record(handle: ModelHandle, stores: StoreHandle, session: Session, photo_path: str | None, tau: float) -> None:
@@ -380,7 +369,7 @@ def _record(handle: ModelHandle, stores: StoreHandle, session: Session, photo_pa
         store = stores.get()
         photo = Path(photo_path).read_bytes() if photo_path else None
         extraction = handle.get().decode(session.encoded, tau)
-        review.record_extraction(store, extraction, photo, _running_version(handle, store))
+        intake.record_extraction(store, extraction, photo, _running_version(handle, store))
     except (StoreError, DramInputError, UserFacingError, OSError) as err:
         log.warning("extraction not queued for review: %s", err)
         gr.Warning(html.escape(f"Not added to the review queue: {err}", quote=False))
@@ -399,7 +388,7 @@ def _show(store: Store, item: dict | None, attributes: list[str]) -> tuple:
         return (None, "The review queue is empty: extract listings or import a file below.", [], empty, empty, empty,
                 None, progress, {"listing": None})
     text, spans = item["text"], item["spans"]
-    words = review.word_choices(text)
+    words = edits.word_choices(text)
     photo = None
     if item["photo_sha256"]:
         data = store.photo_bytes(item["photo_sha256"])
@@ -410,7 +399,7 @@ def _show(store: Store, item: dict | None, attributes: list[str]) -> tuple:
     highlighted = highlight_segments(text, spans)
     api_view = {"listing": item["listing_id"], "text": text, "spans": [s.to_dict() for s in spans],
                 "predicted": [s.to_dict() for s in item["predicted"]], "attributes": attributes}
-    return (item, listing, highlighted, gr.Dropdown(choices=review.span_choices(text, spans), value=None),
+    return (item, listing, highlighted, gr.Dropdown(choices=edits.span_choices(text, spans), value=None),
             gr.Dropdown(choices=words, value=None), gr.Dropdown(choices=words, value=None), photo, progress, api_view)
 
 
@@ -427,20 +416,20 @@ def _next_item(store: Store, tau: float) -> dict | None:
     top = queue[0]
     return {"listing_id": top.listing_id, "external_id": top.external_id, "text": top.text,
             "photo_sha256": top.photo_sha256, "prediction_id": top.prediction_id,
-            "predicted": review.clean_spans(top.spans), "spans": review.clean_spans(top.spans)}
+            "predicted": edits.clean_spans(top.spans), "spans": edits.clean_spans(top.spans)}
 
 
-def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[review.IntakeRow], list[str]]:
+def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[intake.IntakeRow], list[str]]:
     rows, problems = read_rows(listing_file)
     notes = [f"row {p[0]}: {p[2]}" for p in problems]
-    intake = []
+    queued = []
     for row in rows:
         name = row.image.replace("\\", "/")
         if row.image and name not in photos:
             notes.append(f"row {row.number} ({row.id}): photo {row.image!r} is not in the photo zip; skipped")
         else:
-            intake.append(review.IntakeRow(row.id or None, row.text, photos.get(name) if row.image else None))
-    return intake, notes
+            queued.append(intake.IntakeRow(row.id or None, row.text, photos.get(name) if row.image else None))
+    return queued, notes
 
 
 def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[str, str]) -> Any:
@@ -464,18 +453,18 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
         return handler
 
-    add = edit(lambda item, _span, attribute, first, last: review.add_span(item["text"], item["spans"], first, last,
+    add = edit(lambda item, _span, attribute, first, last: edits.add_span(item["text"], item["spans"], first, last,
                                                                              attribute, attributes))
-    remove = edit(lambda item, span, *_: review.remove_span(item["spans"], span))
-    relabel = edit(lambda item, span, attribute, *_: review.relabel_span(item["spans"], span, attribute, attributes))
-    rebound = edit(lambda item, span, _attribute, first, last: review.rebound_span(item["text"], item["spans"], span,
+    remove = edit(lambda item, span, *_: edits.remove_span(item["spans"], span))
+    relabel = edit(lambda item, span, attribute, *_: edits.relabel_span(item["spans"], span, attribute, attributes))
+    rebound = edit(lambda item, span, _attribute, first, last: edits.rebound_span(item["text"], item["spans"], span,
                                                                                      first, last))
 
     @_user_errors
     def pick_span(item: dict | None, span: int | None) -> tuple:
         if item is None or span is None or not 0 <= span < len(item["spans"]):
             return gr.skip(), gr.skip(), gr.skip()
-        first, last = review.word_bounds(item["text"], item["spans"][span])
+        first, last = edits.word_bounds(item["text"], item["spans"][span])
         return item["spans"][span].attribute, first, last
 
     def verdict(skip: bool) -> Callable:
@@ -484,7 +473,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
             store = stores.get()
-            status = "skipped" if skip else review.status_for(item["spans"], item["predicted"])
+            status = "skipped" if skip else edits.status_for(item["spans"], item["predicted"])
             store.save_correction(item["listing_id"], annotator, item["spans"], status=status,
                                   prediction_id=item["prediction_id"], allowed_attributes=attributes)
             gr.Info(f"Listing {item['listing_id']}: {status}.")
@@ -501,7 +490,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         try:
             photos = unpack_photos(Path(photos_zip) if photos_zip else None, work)
             rows, notes = _intake_rows(Path(listing_file), photos)
-            report = review.import_for_review(store, handle.get(), rows, _running_version(handle, store),
+            report = intake.import_for_review(store, handle.get(), rows, _running_version(handle, store),
                                               handle.default_tau, batch_size=BATCH_CHUNK)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -524,7 +513,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
     def list_versions() -> gr.Dropdown:
         store = stores.get()
         _running_version(handle, store)
-        choices = review.version_choices(store)
+        choices = version_choices(store)
         active = store.active_model_version()
         return gr.Dropdown(choices=choices, value=active.id if active else None)
 
@@ -537,7 +526,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         handle.swap(Path(version.checkpoint_path))
         store.activate_model_version(version.id)
         return (f"Now serving **#{version.id} {html.escape(version.name)}** (`{version.checkpoint_path}`).",
-                gr.Dropdown(choices=review.version_choices(store), value=version.id))
+                gr.Dropdown(choices=version_choices(store), value=version.id))
 
     with gr.Tab("Annotate"):
         gr.Markdown("Fix the model's values on the listings it is least sure about; saved corrections are what "
@@ -616,6 +605,8 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 def build_default_if_missing(path: Path) -> None:
     """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
     or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 5 minutes on 2 cores)."""
+    from training import build_default  # a training job, run only on a Space that has no model yet
+
     wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
     if not wanted or build_default.is_built(path) or path.resolve() != DEFAULT_CHECKPOINT.resolve():
         return
@@ -745,7 +736,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
                         "a version not promoted can still be served from the Annotate tab's Model version list.")
             versions_table = gr.Markdown(elem_id="model-versions-table")
             versions_refresh = gr.Button("Show registered versions")
-            show_versions = _user_errors(lambda: review.version_table(stores.get()))
+            show_versions = _user_errors(lambda: version_table(stores.get()))
             versions_refresh.click(show_versions, None, versions_table, api_visibility="private")
         model_switched.then(lambda: _model_markdown(handle), None, model_info, api_visibility="private").then(
             show_versions, None, versions_table, api_visibility="private")

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from label_studio_sdk import LabelStudio  # noqa: E402
 
 from dram.spans import Span  # noqa: E402
+from review.training_data import corrections_as_listings
 from store import StoreBusyError, open_store  # noqa: E402
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio  # noqa: E402
 from tests.fault_proxy import FaultProxy  # noqa: E402
@@ -205,7 +206,7 @@ def kill_during_finetune(work: Path, name: str, source: Path) -> tuple[Tally, st
     if again.returncode != 0:
         raise RuntimeError(f"the fine-tune after the kill failed:\n{again.stderr[-2000:]}")
     with open_store(url) as store:
-        lost = len(data("corr")) - len(store.corrections_as_listings(work / "photos"))
+        lost = len(data("corr")) - len(corrections_as_listings(store, work / "photos"))
         versions = [v.name for v in store.list_model_versions()]
     leftovers = [p.name for p in models.iterdir() if p.name != "v1"]
     removed = next((line for line in again.stderr.splitlines() if "interrupted" in line), "")

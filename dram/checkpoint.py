@@ -112,6 +112,12 @@ def _save(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None) -> N
         raise
 
 
+def read_metrics(path: Path | str) -> dict:
+    """A checkpoint's metrics.json ({} when it has none: an untrained or unevaluated checkpoint)."""
+    metrics_file = Path(path) / "metrics.json"
+    return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+
+
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> tuple[DramModel, object, dict]:
     """(model in eval mode on device, tokenizer, metrics)."""
     path = Path(path)
@@ -157,6 +163,5 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None) 
             raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "
                                   "rebuild the checkpoint.")
         model.value_lookup = ValueLookup.load(path / LOOKUP_FILE)
-    metrics_file = path / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = read_metrics(path)
     return model.to(pick_device(device) if not isinstance(device, torch.device) else device).eval(), tokenizer, metrics

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from tqdm import tqdm
 
 from dram.encoders import ImageRegionEncoder
 from dram.errors import ImageError
+from dram.files import write_atomically
 from dram.images import load_image
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,7 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
             feats = encoder(torch.stack(pixels).to(device)).half().cpu()
             store.update(zip(chunk_keys, feats))
     if todo and cache_file is not None:
-        # Write beside, then rename: a reader in another process never sees half a file.
-        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(store, partial)
-        os.replace(partial, cache_file)
+        write_atomically(cache_file, lambda partial: torch.save(store, partial))
     missing = [p for p, k in zip(paths, keys) if p is not None and k is None]
     if missing:
         log.warning("%d photos not found (first: %s); those listings are used as text-only", len(missing), missing[0])

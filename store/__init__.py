@@ -1,7 +1,6 @@
 """Corrections store: listings, predictions and annotators' corrections in SQLite (or any SQLAlchemy URL)."""
-from store.db import open_store
 from store.errors import CorrectionError, StoreBusyError, StoreError
-from store.repository import CorrectionInfo, ListingInfo, ModelVersionInfo, PredictionInfo, QueueItem, Store
+from store.repository import CorrectionInfo, ListingInfo, ModelVersionInfo, PredictionInfo, QueueItem, Store, open_store
 
 __all__ = [
     "CorrectionError",

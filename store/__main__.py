@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from store.db import open_store
+from store import open_store
 from store.errors import CorrectionError, StoreError
 
 

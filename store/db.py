@@ -1,17 +1,20 @@
-"""Opening the store: engine, SQLite settings, migrations and retried transactions.
+"""The database under the store: engine, SQLite settings, migrations and transactions.
 
-Every save is one transaction, so a crash or exception part-way leaves nothing behind.
-SQLite is used in WAL mode (readers never wait for the writer) and writes start with
-`BEGIN IMMEDIATE`, so two processes saving at once queue on the lock instead of failing
-half-way through a transaction; a lock held for too long ends in `StoreBusyError`.
+The lowest layer of `store/`: it knows sessions and schema revisions, not listings (the
+repository on top, `store.repository`, does). Every save is one transaction, so a crash or
+exception part-way leaves nothing behind. SQLite is used in WAL mode (readers never wait for
+the writer) and writes start with `BEGIN IMMEDIATE`, so two processes saving at once queue on
+the lock instead of failing half-way through a transaction; a lock held for too long ends in
+`StoreBusyError`.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -23,11 +26,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from store.errors import StoreBusyError
-from store.repository import Store
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_DB_FILE = "dram-store.sqlite"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -36,6 +36,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def default_url() -> str:
     """`DRAM_DB_URL` if set, else the SQLite file `dram-store.sqlite` in the current directory."""
     return os.environ.get("DRAM_DB_URL") or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, or None for another database or an in-memory one."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
 
 
 def _is_busy(exc: OperationalError) -> bool:
@@ -57,15 +65,34 @@ class Database:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
-    def run(self, work: Callable[[Session], T], *, write: bool = True) -> T:
-        """Run `work` in one transaction, retrying the whole of it while the database is locked."""
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back (nothing half-written) if it raises.
+
+        A write takes the database's write lock before the block starts, so waiting for another
+        program happens here, never half-way through the block; while the lock is held elsewhere
+        the start is retried with backoff, then `StoreBusyError` says what to do.
+        """
+        session = self._begin(write)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def _begin(self, write: bool) -> Session:
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
+            session = Session(self._write_engine if write else self.engine, expire_on_commit=False)
             try:
-                with Session(self._write_engine if write else self.engine, expire_on_commit=False) as session:
-                    with session.begin():
-                        return work(session)
+                session.begin()
+                session.connection()  # runs BEGIN (IMMEDIATE for a write): where a lock is waited for
+                return session
             except OperationalError as exc:
+                session.close()
                 if not _is_busy(exc):
                     raise
                 if attempt == self.retries:
@@ -88,7 +115,8 @@ class Database:
     def schema_is_current(self) -> bool:
         """Whether the schema is at the newest revision, read without taking the write lock."""
         head = ScriptDirectory.from_config(self._config()).get_current_head()
-        return self.run(lambda s: MigrationContext.configure(s.connection()).get_current_revision() == head, write=False)
+        with self.transaction(write=False) as session:
+            return MigrationContext.configure(session.connection()).get_current_revision() == head
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision.
@@ -99,12 +127,9 @@ class Database:
         if self.schema_is_current():
             return
         config = self._config()
-
-        def upgrade(session: Session) -> None:
+        with self.transaction() as session:
             config.attributes["connection"] = session.connection()
             command.upgrade(config, "head")
-
-        self.run(upgrade, write=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -126,23 +151,18 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         connection.exec_driver_sql(f"BEGIN {connection.get_execution_options().get('dram_begin', '')}".strip())
 
 
-def open_store(
-    url: str | None = None,
-    *,
-    busy_timeout_s: float = 5.0,
-    retries: int = 4,
-    backoff_s: float = 0.2,
-) -> Store:
-    """Open (creating and migrating if needed) the store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite.
+def open_database(url: str | None = None, *, busy_timeout_s: float = 5.0, retries: int = 4,
+                  backoff_s: float = 0.2) -> Database:
+    """Open (creating and migrating if needed) the database at `url`, `DRAM_DB_URL` or ./dram-store.sqlite.
 
     A write waits up to `busy_timeout_s` for a lock, then is retried `retries` more times with
     exponential backoff starting at `backoff_s` before `StoreBusyError` is raised.
     """
     url = url or default_url()
-    parsed = make_url(url)
-    is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    file = sqlite_file(url)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
     engine = create_engine(url, connect_args={"timeout": busy_timeout_s} if is_sqlite else {})
     if is_sqlite:
         _configure_sqlite(engine, busy_timeout_s)
@@ -153,4 +173,4 @@ def open_store(
         engine.dispose()
         raise
     log.info("Opened store %s", db.url)
-    return Store(db)
+    return db

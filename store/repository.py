@@ -1,5 +1,8 @@
 """The `Store` API used by the review app, the retraining job and the Label Studio sync.
 
+It sits on `store.db` (sessions, migrations, the lock policy) and speaks in listings, spans,
+predictions and corrections; `open_store` is how callers get one.
+
 Results come back as plain frozen dataclasses, never ORM objects, so callers can keep them
 after the transaction that read them is over.
 """
@@ -13,16 +16,15 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
 from dram.errors import ImageError
-from dram.listings import Listing
 from dram.spans import Span, SpanError, checked_span, clash, reading_order
+from store.db import Database, open_database
 from store.errors import CorrectionError, StoreError
 from store.models import (
     CORRECTION_STATUSES,
@@ -35,9 +37,6 @@ from store.models import (
     Prediction,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +88,16 @@ class CorrectionInfo:
     ls_annotation_id: int | None
     created: datetime
     changed: datetime | None = None  # when the verdict was made, by its own side's clock
+
+
+@dataclass(frozen=True)
+class CurrentCorrection:
+    """A reviewed listing as its current correction has it: what training learns from."""
+
+    listing: ListingInfo
+    spans: list[Span]
+    photo: bytes | None
+    photo_mime_type: str | None
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,12 @@ def _current_correction_ids() -> Subquery:
     return select(ranked.c.id).where(ranked.c.rank == 1).subquery()
 
 
+def open_store(url: str | None = None, *, busy_timeout_s: float = 5.0, retries: int = 4,
+               backoff_s: float = 0.2) -> Store:
+    """The store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite (see `store.db.open_database`)."""
+    return Store(open_database(url, busy_timeout_s=busy_timeout_s, retries=retries, backoff_s=backoff_s))
+
+
 class Store:
     """Listings, model predictions and the corrections annotators make to them."""
 
@@ -204,7 +219,7 @@ class Store:
             raise CorrectionError("A listing needs some text; paste the product title or description.")
         facts = _photo_facts(photo) if photo is not None else None
 
-        def work(session: Session) -> int:
+        with self.db.transaction() as session:
             if external_id is not None:
                 existing = session.scalar(select(ListingRow).where(ListingRow.external_id == external_id))
                 if existing is not None:
@@ -223,35 +238,32 @@ class Store:
             session.flush()
             return row.id
 
-        return self.db.run(work)
-
     def get_listing(self, listing_id: int) -> ListingInfo:
-        def work(session: Session) -> ListingInfo:
+        with self.db.transaction(write=False) as session:
             row = session.get(ListingRow, listing_id)
             if row is None:
                 raise StoreError(f"There is no listing {listing_id} in the store {self.db.url}.")
             return ListingInfo(row.id, row.external_id, row.text, row.photo_sha256)
 
-        return self.db.run(work, write=False)
-
     def list_listings(self) -> list[ListingInfo]:
-        def work(session: Session) -> list[ListingInfo]:
+        with self.db.transaction(write=False) as session:
             rows = session.scalars(select(ListingRow).order_by(ListingRow.id))
             return [ListingInfo(r.id, r.external_id, r.text, r.photo_sha256) for r in rows]
 
-        return self.db.run(work, write=False)
-
     def photo_bytes(self, sha256: str) -> bytes | None:
-        return self.db.run(lambda s: s.scalar(select(Photo.data).where(Photo.sha256 == sha256)), write=False)
+        with self.db.transaction(write=False) as session:
+            return session.scalar(select(Photo.data).where(Photo.sha256 == sha256))
 
     def photo_mime_type(self, sha256: str) -> str | None:
-        return self.db.run(lambda s: s.scalar(select(Photo.mime_type).where(Photo.sha256 == sha256)), write=False)
+        with self.db.transaction(write=False) as session:
+            return session.scalar(select(Photo.mime_type).where(Photo.sha256 == sha256))
 
     # The attribute set
 
     def attributes(self) -> list[str]:
         """Attributes annotators added beyond the model's own; a correction may use either kind."""
-        return self.db.run(lambda s: list(s.scalars(select(Attribute.name).order_by(Attribute.name))), write=False)
+        with self.db.transaction(write=False) as session:
+            return list(session.scalars(select(Attribute.name).order_by(Attribute.name)))
 
     def add_attribute(self, name: str, added_by: str | None = None) -> bool:
         """Let corrections (and Label Studio imports) use attribute `name`; False if it was already there."""
@@ -261,13 +273,11 @@ class Store:
                 "(at most 255 characters), e.g. 'fabric'."
             )
 
-        def work(session: Session) -> bool:
+        with self.db.transaction() as session:
             if session.get(Attribute, name) is not None:
                 return False
             session.add(Attribute(name=name, added_by=added_by))
             return True
-
-        return self.db.run(work)
 
     # Model versions and predictions
 
@@ -280,8 +290,7 @@ class Store:
         activate: bool = True,
     ) -> int:
         """Record a trained checkpoint; activating it deactivates the others in the same transaction."""
-
-        def work(session: Session) -> int:
+        with self.db.transaction() as session:
             if parent_id is not None and session.get(ModelVersion, parent_id) is None:
                 raise StoreError(f"Parent model version {parent_id} does not exist; pass an id from the store.")
             if activate:
@@ -293,30 +302,43 @@ class Store:
             session.flush()
             return row.id
 
-        return self.db.run(work)
+    def version_for_checkpoint(
+        self, checkpoint: str | os.PathLike[str], metrics: Mapping[str, Any], *, activate: bool | None = None
+    ) -> ModelVersionInfo:
+        """The version registered for a checkpoint folder, registering it with `metrics` if new.
+
+        A new version is activated when `activate` is True, never when False, and when None only if
+        no version is active yet (the first model an app serves becomes the active one).
+        """
+        wanted = Path(checkpoint).resolve()
+        with self.db.transaction() as session:
+            for row in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
+                if Path(row.checkpoint_path).resolve() == wanted:
+                    return _model_info(row)
+            if activate is None:
+                activate = session.scalar(select(ModelVersion.id).where(ModelVersion.active)) is None
+            elif activate:
+                session.execute(update(ModelVersion).values(active=False))
+            row = ModelVersion(name=wanted.name, checkpoint_path=str(wanted), metrics=dict(metrics), active=activate)
+            session.add(row)
+            session.flush()
+            return _model_info(row)
 
     def activate_model_version(self, model_version_id: int) -> None:
         """Make an earlier version the one in use again (a rollback)."""
-
-        def work(session: Session) -> None:
+        with self.db.transaction() as session:
             if session.get(ModelVersion, model_version_id) is None:
                 raise StoreError(f"There is no model version {model_version_id}; see list_model_versions().")
             session.execute(update(ModelVersion).values(active=ModelVersion.id == model_version_id))
 
-        self.db.run(work)
-
     def active_model_version(self) -> ModelVersionInfo | None:
-        def work(session: Session) -> ModelVersionInfo | None:
+        with self.db.transaction(write=False) as session:
             row = session.scalar(select(ModelVersion).where(ModelVersion.active).order_by(ModelVersion.id.desc()))
             return _model_info(row) if row is not None else None
 
-        return self.db.run(work, write=False)
-
     def list_model_versions(self) -> list[ModelVersionInfo]:
-        def work(session: Session) -> list[ModelVersionInfo]:
+        with self.db.transaction(write=False) as session:
             return [_model_info(r) for r in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
-
-        return self.db.run(work, write=False)
 
     def add_prediction(
         self,
@@ -327,8 +349,7 @@ class Store:
         tau_r: float,
     ) -> int:
         """Store a model's output; each span keeps its `text` and `confidence` for the review queue."""
-
-        def work(session: Session) -> int:
+        with self.db.transaction() as session:
             listing = session.get(ListingRow, listing_id)
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id}; add it with add_listing() first.")
@@ -349,10 +370,8 @@ class Store:
             session.flush()
             return row.id
 
-        return self.db.run(work)
-
     def predictions_for(self, listing_id: int) -> list[PredictionInfo]:
-        def work(session: Session) -> list[PredictionInfo]:
+        with self.db.transaction(write=False) as session:
             rows = session.execute(
                 select(Prediction, ModelVersion.name)
                 .outerjoin(ModelVersion, Prediction.model_version_id == ModelVersion.id)
@@ -363,8 +382,6 @@ class Store:
                 PredictionInfo(p.id, p.listing_id, p.model_version_id, name, _stored(p.spans), dict(p.attribute_scores), p.tau_r)
                 for p, name in rows
             ]
-
-        return self.db.run(work, write=False)
 
     # Corrections
 
@@ -385,7 +402,7 @@ class Store:
         allowed = set(allowed_attributes) if allowed_attributes is not None else None
         spans = list(spans)
 
-        def work(session: Session) -> int:
+        with self.db.transaction() as session:
             listing = session.get(ListingRow, listing_id)
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id}; it may have been added to another store.")
@@ -406,19 +423,14 @@ class Store:
             session.flush()
             return row.id
 
-        return self.db.run(work)
-
     def corrections_for(self, listing_id: int) -> list[CorrectionInfo]:
-        def work(session: Session) -> list[CorrectionInfo]:
+        with self.db.transaction(write=False) as session:
             rows = session.scalars(select(Correction).where(Correction.listing_id == listing_id).order_by(Correction.id))
             return [_correction_info(r) for r in rows]
 
-        return self.db.run(work, write=False)
-
     def all_corrections(self) -> list[CorrectionInfo]:
-        return self.db.run(
-            lambda s: [_correction_info(r) for r in s.scalars(select(Correction).order_by(Correction.id))], write=False
-        )
+        with self.db.transaction(write=False) as session:
+            return [_correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
     def review_queue(self, tau_r: float, limit: int = 50) -> list[QueueItem]:
         """Listings nobody has reviewed yet, the ones the model is least sure about first.
@@ -426,8 +438,7 @@ class Store:
         Uncertainty is the smallest |attribute score - tau_r| of the latest prediction, ties broken by
         the least confident predicted span; listings without a prediction come last.
         """
-
-        def work(session: Session) -> list[QueueItem]:
+        with self.db.transaction(write=False) as session:
             latest = _latest_prediction_ids()
             rows = session.execute(
                 select(ListingRow, Prediction)
@@ -452,27 +463,16 @@ class Store:
             items.sort(key=lambda q: (q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
             return items[:limit]
 
-        return self.db.run(work, write=False)
-
     def progress(self) -> tuple[int, int]:
         """(listings reviewed — corrected, accepted or skipped — and listings still waiting)."""
-
-        def work(session: Session) -> tuple[int, int]:
+        with self.db.transaction(write=False) as session:
             total = session.scalar(select(func.count(ListingRow.id))) or 0
             done = session.scalar(select(func.count(func.distinct(Correction.listing_id)))) or 0
             return done, total - done
 
-        return self.db.run(work, write=False)
-
-    def corrections_as_listings(self, cache_dir: str | os.PathLike[str] | None = None) -> list[Listing]:
-        """Training data: the current correction of each listing, the one made last (skipped ones left out).
-
-        Photos are written once to `cache_dir` (default `$DRAM_PHOTO_CACHE` or `.cache/dram-photos`)
-        because the training code reads `Listing.image` as a file path.
-        """
-        directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
-
-        def work(session: Session) -> list[tuple[ListingRow, Correction, Photo | None]]:
+    def current_corrections(self) -> list[CurrentCorrection]:
+        """Each reviewed listing's current correction (the one made last; skipped ones left out), with its photo."""
+        with self.db.transaction(write=False) as session:
             latest = _current_correction_ids()
             rows = session.execute(
                 select(ListingRow, Correction, Photo)
@@ -482,30 +482,27 @@ class Store:
                 .where(Correction.status != "skipped")
                 .order_by(ListingRow.id)
             )
-            return [tuple(r) for r in rows]
-
-        listings = []
-        for row, correction, photo in self.db.run(work, write=False):
-            image = _cached_photo(directory, photo) if photo is not None else None
-            spans = sorted(s.bare() for s in _stored(correction.spans))
-            listings.append(Listing(id=row.external_id or f"listing-{row.id}", text=row.text, image=image, spans=spans))
-        return listings
+            return [
+                CurrentCorrection(
+                    ListingInfo(row.id, row.external_id, row.text, row.photo_sha256),
+                    [s.bare() for s in _stored(correction.spans)],
+                    photo.data if photo is not None else None,
+                    photo.mime_type if photo is not None else None,
+                )
+                for row, correction, photo in rows
+            ]
 
     def unexported_corrections(self) -> list[CorrectionInfo]:
         """Corrections Label Studio does not have yet (failed or never tried exports)."""
-        return self.db.run(
-            lambda s: [
-                _correction_info(r)
-                for r in s.scalars(select(Correction).where(~Correction.exported).order_by(Correction.id))
-            ],
-            write=False,
-        )
+        with self.db.transaction(write=False) as session:
+            rows = session.scalars(select(Correction).where(~Correction.exported).order_by(Correction.id))
+            return [_correction_info(r) for r in rows]
 
     # Label Studio bookkeeping (used by store.label_studio)
 
     def label_studio_tasks(self, project_id: int) -> dict[int, int]:
         """listing id -> Label Studio task id for the listings already sent to `project_id`."""
-        def work(session: Session) -> dict[int, int]:
+        with self.db.transaction(write=False) as session:
             rows = session.execute(
                 select(LabelStudioExport.listing_id, LabelStudioExport.task_id).where(
                     LabelStudioExport.project_id == project_id
@@ -513,18 +510,13 @@ class Store:
             )
             return {listing_id: task_id for listing_id, task_id in rows}
 
-        return self.db.run(work, write=False)
-
     def record_label_studio_task(self, project_id: int, listing_id: int, task_id: int) -> None:
-        def work(session: Session) -> None:
+        with self.db.transaction() as session:
             session.add(LabelStudioExport(project_id=project_id, listing_id=listing_id, task_id=task_id))
-
-        self.db.run(work)
 
     def mark_exported(self, correction_id: int, ls_annotation_id: int | None) -> None:
         """Remember that Label Studio now holds this correction (as annotation `ls_annotation_id`)."""
-
-        def work(session: Session) -> None:
+        with self.db.transaction() as session:
             row = session.get(Correction, correction_id)
             if row is None:
                 raise StoreError(f"There is no correction {correction_id}.")
@@ -532,17 +524,13 @@ class Store:
             row.exported_at = utcnow()
             row.ls_annotation_id = ls_annotation_id
 
-        self.db.run(work)
-
     def label_studio_annotations(self) -> dict[int, str]:
         """Label Studio annotation id -> source ('app' or 'label_studio') of the correction last synced with it."""
-        def work(session: Session) -> dict[int, str]:
+        with self.db.transaction(write=False) as session:
             rows = session.execute(
                 select(Correction.ls_annotation_id, Correction.source).where(Correction.ls_annotation_id.is_not(None))
             )
             return {annotation_id: source for annotation_id, source in rows}
-
-        return self.db.run(work, write=False)
 
     def sync_label_studio_annotation(
         self,
@@ -569,7 +557,7 @@ class Store:
             raise CorrectionError(f"{what or f'Label Studio annotation {ls_annotation_id}'}: no annotator name.")
         spans = list(spans)
 
-        def work(session: Session) -> LabelStudioSync:
+        with self.db.transaction() as session:
             listing = session.get(ListingRow, listing_id)
             if listing is None:
                 raise StoreError(f"There is no listing {listing_id} for Label Studio annotation {ls_annotation_id}.")
@@ -611,8 +599,6 @@ class Store:
             session.flush()
             return LabelStudioSync("added" if linked is None else "updated", _correction_info(row), conflict)
 
-        return self.db.run(work)
-
 
 @dataclass(frozen=True)
 class LabelStudioSync:
@@ -623,18 +609,3 @@ class LabelStudioSync:
     outcome: str
     correction: CorrectionInfo | None = None
     conflict: CorrectionInfo | None = None
-
-
-def _cached_photo(directory: Path, photo: Photo) -> Path:
-    """Write the photo under its hash (once; atomically, so a crash never leaves a torn file)."""
-    extension = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}.get(
-        photo.mime_type, ".img"
-    )
-    path = directory / f"{photo.sha256}{extension}"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(path.suffix + f".{os.getpid()}.part")
-        partial.write_bytes(photo.data)
-        partial.replace(path)
-    return path.resolve()
-

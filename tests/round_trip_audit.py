@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from label_studio_sdk import LabelStudio
 
+from review.training_data import corrections_as_listings
 from store import CorrectionError, Store
 from store.repository import check_spans
 
@@ -30,7 +31,7 @@ def tally(store: Store, client: LabelStudio, project_id: int, expected: dict[int
     """`expected`: listing id -> spans its current correction should have."""
     allowed = set(attributes) | set(store.attributes())
     current = {item.text: sorted(((s.start, s.end, s.attribute) for s in item.spans)) for item in
-               store.corrections_as_listings()}
+               corrections_as_listings(store)}
     texts = {listing.id: listing.text for listing in store.list_listings()}
     lost = sum(current.get(texts[listing]) != sorted((s["start"], s["end"], s["attribute"]) for s in spans)
                for listing, spans in expected.items())

@@ -14,6 +14,7 @@ from label_studio_sdk import LabelStudio
 from PIL import Image
 
 from dram.spans import Span
+from review.training_data import corrections_as_listings
 from store import open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 from tests.label_studio_server import Server
@@ -120,7 +121,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
         ])
         edited = import_from_label_studio(store, label_studio.url, label_studio.token, PROJECT, attributes=ATTRIBUTES)
         assert (edited.added, edited.updated) == (0, 1)
-        training = {listing.id: listing for listing in store.corrections_as_listings(tmp_path / "photos")}
+        training = {listing.id: listing for listing in corrections_as_listings(store, tmp_path / "photos")}
         assert set(training) == {"shirt", f"listing-{mug}"}
         assert training[f"listing-{mug}"].spans == [Span(0, 7, "Material")]
         assert training["shirt"].image is not None and training["shirt"].image.read_bytes() == red

@@ -14,6 +14,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from dram.spans import Span
+from review.training_data import corrections_as_listings
 from store import Store, StoreBusyError, open_store
 from store import label_studio as label_studio_module
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
@@ -135,7 +136,7 @@ def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
     imported = import_(store, label_studio.url, project)
 
     assert (imported.added, imported.updated, imported.from_store, imported.rejected) == (0, 1, 0, [])
-    (listing,) = store.corrections_as_listings()
+    (listing,) = corrections_as_listings(store)
     assert listing.spans == [Span(0, 3, "colour"), Span(4, 10, "material")]
     # alice's saved version is kept beside the edit.
     assert [c.spans for c in store.corrections_for(shirt)] == [
@@ -170,7 +171,7 @@ def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_curr
     for listing in (app_first, ls_first):
         (conflict,) = [c for c in imported.conflicts if f"annotation {in_ls[listing].id}" in c]
         assert f"task {tasks[listing]}" in conflict.lower() and "both kept" in conflict
-    current = {item.text: item.spans for item in store.corrections_as_listings()}
+    current = {item.text: item.spans for item in corrections_as_listings(store)}
     assert current[TEXTS[0]] == [Span(18, 22, "size")]  # Label Studio's edit came last
     assert current[TEXTS[3]] == [Span(0, 5, "colour"), Span(6, 10, "material")]  # the app's came last
     assert len(store.corrections_for(app_first)) == len(store.corrections_for(ls_first)) == 3  # nothing lost

@@ -1,4 +1,4 @@
-"""The Annotate tab's logic without the UI: span edits, listing intake into a real SQLite store, versions."""
+"""The review package without the UI: span edits, listing intake into a real SQLite store, versions."""
 from __future__ import annotations
 
 import io
@@ -10,23 +10,19 @@ from PIL import Image
 from dram.inference import Extractor
 from dram.spans import Span
 from store import open_store
-from store.review import (
-    IntakeRow,
+from review.edits import (
     ReviewError,
     add_span,
-    import_for_review,
-    listing_key,
     rebound_span,
-    record_extraction,
     relabel_span,
     remove_span,
     span_choices,
     status_for,
-    version_choices,
-    version_for_checkpoint,
     word_bounds,
     word_choices,
 )
+from review.intake import IntakeRow, import_for_review, listing_key, record_extraction
+from review.versions import version_choices, version_table
 from tests.tiny_model import ATTRIBUTES, tiny_model, write_text_encoder
 
 TEXT = "Nike Men Navy Blue cotton T-Shirt"  # words: 0 Nike, 1 Men, 2 Navy, 3 Blue, 4 cotton, 5 T, 6 -, 7 Shirt
@@ -91,8 +87,8 @@ def test_status_is_accepted_only_when_the_model_spans_are_kept() -> None:
 
 
 def test_extracted_listing_enters_the_queue_once(store, extractor: Extractor) -> None:
-    version = version_for_checkpoint(store, Path("models/x"), {"test": {"tag_f1": 0.5}})
-    assert version_for_checkpoint(store, Path("models/x"), {}) == version
+    version = store.version_for_checkpoint(Path("models/x"), {"test": {"tag_f1": 0.5}}).id
+    assert store.version_for_checkpoint(Path("models/x"), {}).id == version
     assert store.active_model_version().id == version  # the first version registered is the one in use
     extraction = extractor.extract(TEXT, tau_r=0.0)
     first = record_extraction(store, extraction, None, version)
@@ -125,8 +121,6 @@ def test_import_queues_good_rows_and_reports_bad_ones(store, extractor: Extracto
 
 
 def test_the_version_table_shows_promoted_and_not_promoted_versions_with_their_figures(store) -> None:
-    from store.review import version_table
-
     default = store.register_model_version("default", "models/default", {"test": {"tag_f1": 0.98}})
     figures = lambda replay, corrections: {"heldout": {"tag_f1": replay}, "corrections": {"tag_f1": corrections}}  # noqa: E731
     store.register_model_version("v2", "models/v2", {

@@ -14,6 +14,7 @@ from PIL import Image
 
 from dram.errors import ImageError
 from dram.spans import Span
+from review.training_data import corrections_as_listings
 from store import CorrectionError, StoreBusyError, open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, from_ls_offset, import_from_label_studio, to_ls_offset
 from store.models import Correction
@@ -47,7 +48,7 @@ def test_round_trip_gives_training_listings_with_photo_files(store, tmp_path: Pa
     )
     store.save_correction(listing_id, "alice", [Span(4, 10, "Material"), Span(0, 3, "Color")], prediction_id=prediction_id)
 
-    (listing,) = store.corrections_as_listings(tmp_path / "cache")
+    (listing,) = corrections_as_listings(store, tmp_path / "cache")
     assert listing.id == "sku-1" and listing.text == TEXT
     assert listing.spans == [Span(0, 3, "Color"), Span(4, 10, "Material")]
     assert listing.image is not None and listing.image.read_bytes() == photo
@@ -63,7 +64,7 @@ def test_latest_correction_wins_and_skipped_listings_are_left_out_of_training(st
     store.save_correction(second, "alice", [Span(0, 4, "Color")])
     store.save_correction(second, "bob", [], status="skipped")
 
-    (listing,) = store.corrections_as_listings(tmp_path / "cache")
+    (listing,) = corrections_as_listings(store, tmp_path / "cache")
     assert listing.id == f"listing-{first}" and listing.spans == [Span(4, 10, "Material")] and listing.image is None
 
 
@@ -275,13 +276,10 @@ def test_a_lock_released_during_the_retries_lets_the_save_through(db_url: str) -
 def test_an_exception_inside_a_save_leaves_nothing_half_written(store) -> None:
     listing = store.add_listing(TEXT)
 
-    def half_save(session) -> None:
+    with pytest.raises(RuntimeError, match="simulated crash"), store.db.transaction() as session:
         session.add(Correction(listing_id=listing, annotator="alice", spans=[], status="corrected"))
         session.flush()  # the row is in the database transaction...
         raise RuntimeError("simulated crash")  # ...when the save dies
-
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        store.db.run(half_save)
     assert store.all_corrections() == []
     assert store.progress() == (0, 1)
 
@@ -289,14 +287,10 @@ def test_an_exception_inside_a_save_leaves_nothing_half_written(store) -> None:
 def _die_mid_save(url: str, listing_id: int) -> None:
     import os
 
-    with open_store(url) as store:
-
-        def work(session) -> None:
-            session.add(Correction(listing_id=listing_id, annotator="ghost", spans=[], status="corrected"))
-            session.flush()
-            os._exit(3)  # the process is gone with the transaction open
-
-        store.db.run(work)
+    with open_store(url) as store, store.db.transaction() as session:
+        session.add(Correction(listing_id=listing_id, annotator="ghost", spans=[], status="corrected"))
+        session.flush()
+        os._exit(3)  # the process is gone with the transaction open
 
 
 def test_a_process_killed_mid_save_leaves_nothing_behind(db_url: str) -> None:
@@ -385,7 +379,7 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
         assert correction.annotator == "alice" and correction.spans == [Span(0, 3, "Color")]
         assert store.attributes() == []
         store.save_correction(1, "bob", [Span(4, 10, "Material")])
-        (listing,) = store.corrections_as_listings(tmp_path / "cache")
+        (listing,) = corrections_as_listings(store, tmp_path / "cache")
         assert listing.spans == [Span(4, 10, "Material")]
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)

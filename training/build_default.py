@@ -15,14 +15,13 @@ from pathlib import Path
 from dram.checkpoint import save_checkpoint
 from dram.config import DramConfig
 from dram.inference import Extractor
+from dram.paths import BUNDLE, DEFAULT_CHECKPOINT, ROOT
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, prepare
 from training.train import train_model
 
 log = logging.getLogger("training.build_default")
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "assets" / "myntra-small"
-DEFAULT_OUT = ROOT / "models" / "default"
+DEFAULT_OUT = DEFAULT_CHECKPOINT  # the folder the app loads by default
 
 
 def is_built(out: Path = DEFAULT_OUT) -> bool:

@@ -25,20 +25,19 @@ from pathlib import Path
 
 import torch
 
-from dram.checkpoint import load_checkpoint, save_checkpoint
+from dram.checkpoint import load_checkpoint, read_metrics, save_checkpoint
 from dram.errors import DramInputError
 from dram.listings import Listing
-from sqlalchemy.engine import make_url
+from dram.paths import BUNDLE
 
+from review.training_data import corrections_as_listings
 from store import ModelVersionInfo, Store, open_store
-from store.db import default_url
+from store.db import default_url, sqlite_file
 from training.common import check_attributes, load_data, run_cli, setup_logging
 from training.loop import TrainSettings, evaluate, fit, prepare
 from training.train import add_training_arguments, settings_from
 
 log = logging.getLogger("training.finetune")
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLE = ROOT / "assets" / "myntra-small"
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
 MAX_REPLAY_DROP = 0.003  # TAG-F1 (a fraction): 0.3 points
 
@@ -123,7 +122,7 @@ def replay_sample(replay: list[Listing], size: int, corrections: list[Listing], 
 
 def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
     """The store's corrections as training listings, or `FinetuneError` when there are none."""
-    listings = store.corrections_as_listings(photo_cache)
+    listings = corrections_as_listings(store, photo_cache)
     if not listings:
         raise FinetuneError(
             f"The store {store.db.url} has no corrections to learn from (skipped listings do not count). "
@@ -156,14 +155,9 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
             log.warning("the store's active version %s (%s) is not the checkpoint being fine-tuned (%s); "
                         "it is still recorded as the parent", active.name, active.checkpoint_path, source)
         return active
-    for version in store.list_model_versions():
-        if Path(version.checkpoint_path).resolve() == source.resolve():
-            return version
-    metrics_file = source / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    version_id = store.register_model_version(source.name, source.resolve(), metrics, activate=False)
-    log.info("registered the source checkpoint %s as model version %d", source, version_id)
-    return next(v for v in store.list_model_versions() if v.id == version_id)
+    version = store.version_for_checkpoint(source, read_metrics(source), activate=False)
+    log.info("the source checkpoint %s is model version %d", source, version.id)
+    return version
 
 
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
@@ -235,10 +229,9 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
 def existing_store_url(url: str | None) -> str:
     """The store URL, refusing a SQLite file that does not exist (opening it would create an empty store)."""
     url = url or default_url()
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and not Path(database).exists():
-        raise FinetuneError(f"There is no store at {database}; pass the --db URL the app saves corrections to.")
+    file = sqlite_file(url)
+    if file is not None and not file.exists():
+        raise FinetuneError(f"There is no store at {file}; pass the --db URL the app saves corrections to.")
     return url
 
 
