@@ -13,15 +13,22 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 import torch
 from PIL import Image
 from torch import nn
 from torchvision import transforms
 
 from dram.errors import CheckpointError
+
+
+def stay_offline() -> None:
+    """Tell Hugging Face libraries never to reach the hub: every encoder here is a local file.
+
+    For entry points (the app, the command-line jobs), before anything imports huggingface_hub,
+    which reads these once; a library import never changes the caller's environment.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 MPNET_FOLDER = Path(sys.prefix) / "share" / "dram-encoders" / "all-mpnet-base-v2"

@@ -6,12 +6,13 @@ or confidence, and the overlap rule is `dram.spans.clash`, the one the store and
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from dram.spans import Span, clash, covered_words, reading_order
 from dram.tagging import split_words
 from store.errors import CorrectionError
+from store.repository import QueueItem
 
 
 class ReviewError(CorrectionError):
@@ -99,3 +100,30 @@ def span_choices(text: str, spans: Sequence[Span]) -> list[tuple[str, int]]:
 def status_for(spans: Sequence[Span], predicted: Sequence[Span]) -> str:
     """'accepted' when the annotator kept the model's spans exactly, else 'corrected'."""
     return "accepted" if clean_spans(spans) == clean_spans(predicted) else "corrected"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """The listing an annotator is reviewing: the model's spans as predicted and as edited so far."""
+
+    listing_id: int
+    external_id: str | None
+    text: str
+    photo_sha256: str | None
+    prediction_id: int | None
+    predicted: tuple[Span, ...]
+    spans: tuple[Span, ...]
+
+    @classmethod
+    def from_queue(cls, item: QueueItem) -> ReviewItem:
+        predicted = tuple(clean_spans(item.spans))
+        return cls(item.listing_id, item.external_id, item.text, item.photo_sha256, item.prediction_id,
+                   predicted, predicted)
+
+    def with_spans(self, spans: Iterable[Span]) -> ReviewItem:
+        return replace(self, spans=tuple(spans))
+
+    @property
+    def status(self) -> str:
+        """What saving it means: 'accepted' when the model's spans were kept exactly, else 'corrected'."""
+        return status_for(self.spans, self.predicted)

@@ -1,14 +1,21 @@
-"""Session-wide fixtures: ONE real Label Studio server for every test module that needs it."""
+"""Fixtures shared by the test modules: the tiny text encoder, one torch thread, ONE real Label Studio server
+and ONE running app per session (each started only when a test asks for it)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+import torch
 
+from dram.encoders import stay_offline
+from tests.app_server import ATTRIBUTES, launch_app, stop_app
 from tests.label_studio_server import Server, ServerFailed, label_studio_bin, running_label_studio
+from tests.tiny_model import write_text_encoder
 
 log = logging.getLogger(__name__)
+stay_offline()  # pytest is an entry point too: nothing in a test may reach the Hugging Face hub
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +30,42 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             yield server
     except ServerFailed as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random BERT written once per session: the text encoder of every tiny test model."""
+    return write_text_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is ~100x faster than two when other jobs share the 2 cores
+    (OpenMP threads spin against each other). Restored after each test. Modules of tiny-model
+    tests use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def app_checkpoint() -> Path:
+    """The default model the app ships with: built by scripts/test.sh before the suite, or here if missing."""
+    from dram.config import DramConfig
+    from training import build_default
+
+    path = build_default.DEFAULT_OUT
+    if not build_default.is_built(path):
+        build_default.build(path)
+    assert DramConfig.load(path / "config.json").attributes == ATTRIBUTES, "default model has another label map"
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_url(app_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_file = tmp_path_factory.mktemp("app-log") / "app.log"
+    url, process = launch_app(app_checkpoint, log_file)
+    yield url
+    stop_app(process)
+    log.info("app log: %s", log_file)

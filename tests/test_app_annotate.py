@@ -13,13 +13,10 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-pytest.register_assert_rewrite("tests.conftest_app")
-from dram.checkpoint import save_checkpoint  # noqa: E402
-from store import open_store  # noqa: E402
-from tests.conftest_app import ATTRIBUTES, launch_app, stop_app  # noqa: E402
-from tests.tiny_model import ATTRIBUTES as TINY_ATTRIBUTES, tiny_model, write_text_encoder  # noqa: E402
-
-pytest_plugins = ["tests.conftest_app"]
+from dram.checkpoint import save_checkpoint
+from store import open_store
+from tests.app_server import ATTRIBUTES, launch_app, stop_app
+from tests.tiny_model import ATTRIBUTES as TINY_ATTRIBUTES, tiny_model, write_text_encoder
 
 SURE = "Puma Men Black Sports Shoes"
 UNSURE = "Roadster Men Navy Blue Casual Shirt"

@@ -13,10 +13,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-pytest.register_assert_rewrite("tests.conftest_app")
-from tests.conftest_app import ATTRIBUTES, ROOT, launch_app, stop_app  # noqa: E402
-
-pytest_plugins = ["tests.conftest_app"]
+from tests.app_server import ATTRIBUTES, ROOT, launch_app, stop_app
 
 EXAMPLES = ROOT / "assets" / "examples"
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
@@ -86,24 +83,25 @@ def test_tau_between_scores_splits_the_attributes(client: Client):
 
 def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
     """The UI keeps the EncodedListing in gr.State; moving tau_R must only call decode."""
-    import app
+    from ui.extract_tab import encode_listing, render
+    from ui.serving import ModelHandle
 
-    handle = app.ModelHandle(app_checkpoint).load()
-    session = app._encode(handle, TITLE, str(PHOTO))
+    handle = ModelHandle(app_checkpoint).load()
+    session = encode_listing(handle, TITLE, str(PHOTO))
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("the encoders ran again")
 
     monkeypatch.setattr(handle.extractor, "encode", no_encoding)
     monkeypatch.setattr(handle.extractor, "encode_many", no_encoding)
-    all_on = app._render(session, 0.0, handle)
+    all_on = render(session, 0.0, handle)
     assert session.extraction.selected == ATTRIBUTES
-    all_off = app._render(session, 1.0, handle)
+    all_off = render(session, 1.0, handle)
     assert session.extraction.selected == [] and all_off[2] == []  # table rows
     assert all_off[1] == [(TITLE, None)]  # nothing highlighted
     chart_lines = [line.get_ydata()[0] for line in all_off[3].axes[0].get_lines()]
     assert 1.0 in chart_lines
-    app._render(session, 0.0, handle)
+    render(session, 0.0, handle)
     assert len(all_on[4]) == len(session.extraction.spans)  # one heatmap per extracted value
 
 
@@ -161,7 +159,7 @@ def test_one_pixel_photo_works_with_a_warning(client: Client, tmp_path: Path):
     assert any("1x1 pixels" in w for w in result["warnings"])
 
 
-def test_big_photo_is_downscaled_not_refused(client: Client, tmp_path: Path):
+def test_a_12_megapixel_photo_is_read_not_refused(client: Client, tmp_path: Path):
     gradient = np.linspace(0, 255, 4000, dtype=np.uint8)
     big = Image.fromarray(np.tile(gradient, (3000, 1))).convert("RGB")
     result = extract(client, TITLE, _save(tmp_path, "big.jpg", big, quality=70))
@@ -186,7 +184,7 @@ def test_unusual_colour_modes_are_read(client: Client, tmp_path: Path, name: str
     assert result["warnings"] == []
 
 
-def test_animated_gif_uses_its_first_frame(client: Client, tmp_path: Path):
+def test_an_animated_gif_is_read(client: Client, tmp_path: Path):
     frames = [Image.new("P", (60, 80), i) for i in (1, 2, 3)]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)

@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.conftest_app")
-from tests.conftest_app import ROOT  # noqa: E402
-
-pytest_plugins = ["tests.conftest_app"]
+from tests.app_server import ROOT
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""dram.audit directly, without the app: reading a batch, unpacking its photos, the "usually has" rule."""
+"""ui.audit directly, without the app: reading a batch, unpacking its photos, the "usually has" rule."""
 from __future__ import annotations
 
 import csv
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dram import audit
-from dram.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
+from ui import audit
+from ui.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
 from dram.errors import DramInputError
 from dram.inference import Extraction
 from dram.spans import Span

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 import dram.checkpoint as checkpoint
 from dram.checkpoint import load_checkpoint, save_checkpoint
 from dram.config import DramConfig
 from dram.errors import CheckpointError
-from tests.tiny_model import (  # noqa: F401 (fixtures)
-    clone, make_batch, one_torch_thread, tiny_encoder_dir, tiny_image_encoder, tiny_model, train_listings,
-)
+from tests.tiny_model import clone, make_batch, tiny_image_encoder, tiny_model, train_listings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 METRICS = {"valid": {"tag_f1": 0.5, "cls_f1": 0.75}}
 

@@ -11,7 +11,8 @@ from torch import nn
 
 from dram.encoders import load_image_encoder
 from dram.images import load_image
-from tests.tiny_model import one_torch_thread  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[:6]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 from PIL import Image
 
@@ -18,7 +17,9 @@ from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
 from dram.model import DecodedSpan
 from dram.tagging import split_words
-from tests.tiny_model import count_encoder_calls, one_torch_thread, tiny_encoder_dir, tiny_model  # noqa: F401 (fixtures)
+from tests.tiny_model import count_encoder_calls, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[0]

@@ -6,8 +6,10 @@ import torch
 from PIL import Image
 
 from dram.listings import Listing
-from tests.tiny_model import listing, one_torch_thread, tiny_encoder_dir, tiny_model, write_text_encoder  # noqa: F401
+from tests.tiny_model import listing, tiny_model, write_text_encoder
 from training.loop import TrainSettings, fit, make_batch, prepare
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def with_photos(tmp_path, listings: list[Listing], broken: int | None = None) -> list[Listing]:

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from dram.config import VARIANTS
-from dram.inference import char_spans
 from dram.metrics import ExtractionScorer
-from tests.tiny_model import (  # noqa: F401 (fixtures)
-    count_encoder_calls, listing, make_batch, one_torch_thread, tiny_encoder_dir, tiny_model, train_listings,
-)
+from dram.spans import char_spans
+from tests.tiny_model import count_encoder_calls, listing, make_batch, tiny_model, train_listings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _nonzero_grad(param: torch.Tensor) -> bool:
@@ -244,3 +244,4 @@ def test_frozen_fraction_keeps_embeddings_and_lower_layers_and_trains_the_upper_
     assert all(p.grad is None and not p.requires_grad for p in layers[0].parameters())
     assert _nonzero_grad(layers[1].attention.self.query.weight)
     assert _nonzero_grad(model.tem.out.weight)  # TEM still learns through the frozen layers
+

@@ -1,4 +1,4 @@
-"""dram.visualize: heat maps line up with the photo and keep their meaning; the ARM chart shows the decision."""
+"""ui.visualize: heat maps line up with the photo and keep their meaning; the ARM chart shows the decision."""
 from __future__ import annotations
 
 import io
@@ -11,7 +11,7 @@ from matplotlib.colors import to_rgb, to_rgba
 from PIL import Image
 
 from dram.spans import Span
-from dram.visualize import (
+from ui.visualize import (
     SELECTED_COLOUR,
     THRESHOLD_COLOUR,
     UNSELECTED_COLOUR,

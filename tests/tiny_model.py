@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 from torchvision import transforms
@@ -110,23 +109,8 @@ def make_batch(model: DramModel, tokenizer, listings: list[Listing], with_image:
     return collate(texts, flags, pixels=pixels, gold=targets, pad_id=tokenizer.pad_token_id or 0), texts
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder_dir(tmp_path_factory) -> str:
-    return write_text_encoder(tmp_path_factory.mktemp("tiny-bert"))
-
-
 def clone(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is ~100x faster than two when other jobs share the 2 cores
-    (OpenMP threads spin against each other). Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TRAIN_LISTINGS = [

@@ -1,40 +1,17 @@
-"""Fixtures for the app tests: one checkpoint and one running app per test session.
-
-Loaded as a plugin (`pytest_plugins = ["tests.conftest_app"]` in the app test modules) so the
-session-scoped server is started once even when both app test modules run.
-"""
+"""Starting and stopping the real app (`python app.py`) for the app tests; the fixtures are in conftest.py."""
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
-
-import pytest
-
-log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The default model's label map (training data order: most frequent first).
 ATTRIBUTES = ["brand", "gender", "article_type", "colour", "pattern"]
 STARTUP_TIMEOUT_S = 180
-
-
-@pytest.fixture(scope="session")
-def app_checkpoint() -> Path:
-    """The default model the app ships with: built by scripts/test.sh before the suite, or here if missing."""
-    from dram.config import DramConfig
-    from training import build_default
-
-    path = build_default.DEFAULT_OUT
-    if not build_default.is_built(path):
-        build_default.build(path)
-    assert DramConfig.load(path / "config.json").attributes == ATTRIBUTES, "default model has another label map"
-    return path
 
 
 def free_port() -> int:
@@ -83,12 +60,3 @@ def stop_app(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-@pytest.fixture(scope="session")
-def app_url(app_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_file = tmp_path_factory.mktemp("app-log") / "app.log"
-    url, process = launch_app(app_checkpoint, log_file)
-    yield url
-    stop_app(process)
-    log.info("app log: %s", log_file)

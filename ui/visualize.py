@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
+from dram.spans import Span
+
 SELECTED_COLOUR = "#2563eb"
 UNSELECTED_COLOUR = "#b0b7c3"
 THRESHOLD_COLOUR = "#dc2626"

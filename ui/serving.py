@@ -1,0 +1,114 @@
+"""What every tab shares: the served model, the corrections store, and errors shown in plain words."""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from dram.errors import CheckpointError, DramInputError
+from dram.inference import Extractor
+from store import Store, StoreError, open_store
+from store.label_studio import LabelStudioError
+
+log = logging.getLogger("dram.app")
+
+BUILD_HINT = "python -m training.build_default"
+
+
+class UserFacingError(Exception):
+    """Raised inside handlers for problems whose message is meant for the person using the app."""
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn input errors into a readable gr.Error and anything unexpected into a short one, never a trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (DramInputError, CheckpointError, UserFacingError, StoreError, LabelStudioError) as err:
+            raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
+        except Exception as err:  # a bug, not the user's fault: log it, show a short note
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error("Something went wrong on the server while processing this request; "
+                           "the details are in the server log.", print_exception=False) from err
+
+    return wrapper
+
+
+class ModelHandle:
+    """Loads the checkpoint once; keeps a readable reason instead of crashing when it is missing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.extractor: Extractor | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> "ModelHandle":
+        with self._lock:
+            if self.extractor is None and self.error is None:
+                try:
+                    self.extractor = Extractor.load(self.path)
+                    log.info("loaded %s on %s", self.path, self.extractor.device)
+                except CheckpointError as err:
+                    self.error = (f"No usable model at `{self.path}`. Build the default model with "
+                                  f"`{BUILD_HINT}`, or point DRAM_CHECKPOINT at a checkpoint folder. ({err})")
+                    log.error("%s", self.error)
+        return self
+
+    def get(self) -> Extractor:
+        self.load()
+        if self.extractor is None:
+            raise UserFacingError(self.error or "The model is not loaded.")
+        return self.extractor
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.extractor.attributes if self.extractor else []
+
+    def version_in(self, store: Store) -> int:
+        """The store's version id of the model being served (registered on first use)."""
+        return store.version_for_checkpoint(self.path, self.get().metrics).id
+
+    @property
+    def default_tau(self) -> float:
+        return self.extractor.config.tau_r if self.extractor else 0.5
+
+    def swap(self, path: Path) -> Extractor:
+        """Load another checkpoint and serve it from the next request on, without a restart.
+
+        The new model is loaded before the lock is taken, so requests keep being served by the
+        old one meanwhile; a checkpoint that fails to load leaves the old one in place.
+        """
+        extractor = Extractor.load(path)
+        with self._lock:
+            self.extractor, self.path, self.error = extractor, Path(path), None
+        log.info("now serving %s", path)
+        return extractor
+
+
+class StoreHandle:
+    """The corrections store (DRAM_DB_URL or ./dram-store.sqlite), opened on first use."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                try:
+                    self._store = open_store(self.url)
+                except Exception as err:
+                    log.exception("could not open the store")
+                    raise UserFacingError(f"The corrections store could not be opened ({err}); check DRAM_DB_URL.") from err
+            return self._store
