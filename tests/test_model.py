@@ -245,3 +245,14 @@ def test_frozen_fraction_keeps_embeddings_and_lower_layers_and_trains_the_upper_
     assert _nonzero_grad(layers[1].attention.self.query.weight)
     assert _nonzero_grad(model.tem.out.weight)  # TEM still learns through the frozen layers
 
+
+def test_the_model_reads_its_config_without_writing_into_it(tiny_encoder_dir) -> None:
+    from dram.encoders import load_text_encoder
+    from dram.model import DramModel
+    from tests.tiny_model import tiny_config, tiny_image_encoder
+
+    config = tiny_config(tiny_encoder_dir)
+    given = repr(config)
+    model = DramModel(config, load_text_encoder(tiny_encoder_dir), tiny_image_encoder())
+    assert repr(config) == given and config.hidden_size == 0
+    assert model.config.hidden_size > 0 and model.config.image_channels > 0 and model.config.attributes == config.attributes

@@ -15,12 +15,12 @@ import logging
 import statistics
 from pathlib import Path
 
-import torch
 
 from dram.config import VARIANTS, DramConfig
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import predict, prepare, score
-from training.train import add_model_arguments, add_training_arguments, config_from, settings_from, train_model
+from training.options import JobSettings, settings_from
+from training.train import add_model_arguments, add_training_arguments, config_from, train_model, train_settings_from
 
 log = logging.getLogger("training.ablation")
 NO_ARM = "(no ARM)"
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     args.arm_policy = policy
                 config = config_from(args, attributes, variant)
                 log.info("== %s (%s policy), seed %d", variant, policy, seed)
-                model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
+                model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), args.device)
                 data = prepare(model, tokenizer, test, args.cache_dir)
                 predictions = predict(model, tokenizer, data, progress=True)
                 overall = score(model, data, predictions)
@@ -105,8 +105,7 @@ def main() -> None:
         return
     if not (args.train and args.test):
         parser.error("--train and --test are required (or --table to print saved runs)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    settings_from(JobSettings, args).apply()
     print(table(run(args)))
 
 

@@ -17,7 +17,8 @@ from dram.config import DramConfig
 from dram.inference import Extractor
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT, ROOT
 from training.common import attribute_set, load_data, run_cli, setup_logging
-from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, prepare
+from training.loop import TrainSettings, evaluate, prepare
+from training.options import DEFAULT_CACHE, JobSettings, add_options, settings_from
 from training.train import train_model
 
 log = logging.getLogger("training.build_default")
@@ -29,7 +30,7 @@ def is_built(out: Path = DEFAULT_OUT) -> bool:
 
 
 def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = None, max_train: int | None = None,
-          seed: int = 13, cache_dir: Path = DEFAULT_CACHE, device: str | None = None) -> dict:
+          seed: int = TrainSettings.seed, cache_dir: Path = DEFAULT_CACHE, device: str | None = None) -> dict:
     started = time.monotonic()
     train = load_data(data / "train.jsonl", "train")[:max_train]
     valid = load_data(data / "valid.jsonl", "valid")
@@ -50,14 +51,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data", type=Path, default=BUNDLE, help="folder with train/valid/test.jsonl")
-    parser.add_argument("--epochs", type=int, help="default: the training budget of training.train")
-    parser.add_argument("--max-train", type=int)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
-    parser.add_argument("--device")
+    parser.add_argument("--max-train", type=int, help="use at most this many training listings")
+    add_options(parser, TrainSettings, ("epochs", "seed"))
+    add_options(parser, JobSettings)
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     args = parser.parse_args()
     setup_logging()
+    settings_from(JobSettings, args).apply()
     if args.if_missing and is_built(args.out):
         log.info("%s exists; not rebuilding (drop --if-missing to rebuild)", args.out)
     else:

@@ -7,21 +7,33 @@ import random
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from dram.encoders import stay_offline
 from dram.errors import CheckpointError, DramInputError
 from dram.listings import Listing
 from dram.readers import read_listings
+from training.options import JobSettings, add_options, settings_from
 
 log = logging.getLogger("training")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --cache-dir and --device, as every job that reads a checkpoint takes them."""
-    from training.loop import DEFAULT_CACHE
-
+    """--checkpoint and the job's options (--device, --threads, --cache-dir), as every job that reads a
+    checkpoint takes them."""
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    add_options(parser, JobSettings)
+
+
+def open_checkpoint(args: argparse.Namespace) -> tuple[Any, Any, JobSettings]:
+    """(model, tokenizer, job settings) for a job given `add_checkpoint_arguments`: the checkpoint on
+    --device, with --threads applied to the process."""
+    from dram.checkpoint import load_checkpoint
+
+    job = settings_from(JobSettings, args)
+    job.apply()
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, job.device)
+    return model, tokenizer, job
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -74,7 +86,8 @@ def check_attributes(model_attributes: list[str], listings: list[Listing], stric
 
 
 def run_cli(main) -> None:
-    """Turn the errors users can fix into one clear line instead of a traceback."""
+    """Run a job offline, turning the errors users can fix into one clear line instead of a traceback."""
+    stay_offline()
     try:
         main()
     except (DramInputError, CheckpointError) as err:

@@ -10,9 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
-from dram.checkpoint import load_checkpoint
 from dram.metrics import format_report, format_slot_report
-from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
+from training.common import add_checkpoint_arguments, check_attributes, load_data, open_checkpoint, run_cli, setup_logging
 from training.loop import evaluate, prepare
 
 
@@ -22,19 +21,20 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--tau-r", type=float, help="threshold (default: the checkpoint's)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this file")
-    parser.add_argument("--no-image", action="store_true", help="ignore the photos")
+    parser.add_argument("--ignore-photos", "--no-image", action="store_true", dest="ignore_photos",
+                        help="read the text only, as if the listings had no photos (--no-image: the old name)")
     parser.add_argument("--min-colour-words", type=int,
                         help="only listings whose title has at least this many colour words (Myntra's meta field)")
     args = parser.parse_args()
     setup_logging()
-    model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
+    model, tokenizer, job = open_checkpoint(args)
     listings = load_data(args.data, "data")
     if args.min_colour_words:
         listings = [l for l in listings if l.meta.get("n_colour_words", 0) >= args.min_colour_words]
         if not listings:
             raise SystemExit("error: no listing has that many colour words (is this Myntra data from prepare_myntra?)")
     check_attributes(model.config.attributes, listings)
-    data = prepare(model, tokenizer, listings, args.cache_dir, use_images=not args.no_image)
+    data = prepare(model, tokenizer, listings, job.cache_dir, use_images=not args.ignore_photos)
     summary = evaluate(model, tokenizer, data, args.tau_r, progress=True)
     print(format_report(summary))
     print()

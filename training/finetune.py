@@ -23,7 +23,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
 
 from dram.checkpoint import load_checkpoint, read_metrics, save_checkpoint
 from dram.errors import DramInputError
@@ -35,7 +34,8 @@ from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file
 from training.common import check_attributes, load_data, run_cli, setup_logging
 from training.loop import TrainSettings, evaluate, fit, prepare
-from training.train import add_training_arguments, settings_from
+from training.options import JobSettings, settings_from
+from training.train import add_training_arguments, train_settings_from
 
 log = logging.getLogger("training.finetune")
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
@@ -263,11 +263,10 @@ def main() -> None:
                         help="activate the new version even if it is worse on the held-out figures")
     args = parser.parse_args()
     setup_logging()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    settings_from(JobSettings, args).apply()
     replay = load_data(args.replay, "replay") if args.replay_size > 0 else []
     heldout = load_data(args.heldout, "heldout")
-    settings = settings_from(args)
+    settings = train_settings_from(args)
     with open_store(existing_store_url(args.db)) as store:
         result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
                           args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device,

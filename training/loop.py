@@ -5,7 +5,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,9 +22,9 @@ from dram.model import DramModel, EncoderOutput
 from dram.region_cache import region_features
 from dram.spans import Span, char_spans
 from dram.value_lookup import cross_fitted, prior_features
+from training.options import DEFAULT_CACHE
 
 log = logging.getLogger(__name__)
-DEFAULT_CACHE = Path(".cache/features")
 
 
 @dataclass
@@ -33,16 +33,22 @@ class TrainSettings:
     # at least `min_epochs` and at most `max_epochs` passes, and with a validation set, a stop
     # once `patience` epochs in a row did not improve on the best validation TAG-F1 (not before
     # half the planned epochs).
-    epochs: int | None = None
+    epochs: int | None = field(default=None, metadata={
+        "help": "passes over the data",
+        "default_help": "a budget of optimizer steps that follows the data, stopping early on the validation set"})
     target_steps: int = 1000
     min_epochs: int = 3
     max_epochs: int = 40
-    patience: int | None = 3
-    batch_size: int = 16  # small sets need updates more than large batches
-    lr_encoder: float = 5e-5  # the paper's fine-tuning rate
-    lr_heads: float = 1e-3  # fresh layers (TEM, ARM, decoder) learn faster
-    seed: int = 13
-    max_minutes: float | None = None
+    patience: int | None = field(default=3, metadata={
+        "help": "stop after this many epochs without a better validation TAG-F1 (0: never)"})
+    batch_size: int = field(default=16, metadata={"help": "listings per batch"})  # small sets need updates more
+    lr_encoder: float = field(default=5e-5, metadata={  # the paper's fine-tuning rate
+        "help": "learning rate of the language model", "decided_later": True,
+        "default_help": "{default}; the text-only profile's when no training listing has a photo"})
+    lr_heads: float = field(default=1e-3, metadata={  # fresh layers (TEM, ARM, decoder) learn faster
+        "help": "learning rate of TEM, ARM and the decoder"})
+    seed: int = field(default=13, metadata={"help": "random seed (validation split, initialisation, batch order)"})
+    max_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})
     cache_dir: Path | None = DEFAULT_CACHE
 
 

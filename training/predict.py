@@ -8,8 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dram.checkpoint import load_checkpoint
-from training.common import add_checkpoint_arguments, load_data, run_cli, setup_logging
+from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging
 from training.loop import predict, prepare
 
 
@@ -21,9 +20,9 @@ def main() -> None:
     parser.add_argument("--tau-r", type=float)
     args = parser.parse_args()
     setup_logging()
-    model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
+    model, tokenizer, job = open_checkpoint(args)
     listings = load_data(args.input, "input")
-    data = prepare(model, tokenizer, listings, args.cache_dir)
+    data = prepare(model, tokenizer, listings, job.cache_dir)
     predicted = dict(zip((id(l) for l in data.listings), predict(model, tokenizer, data, args.tau_r, progress=True)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:

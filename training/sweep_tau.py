@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dram.checkpoint import load_checkpoint
 from dram.model import DramModel
-from training.common import add_checkpoint_arguments, check_attributes, load_data, run_cli, setup_logging
+from training.common import add_checkpoint_arguments, check_attributes, load_data, open_checkpoint, run_cli, setup_logging
 from training.loop import PreparedData, decode_batch, encoded_batches, merge_windows, prepare, score
 
 
@@ -30,10 +29,10 @@ def main() -> None:
     parser.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     args = parser.parse_args()
     setup_logging()
-    model, tokenizer, _ = load_checkpoint(args.checkpoint, args.device)
+    model, tokenizer, job = open_checkpoint(args)
     listings = load_data(args.data, "data")
     check_attributes(model.config.attributes, listings)
-    data = prepare(model, tokenizer, listings, args.cache_dir)
+    data = prepare(model, tokenizer, listings, job.cache_dir)
     results = sweep(model, tokenizer, data, [float(t) for t in args.taus.split(",")])
     print("| tau_R | CLS-F1 | TAG-F1 | P | R |\n|---|---|---|---|---|")
     for tau, s in results.items():

@@ -10,60 +10,39 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
-from dram.config import ARM_POLICIES, CLASSIFIER_POOLING, VARIANTS, DramConfig
+from dram.config import VARIANTS, DramConfig
 from dram.value_lookup import ValueLookup
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
-from training.loop import DEFAULT_CACHE, TrainSettings, evaluate, fit, prepare
+from training.loop import TrainSettings, evaluate, fit, prepare
+from training.options import JobSettings, add_options, options_given, settings_from
 
 log = logging.getLogger("training.train")
 
 
+MODEL_OPTIONS = ("text_encoder", "image_encoder", "frozen_fraction", "arm_policy", "tau_r", "classifier_pooling",
+                 "loss_lambda", "max_tokens", "value_prior")  # the DramConfig fields a job may set
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", choices=VARIANTS,
-                        help="default: dram, or text-only when no training listing has a photo")
-    parser.add_argument("--no-image", action="store_true", help="text-only (same as --variant text-only)")
-    parser.add_argument("--decoder", choices=("arm", "joint"),
-                        help="arm: ARM selects attributes, one B-I-O BiLSTM+CRF per attribute (the paper); "
-                             "joint: one BiLSTM+CRF over every attribute's tags (default: the variant's; "
-                             "joint when no training listing has a photo)")
-    parser.add_argument("--arm-policy", choices=ARM_POLICIES, default=DramConfig.arm_policy)
-    parser.add_argument("--tau-r", type=float, default=DramConfig.tau_r)
-    parser.add_argument("--classifier-pooling", choices=CLASSIFIER_POOLING, default=DramConfig.classifier_pooling,
-                        help="what the attribute classifier reads: [CLS] (the paper) or the mean over tokens")
-    parser.add_argument("--loss-lambda", type=float, default=DramConfig.loss_lambda,
-                        help="weight of the attribute classifier's BCE in the loss")
-    parser.add_argument("--text-encoder", default="minilm", help="'minilm', 'mpnet' (after scripts/install_mpnet.sh) or a local BERT-style folder")
-    parser.add_argument("--image-encoder", default="efficientnet-lite0",
-                        help="'efficientnet-lite0' or 'torchvision:<arch>:<weights.pth>'")
-    parser.add_argument("--finetune-image-encoder", action="store_true",
-                        help="train the CNN jointly (decodes photos every step: for a GPU)")
-    parser.add_argument("--frozen-fraction", type=float,
-                        help="keep the word embeddings and this share of the lower encoder layers as pretrained "
-                             f"(default {DramConfig.frozen_fraction}; {TEXT_ONLY_PROFILE['frozen_fraction']} "
-                             "when no training listing has a photo)")
-    parser.add_argument("--value-prior", action=argparse.BooleanOptionalAction, default=DramConfig.value_prior,
-                        help="the decoder also reads which words are values seen in training (a dictionary "
-                             "saved with the checkpoint)")
-    parser.add_argument("--attributes", help="comma-separated attribute set (default: those in the training data)")
-    parser.add_argument("--max-tokens", type=int, default=DramConfig.max_tokens,
-                        help="sub-word tokens per window; longer texts are read in overlapping windows")
+    """The model's options: the variant and decoder (derived settings), then DramConfig's own fields."""
+    group = parser.add_argument_group("model (saved in the checkpoint's config.json)")
+    group.add_argument("--variant", choices=VARIANTS,
+                       help="default: dram, or text-only when no training listing has a photo")
+    group.add_argument("--no-image", action="store_true", help="the text-only variant (same as --variant text-only)")
+    group.add_argument("--decoder", choices=("arm", "joint"),
+                       help="arm: ARM selects attributes, one B-I-O BiLSTM+CRF per attribute (the paper); "
+                            "joint: one BiLSTM+CRF over every attribute's tags (default: the variant's; "
+                            "joint when no training listing has a photo)")
+    group.add_argument("--finetune-image-encoder", action="store_true",
+                       help="train the CNN jointly (decodes photos every step: for a GPU)")
+    group.add_argument("--attributes", help="comma-separated attribute set (default: those in the training data)")
+    add_options(group, DramConfig, MODEL_OPTIONS)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="passes over the data (default: about "
-                        f"{TrainSettings.target_steps} steps, {TrainSettings.min_epochs} to {TrainSettings.max_epochs} "
-                        "epochs, stopping early on the validation set)")
-    parser.add_argument("--patience", type=int, default=TrainSettings.patience,
-                        help="stop after this many epochs without a better validation TAG-F1 (0: never)")
-    parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
-    parser.add_argument("--lr-encoder", type=float, help=f"default {TrainSettings.lr_encoder} "
-                        f"({TEXT_ONLY_PROFILE['lr_encoder']} when no training listing has a photo)")
-    parser.add_argument("--lr-heads", type=float, default=TrainSettings.lr_heads)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="region feature cache")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    """The training loop's options (TrainSettings) and every job's (JobSettings: --device, --threads, --cache-dir)."""
+    add_options(parser.add_argument_group("training"), TrainSettings)
+    add_options(parser.add_argument_group("job"), JobSettings)
 
 
 # Without photos, nothing trainable sits below the language model: its frozen lower half is computed
@@ -81,22 +60,14 @@ def apply_text_only_profile(args: argparse.Namespace) -> None:
              "encoder learning rate %g)", args.decoder, 100 * args.frozen_fraction, args.lr_encoder)
 
 
-def settings_from(args: argparse.Namespace) -> TrainSettings:
-    return TrainSettings(epochs=args.epochs, patience=args.patience or None, batch_size=args.batch_size,
-                         lr_encoder=args.lr_encoder or TrainSettings.lr_encoder, lr_heads=args.lr_heads,
-                         seed=args.seed, max_minutes=args.max_minutes, cache_dir=args.cache_dir)
+def train_settings_from(args: argparse.Namespace) -> TrainSettings:
+    return settings_from(TrainSettings, args, cache_dir=args.cache_dir)
 
 
 def config_from(args: argparse.Namespace, attributes: list[str], variant: str | None = None) -> DramConfig:
     variant = variant or ("text-only" if args.no_image else args.variant or "dram")
     decoder = {} if getattr(args, "decoder", None) is None else {"use_arm": args.decoder == "arm"}
-    return DramConfig.for_variant(variant, attributes, **decoder, arm_policy=args.arm_policy, tau_r=args.tau_r,
-                                  loss_lambda=args.loss_lambda, classifier_pooling=args.classifier_pooling,
-                                  text_encoder=args.text_encoder, image_encoder=args.image_encoder,
-                                  max_tokens=args.max_tokens,
-                                  frozen_fraction=DramConfig.frozen_fraction if args.frozen_fraction is None
-                                  else args.frozen_fraction,
-                                  value_prior=args.value_prior,
+    return DramConfig.for_variant(variant, attributes, **decoder, **options_given(DramConfig, args),
                                   freeze_image_encoder=not args.finetune_image_encoder)
 
 
@@ -114,7 +85,7 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     metrics = {"train": {"listings": len(train_data), **result}}
     if valid_data is not None:
         metrics["valid"] = evaluate(model, tokenizer, valid_data)
-    config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
+    model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
     return model, tokenizer, metrics
 
 
@@ -128,8 +99,8 @@ def main() -> None:
     add_training_arguments(parser)
     args = parser.parse_args()
     setup_logging()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    job = settings_from(JobSettings, args)
+    job.apply()
     train = load_data(args.train, "train")
     if args.max_train:
         train = train[: args.max_train]
@@ -143,7 +114,7 @@ def main() -> None:
         apply_text_only_profile(args)
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
-    model, tokenizer, metrics = train_model(config, train, valid, settings_from(args), args.device)
+    model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device)
     save_checkpoint(model, tokenizer, args.out, metrics)
     summary = metrics.get("valid", {})
     log.info("saved %s  valid TAG-F1 %s", args.out, f"{summary['tag_f1']:.4f}" if summary else "n/a")
