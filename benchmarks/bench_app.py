@@ -32,7 +32,7 @@ from gradio_client import Client, handle_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest_app import launch_app, stop_app  # noqa: E402
+from tests.app_server import launch_app, stop_app  # noqa: E402
 
 log = logging.getLogger("bench_app")
 
