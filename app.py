@@ -21,8 +21,10 @@ Endpoint "/audit": inputs a CSV/JSONL listing file, an optional zip of photos, t
 result CSV, a markdown summary, the missing-attribute table and the problems table.
 
 Annotate tab (corrections store from DRAM_DB_URL, default ./dram-store.sqlite; logic in the review package):
-"/review_next", "/review_add" | "/review_relabel" | "/review_rebound" | "/review_remove" (span index,
-attribute, first word, last word), "/review_save" and "/review_skip" (annotator name), each returning the
+"/review_next" (annotator name: the listing is claimed for them, so app processes sharing a store never
+hand it to two annotators; empty: a look without a claim), "/review_add" | "/review_relabel" |
+"/review_rebound" | "/review_remove" (span index, attribute, first word, last word), "/review_save" and
+"/review_skip" (annotator name: saves, then claims their next listing), each returning the
 listing under review last as {"listing", "text", "spans", "predicted", "attributes"}; "/review_import"
 (listing file, photo zip); "/model_versions" and "/use_model" (version id: swaps the model, no restart).
 """

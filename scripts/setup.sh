@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
 reqs="${1:-requirements-dev.txt}"
-stamp=".venv/.installed-$(cat requirements.txt "$reqs" | sha1sum | cut -c1-12)"
+stamp=".venv/.installed-$(cat requirements*.txt "$reqs" | sha1sum | cut -c1-12)"
 if [ -f "$stamp" ]; then
     echo "environment up to date (.venv)"
     exit 0

@@ -1,8 +1,9 @@
-"""Corrections store: listings, predictions and annotators' corrections in SQLite (or any SQLAlchemy URL)."""
-from store.errors import CorrectionError, StoreBusyError, StoreError
+"""Corrections store: listings, predictions and annotators' corrections in SQLite or PostgreSQL."""
+from store.errors import ClaimError, CorrectionError, StoreBusyError, StoreError, StoreUnavailableError
 from store.repository import CorrectionInfo, ListingInfo, ModelVersionInfo, PredictionInfo, QueueItem, Store, open_store
 
 __all__ = [
+    "ClaimError",
     "CorrectionError",
     "CorrectionInfo",
     "ListingInfo",
@@ -12,5 +13,6 @@ __all__ = [
     "Store",
     "StoreBusyError",
     "StoreError",
+    "StoreUnavailableError",
     "open_store",
 ]

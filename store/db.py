@@ -5,7 +5,10 @@ repository on top, `store.repository`, does). Every save is one transaction, so 
 exception part-way leaves nothing behind. SQLite is used in WAL mode (readers never wait for
 the writer) and writes start with `BEGIN IMMEDIATE`, so two processes saving at once queue on
 the lock instead of failing half-way through a transaction; a lock held for too long ends in
-`StoreBusyError`.
+`StoreBusyError`. PostgreSQL (`DRAM_DB_URL=postgresql+psycopg://...`, for a team whose apps run on
+several machines) goes through the same code: a row lock waited on longer than `busy_timeout_s`
+(`lock_timeout`), a serialization failure or a deadlock ends the transaction (rolled back) in
+`StoreBusyError`, and a server that cannot be reached in `StoreUnavailableError`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from store.errors import StoreBusyError
+from store.errors import StoreBusyError, StoreError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +49,24 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
+# PostgreSQL SQLSTATEs meaning "another transaction is in the way": lock_not_available (lock_timeout),
+# serialization_failure, deadlock_detected. The transaction is rolled back, so nothing is half-saved.
+_PG_BUSY_STATES = {"55P03", "40001", "40P01"}
+
+
 def _is_busy(exc: OperationalError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in _PG_BUSY_STATES:
+        return True
     message = str(exc.orig).lower()
     return "database is locked" in message or "database is busy" in message or "database table is locked" in message
+
+
+def _is_unreachable(exc: OperationalError) -> bool:
+    """The server is down or the connection broke (PostgreSQL: no SQLSTATE, or class 08)."""
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", "") or ""
+    return exc.orig.__class__.__module__.startswith("psycopg") and (not state or state.startswith("08"))
 
 
 class Database:
@@ -77,11 +95,31 @@ class Database:
         try:
             yield session
             session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise self._failure(exc, mid_block=True) from exc
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def _failure(self, exc: OperationalError, *, mid_block: bool) -> Exception:
+        """What to raise for a database error: what happened and what the user can do, or the error itself."""
+        if _is_unreachable(exc):
+            return StoreUnavailableError(
+                f"The store {self.url} could not be reached ({str(exc.orig).strip().splitlines()[0]}). Start the "
+                "database server or fix DRAM_DB_URL, then try again; what was saved before is kept"
+                + (" (a save cut off by the failure either happened whole or not at all: look before redoing it)."
+                   if mid_block else ".")
+            )
+        if mid_block and _is_busy(exc):  # PostgreSQL: a row or table lock held elsewhere past lock_timeout
+            return StoreBusyError(
+                f"The store {self.url} is held by another program's transaction ({str(exc.orig).strip().splitlines()[0]}), "
+                "so this change was not saved (nothing half-saved; earlier saves are kept). Wait for it to finish "
+                "(another annotator's save, a migration, an open psql session) and try again."
+            )
+        return exc
 
     def _begin(self, write: bool) -> Session:
         delay = self.backoff_s
@@ -94,7 +132,10 @@ class Database:
             except OperationalError as exc:
                 session.close()
                 if not _is_busy(exc):
-                    raise
+                    failure = self._failure(exc, mid_block=False)
+                    if failure is exc:
+                        raise
+                    raise failure from exc
                 if attempt == self.retries:
                     raise StoreBusyError(
                         f"The store {self.url} stayed locked by another program through {self.retries + 1} "
@@ -114,9 +155,12 @@ class Database:
 
     def schema_is_current(self) -> bool:
         """Whether the schema is at the newest revision, read without taking the write lock."""
-        head = ScriptDirectory.from_config(self._config()).get_current_head()
+        head = self._head()
         with self.transaction(write=False) as session:
             return MigrationContext.configure(session.connection()).get_current_revision() == head
+
+    def _head(self) -> str | None:
+        return ScriptDirectory.from_config(self._config()).get_current_head()
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision.
@@ -128,7 +172,13 @@ class Database:
             return
         config = self._config()
         with self.transaction() as session:
-            config.attributes["connection"] = session.connection()
+            connection = session.connection()
+            if connection.dialect.name == "postgresql":
+                # Several app processes starting at once: one migrates, the others wait, then find it done.
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(720413)")
+                if MigrationContext.configure(connection).get_current_revision() == self._head():
+                    return
+            config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
     def close(self) -> None:
@@ -155,6 +205,9 @@ def open_database(url: str | None = None, *, busy_timeout_s: float = 5.0, retrie
                   backoff_s: float = 0.2) -> Database:
     """Open (creating and migrating if needed) the database at `url`, `DRAM_DB_URL` or ./dram-store.sqlite.
 
+    SQLite files and PostgreSQL (`postgresql+psycopg://user@host/db`, the database created
+    beforehand) are the two that are tested.
+
     A write waits up to `busy_timeout_s` for a lock, then is retried `retries` more times with
     exponential backoff starting at `backoff_s` before `StoreBusyError` is raised.
     """
@@ -162,8 +215,23 @@ def open_database(url: str | None = None, *, busy_timeout_s: float = 5.0, retrie
     file = sqlite_file(url)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_s} if is_sqlite else {})
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite:
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+    elif parsed.get_backend_name() == "postgresql":
+        try:
+            parsed.get_dialect().import_dbapi()
+        except ImportError as exc:
+            raise StoreError(
+                f"{url} needs the PostgreSQL driver ({exc}); install it with "
+                "`.venv/bin/pip install -r requirements-scale.txt` (or `pip install 'psycopg[binary]'`)."
+            ) from exc
+        # lock_timeout plays SQLite's busy_timeout; pre-ping replaces connections a server restart broke.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={
+            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}", "connect_timeout": 10})
+    else:
+        engine = create_engine(url)
     if is_sqlite:
         _configure_sqlite(engine, busy_timeout_s)
     db = Database(engine, retries=retries, backoff_s=backoff_s)

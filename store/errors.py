@@ -12,5 +12,13 @@ class StoreBusyError(StoreError):
     """The database stayed locked by another program through every retry."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database server could not be reached (down, wrong address, connection broken)."""
+
+
+class ClaimError(StoreError):
+    """The listing is being reviewed by another annotator; the message says by whom and until when."""
+
+
 class CorrectionError(DramInputError):
     """A correction, prediction or listing that does not fit its listing text (bad span, no annotator...)."""

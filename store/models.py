@@ -147,3 +147,19 @@ class LabelStudioExport(Base):
     listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), index=True)
     task_id: Mapped[int] = mapped_column(Integer)
     exported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Claim(Base):
+    """Which annotator is working on a listing, until when: one row per listing at most.
+
+    The review queue hands a listing to one annotator at a time across app processes; a claim
+    that is not saved before `expires_at` (a closed browser, a crashed app) lets the listing go
+    back to the queue.
+    """
+
+    __tablename__ = "claims"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id"), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(255), index=True)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

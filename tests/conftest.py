@@ -1,5 +1,5 @@
-"""Fixtures shared by the test modules: the tiny text encoder, one torch thread, ONE real Label Studio server
-and ONE running app per session (each started only when a test asks for it)."""
+"""Fixtures shared by the test modules: the tiny text encoder, one torch thread, ONE real Label Studio server,
+ONE real PostgreSQL server and ONE running app per session (each started only when a test asks for it)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +12,7 @@ import torch
 from dram.encoders import stay_offline
 from tests.app_server import ATTRIBUTES, launch_app, stop_app
 from tests.label_studio_server import Server, ServerFailed, label_studio_bin, running_label_studio
+from tests.postgres_server import PostgresFailed, PostgresServer, pg_bin, running_postgres
 from tests.tiny_model import write_text_encoder
 
 log = logging.getLogger(__name__)
@@ -69,3 +70,15 @@ def app_url(app_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     yield url
     stop_app(process)
     log.info("app log: %s", log_file)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (a few seconds to start); tests each create a database in it."""
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: run scripts/install_postgres.sh (or set PG_BIN)")
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresFailed as exc:
+        pytest.fail(str(exc))

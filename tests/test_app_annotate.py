@@ -93,6 +93,19 @@ def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
         assert store.progress() == (1, 2)
 
 
+def test_a_listing_handed_to_one_annotator_is_not_offered_to_another(client: Client, app, db_url: str) -> None:
+    # alice's save claimed her next listing, MIDDLE: a second annotator (another browser) is not offered it.
+    other = Client(app[0], verbose=False)
+    assert view(other.predict("carol", api_name="/review_next"))["text"] == SURE
+    assert view(other.predict("", api_name="/review_next"))["listing"] is None  # all claimed: nothing to look at
+    assert view(client.predict("alice", api_name="/review_next"))["text"] == MIDDLE  # a reload keeps hers
+    with open_store(db_url) as store:
+        claims = store.claims()
+        assert sorted(claims.values()) == ["alice", "carol"]
+        for listing, annotator in claims.items():
+            store.release_claim(listing, annotator)  # both walk away; the next test starts from a free queue
+
+
 def test_skip_moves_on_and_accept_keeps_the_model_spans(client: Client, db_url: str) -> None:
     assert view(client.predict(api_name="/review_next"))["text"] == MIDDLE
     assert view(client.predict("bob", api_name="/review_skip"))["text"] == SURE

@@ -1,4 +1,6 @@
-"""The corrections store on a real SQLite file: round trip, queue, validation and failure modes."""
+"""The corrections store on a real SQLite file and a real PostgreSQL server: round trip, queue,
+claims, validation and failure modes. Tests taking `store` or `any_url` run on both; those that
+poke at SQLite's own locks and files take `db_url` (SQLite only)."""
 from __future__ import annotations
 
 import io
@@ -7,6 +9,8 @@ import multiprocessing
 import socket
 import sqlite3
 import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from PIL import Image
 from dram.errors import ImageError
 from dram.spans import Span
 from review.training_data import corrections_as_listings
-from store import CorrectionError, StoreBusyError, open_store
+from store import ClaimError, CorrectionError, StoreBusyError, StoreUnavailableError, open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, from_ls_offset, import_from_label_studio, to_ls_offset
 from store.models import Correction
 
@@ -33,9 +37,17 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.sqlite'}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL on each backend: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
 @pytest.fixture
-def store(db_url: str):
-    with open_store(db_url) as opened:
+def store(any_url: str):
+    with open_store(any_url) as opened:
         yield opened
 
 
@@ -68,7 +80,8 @@ def test_latest_correction_wins_and_skipped_listings_are_left_out_of_training(st
     assert listing.id == f"listing-{first}" and listing.spans == [Span(4, 10, "Material")] and listing.image is None
 
 
-def test_photos_are_stored_once_per_content(store, db_url: str) -> None:
+def test_photos_are_stored_once_per_content(db_url: str) -> None:
+    store = open_store(db_url)
     red, blue = png("red"), png("blue")
     ids = [store.add_listing(f"listing {i}", red) for i in range(3)] + [store.add_listing("other", blue)]
     hashes = {store.get_listing(i).photo_sha256 for i in ids}
@@ -80,6 +93,7 @@ def test_photos_are_stored_once_per_content(store, db_url: str) -> None:
     assert store.photo_bytes(store.get_listing(ids[0]).photo_sha256) == red
     with pytest.raises(ImageError, match="could not be read"):
         store.add_listing("broken", b"not an image")
+    store.close()
 
 
 def test_same_external_id_returns_the_stored_listing(store) -> None:
@@ -183,7 +197,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
     with open_store(db_url) as store:
         assert [c.spans for c in store.all_corrections()] == [[Span(0, 3, "Color")]]
         with store.db.engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -207,7 +221,8 @@ def _save_many(url: str, listing_id: int, worker: int, count: int) -> None:
             store.save_correction(listing_id, f"worker-{worker}", [Span(0, 3, "Color")] if i % 2 else [])
 
 
-def test_several_processes_saving_at_once_lose_nothing(db_url: str) -> None:
+def test_several_processes_saving_at_once_lose_nothing(any_url: str) -> None:
+    db_url = any_url
     with open_store(db_url) as store:
         listing = store.add_listing(TEXT)
     workers, per_worker = 4, 25
@@ -293,7 +308,8 @@ def _die_mid_save(url: str, listing_id: int) -> None:
         os._exit(3)  # the process is gone with the transaction open
 
 
-def test_a_process_killed_mid_save_leaves_nothing_behind(db_url: str) -> None:
+def test_a_process_killed_mid_save_leaves_nothing_behind(any_url: str) -> None:
+    db_url = any_url
     with open_store(db_url) as store:
         listing = store.add_listing(TEXT)
     process = multiprocessing.get_context("spawn").Process(target=_die_mid_save, args=(db_url, listing))
@@ -312,7 +328,8 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_label_studio_down_raises_and_keeps_the_correction_unexported(store) -> None:
+def test_label_studio_down_raises_and_keeps_the_correction_unexported(db_url: str) -> None:
+    store = open_store(db_url)
     listing = store.add_listing(TEXT, png())
     correction = store.save_correction(listing, "alice", [Span(0, 3, "Color")])
     url = f"http://127.0.0.1:{_closed_port()}"
@@ -382,7 +399,7 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
         (listing,) = corrections_as_listings(store, tmp_path / "cache")
         assert listing.spans == [Span(4, 10, "Material")]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
         assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
 
 
@@ -418,3 +435,133 @@ def test_the_command_line_adds_and_lists_attributes(db_url: str) -> None:
     assert main(["--db", db_url, "add-attribute", " "]) == 2
     with open_store(db_url) as store:
         assert store.attributes() == ["fabric"]
+
+
+# ---------------------------------------------------------------- PostgreSQL failure modes
+
+
+def test_a_held_postgres_lock_is_waited_for_then_reported_and_nothing_is_lost(postgres) -> None:
+    import psycopg
+
+    url = postgres.create_database()
+    with open_store(url, busy_timeout_s=0.2) as store:
+        listing = store.add_listing(TEXT)
+        store.save_correction(listing, "alice", [Span(0, 3, "Color")])
+        dbname = url.rsplit("/", 1)[1]
+        with psycopg.connect(host=postgres.host, port=postgres.port, user="postgres", dbname=dbname) as holder:
+            holder.execute("LOCK TABLE corrections IN EXCLUSIVE MODE")  # another program mid-write, transaction open
+            started = time.monotonic()
+            with pytest.raises(StoreBusyError, match="another program's transaction.*not saved.*try again"):
+                store.save_correction(listing, "bob", [Span(4, 10, "Material")])
+            assert time.monotonic() - started >= 0.2  # it waited lock_timeout first
+            holder.rollback()
+        store.save_correction(listing, "bob", [Span(4, 10, "Material")])
+        assert [c.annotator for c in store.all_corrections()] == ["alice", "bob"]
+
+
+def test_a_postgres_server_that_is_down_says_what_to_do() -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/dram"
+    with pytest.raises(StoreUnavailableError, match="could not be reached.*Start the database server or fix DRAM_DB_URL"):
+        open_store(url)
+
+
+# ---------------------------------------------------------------- claims: one annotator per listing
+
+
+def _queued(store, count: int) -> list[int]:
+    """`count` predicted listings; the first is the least certain (its score nearest tau_r = 0.5)."""
+    ids = [store.add_listing(f"{TEXT} #{i}") for i in range(count)]
+    for rank, listing in enumerate(ids):
+        store.add_prediction(listing, None, [], {"Color": 0.5 + 0.04 * (rank + 1)}, 0.5)
+    return ids
+
+
+def test_claims_hand_each_listing_to_one_annotator_and_a_reload_keeps_it(store) -> None:
+    first, second, third = _queued(store, 3)
+    assert store.claim_next("alice", 0.5).listing_id == first
+    assert store.claim_next("bob", 0.5).listing_id == second  # alice's is not offered
+    assert store.claim_next("alice", 0.5).listing_id == first  # a reload gives her the same one back
+    assert store.claims() == {first: "alice", second: "bob"}
+    assert [i.listing_id for i in store.review_queue(0.5, unclaimed=True)] == [third]
+    with pytest.raises(CorrectionError, match="annotator name"):
+        store.claim_next("  ", 0.5)
+
+
+def test_a_save_on_another_annotators_claim_is_refused_and_saves_nothing(store) -> None:
+    first, _ = _queued(store, 2)
+    store.claim_next("alice", 0.5)
+    with pytest.raises(ClaimError, match="being reviewed by alice.*not saved"):
+        store.save_correction(first, "bob", [Span(0, 3, "Color")])
+    assert store.all_corrections() == []
+    store.save_correction(first, "alice", [Span(0, 3, "Color")])
+    assert store.claims() == {}  # the save ends the claim
+    assert store.claim_next("bob", 0.5).listing_id != first  # and a reviewed listing is not handed out again
+
+
+def test_an_expired_claim_returns_the_listing_to_the_queue(store) -> None:
+    first, _ = _queued(store, 2)
+    store.claim_next("alice", 0.5, ttl=timedelta(seconds=0.2))
+    assert store.claim_next("bob", 0.5).listing_id != first
+    time.sleep(0.3)
+    assert store.claim_next("carol", 0.5).listing_id == first
+    store.save_correction(first, "carol", [])
+    # alice comes back late: the listing is reviewed, her correction is still saved (never lost), as a newer one
+    store.save_correction(first, "alice", [Span(0, 3, "Color")])
+    assert [c.annotator for c in store.corrections_for(first)] == ["carol", "alice"]
+
+
+def _claim_and_die(url: str) -> None:
+    import os
+
+    with open_store(url) as store:
+        store.claim_next("crashed", 0.5, ttl=timedelta(seconds=1))
+    os._exit(3)  # the app process is gone without saving
+
+
+def test_a_crashed_annotators_claim_is_released_when_it_expires(any_url: str) -> None:
+    with open_store(any_url) as store:
+        first, _ = _queued(store, 2)
+    process = multiprocessing.get_context("spawn").Process(target=_claim_and_die, args=(any_url,))
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 3
+    with open_store(any_url) as store:
+        assert store.claims() == {first: "crashed"}
+        bobs = store.claim_next("bob", 0.5).listing_id
+        assert bobs != first
+        assert store.release_claim(bobs, "bob")  # bob moves on; else a reload would give him his own back
+        time.sleep(1.1)
+        assert store.claim_next("bob", 0.5).listing_id == first
+
+
+def _annotate(url: str, annotator: str, saves: int, out: "multiprocessing.Queue") -> None:
+    claimed = []
+    with open_store(url) as store:
+        for _ in range(saves):
+            item = store.claim_next(annotator, 0.5)
+            if item is None:
+                break
+            claimed.append(item.listing_id)
+            store.save_correction(item.listing_id, annotator, [Span(0, 3, "Color")], prediction_id=item.prediction_id)
+    out.put((annotator, claimed))
+
+
+def test_annotator_processes_working_at_once_never_share_a_listing(any_url: str) -> None:
+    workers, saves = 4, 8
+    with open_store(any_url) as store:
+        _queued(store, workers * saves)
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    processes = [context.Process(target=_annotate, args=(any_url, f"annotator-{w}", saves, out)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    claimed = dict(out.get(timeout=180) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    handed = [listing for listings in claimed.values() for listing in listings]
+    assert len(handed) == len(set(handed)) == workers * saves  # no listing handed to two annotators
+    with open_store(any_url) as store:
+        corrections = store.all_corrections()
+    assert sorted(c.listing_id for c in corrections) == sorted(handed)  # each saved once, none lost
+    assert all(c.listing_id in claimed[c.annotator] for c in corrections)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image
 
-from review import edits
+from review import edits, queue
 from review.edits import ReviewItem
 from review.intake import IntakeRow, import_for_review
 from review.versions import version_choices
@@ -81,10 +81,9 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
     """
     attributes = handle.attributes
 
-    def load_next() -> tuple:
+    def load_next(annotator: str | None = None) -> tuple:
         store = stores.get()
-        queue = store.review_queue(handle.default_tau, limit=1)
-        return _show(store, ReviewItem.from_queue(queue[0]) if queue else None, attributes)
+        return _show(store, queue.next_item(store, handle.default_tau, annotator), attributes)
 
     def edit(change: Callable[..., list]) -> Callable:
         @user_errors
@@ -114,11 +113,9 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         def handler(annotator: str, item: ReviewItem | None) -> tuple:
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
-            status = "skipped" if skip else item.status
-            stores.get().save_correction(item.listing_id, annotator, item.spans, status=status,
-                                         prediction_id=item.prediction_id, allowed_attributes=attributes)
+            status = queue.save_verdict(stores.get(), annotator, item, skip=skip, attributes=attributes)
             gr.Info(f"Listing {item.listing_id}: {status}.")
-            return load_next()
+            return load_next(annotator)
 
         return handler
 
@@ -200,7 +197,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
                 photo = gr.Image(label="Photo", type="pil", interactive=False, height=280, elem_id="review-photo")
         view = gr.JSON(visible=False)
         shown = [current, listing, spans, span_pick, first, last, photo, progress, view]
-        next_button.click(user_errors(load_next), None, shown, api_name="review_next")
+        next_button.click(user_errors(load_next), [annotator], shown, api_name="review_next")
         choices = [current, span_pick, attribute, first, last]
         add_button.click(add, choices, shown, api_name="review_add")
         relabel_button.click(relabel, choices, shown, api_name="review_relabel")
