@@ -33,25 +33,33 @@ def _key(words: Iterable[Word]) -> tuple[str, ...]:
 
 class ValueLookup:
     """Every (attribute, value) pair of the training labels. A value seen under several attributes
-    goes to the one it was seen with most often, with that share as its confidence."""
+    goes to the one it was seen with most often, with that share as its confidence.
+
+    The counts are kept (and saved) so that a fine-tune can teach the lookup the values of its
+    corrections (`learned`) without the original training data.
+    """
 
     def __init__(self, counts: dict[tuple[str, ...], Counter]):
-        self.entries: dict[tuple[str, ...], tuple[str, float]] = {}
-        for key, by_attribute in counts.items():
-            attribute, n = min(by_attribute.items(), key=lambda kv: (-kv[1], kv[0]))
-            self.entries[key] = (attribute, n / sum(by_attribute.values()))
+        self.counts: dict[tuple[str, ...], Counter] = {key: Counter(c) for key, c in counts.items()}
+        self.entries: dict[tuple[str, ...], tuple[str, float]] = {key: _entry(c) for key, c in self.counts.items()}
         self.longest = max((len(k) for k in self.entries), default=0)
 
     @classmethod
     def from_listings(cls, listings: Iterable[Listing]) -> "ValueLookup":
-        counts: dict[tuple[str, ...], Counter] = defaultdict(Counter)
-        for listing in listings:
-            for attribute, values in listing.target_values().items():
-                for value in {v.strip().lower() for v in values}:
-                    key = _key(split_words(value))
-                    if key:
-                        counts[key][attribute] += 1
-        return cls(counts)
+        return cls(_value_counts(listings))
+
+    def learned(self, listings: Iterable[Listing]) -> "ValueLookup":
+        """This lookup plus the labelled values of `listings` (a fine-tune's corrections): new values
+        and new attributes join; a value now seen under another attribute goes to the one counted most.
+        Values the listings do not mention keep their entry exactly."""
+        grown = ValueLookup({})
+        grown.counts = dict(self.counts)
+        grown.entries = dict(self.entries)
+        for key, by_attribute in _value_counts(listings).items():
+            grown.counts[key] = self.counts.get(key, Counter()) + by_attribute
+            grown.entries[key] = _entry(grown.counts[key])
+        grown.longest = max((len(k) for k in grown.entries), default=0)
+        return grown
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -74,12 +82,19 @@ class ValueLookup:
         return sorted(matches, key=lambda m: m.first_word)
 
     def to_dict(self) -> dict:
-        return {"entries": [[list(key), attribute, share] for key, (attribute, share) in sorted(self.entries.items())]}
+        return {"entries": [[list(key), attribute, share] for key, (attribute, share) in sorted(self.entries.items())],
+                "counts": [[list(key), dict(sorted(c.items()))] for key, c in sorted(self.counts.items())]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ValueLookup":
+        """Lookups saved before the counts were kept load with their entries as they were; each entry
+        then counts as one listing of its attribute should a fine-tune teach it more values."""
         lookup = cls({})
         lookup.entries = {tuple(key): (attribute, float(share)) for key, attribute, share in data["entries"]}
+        if "counts" in data:
+            lookup.counts = {tuple(key): Counter(c) for key, c in data["counts"]}
+        else:
+            lookup.counts = {key: Counter({attribute: 1}) for key, (attribute, _) in lookup.entries.items()}
         lookup.longest = max((len(k) for k in lookup.entries), default=0)
         return lookup
 
@@ -89,6 +104,24 @@ class ValueLookup:
     @classmethod
     def load(cls, path: Path) -> "ValueLookup":
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def _entry(by_attribute: Counter) -> tuple[str, float]:
+    """The attribute a value was labelled with most often (ties: by name) and that share."""
+    attribute, n = min(by_attribute.items(), key=lambda kv: (-kv[1], kv[0]))
+    return attribute, n / sum(by_attribute.values())
+
+
+def _value_counts(listings: Iterable[Listing]) -> dict[tuple[str, ...], Counter]:
+    """value words -> how many listings labelled it with each attribute."""
+    counts: dict[tuple[str, ...], Counter] = defaultdict(Counter)
+    for listing in listings:
+        for attribute, values in listing.target_values().items():
+            for value in {v.strip().lower() for v in values}:
+                key = _key(split_words(value))
+                if key:
+                    counts[key][attribute] += 1
+    return counts
 
 
 def prior_features(lookup: ValueLookup, words: list[Word], attributes: list[str]) -> torch.Tensor:
@@ -105,11 +138,14 @@ def prior_features(lookup: ValueLookup, words: list[Word], attributes: list[str]
     return features
 
 
-def cross_fitted(listings: list[Listing], folds: int = 5, seed: int = 13) -> list[ValueLookup]:
-    """For each listing, a lookup built without it (from the other folds). Trained on lookups that
-    contain its own labels, the model would learn that the dictionary is always right."""
+def cross_fitted(listings: list[Listing], folds: int = 5, seed: int = 13,
+                 base: ValueLookup | None = None) -> list[ValueLookup]:
+    """For each listing, a lookup built without it (from the other folds, on top of `base` when
+    given: a fine-tune's corrections on the checkpoint's lookup). Trained on lookups that contain
+    its own labels, the model would learn that the dictionary is always right."""
     order = list(range(len(listings)))
     random.Random(seed).shuffle(order)
     fold_of = {i: n % folds for n, i in enumerate(order)}
-    lookups = [ValueLookup.from_listings(l for i, l in enumerate(listings) if fold_of[i] != k) for k in range(folds)]
+    base = base or ValueLookup({})
+    lookups = [base.learned(l for i, l in enumerate(listings) if fold_of[i] != k) for k in range(folds)]
     return [lookups[fold_of[i]] for i in range(len(listings))]

@@ -51,3 +51,33 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     lookup.save(tmp_path / "lookup.json")
     again = ValueLookup.load(tmp_path / "lookup.json")
     assert again.entries == lookup.entries and again.longest == 2
+
+
+def test_learned_adds_the_corrections_values_and_keeps_the_rest_exactly() -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["black", "navy blue"]}),
+                                        _listing("2", {"material": ["black"]}), _listing("3", {"colour": ["black"]})])
+    learned = lookup.learned([_listing("c1", {"metal type": ["Sterling Silver"]}),
+                              _listing("c2", {"material": ["black"]}), _listing("c3", {"material": ["black"]})])
+    assert learned.entries[("sterling", "silver")] == ("metal type", 1.0)
+    assert learned.entries[("black",)] == ("material", 3 / 5)  # 2 colour + 3 material labels now
+    assert learned.entries[("navy", "blue")] == lookup.entries[("navy", "blue")]
+    assert lookup.entries[("black",)] == ("colour", 2 / 3)  # the original is not changed
+    assert ("sterling", "silver") not in lookup.entries
+
+
+def test_a_lookup_saved_before_counts_were_kept_loads_as_it_was_and_can_learn(tmp_path: Path) -> None:
+    (tmp_path / "old.json").write_text('{"entries": [[["black"], "colour", 0.75], [["xl"], "size", 1.0]]}')
+    old = ValueLookup.load(tmp_path / "old.json")
+    assert old.entries == {("black",): ("colour", 0.75), ("xl",): ("size", 1.0)}
+    learned = old.learned([_listing("c", {"gemstone": ["ruby"]})])
+    assert learned.entries == {**old.entries, ("ruby",): ("gemstone", 1.0)}
+    learned.save(tmp_path / "new.json")
+    assert ValueLookup.load(tmp_path / "new.json").counts == learned.counts
+
+
+def test_cross_fitted_on_a_base_keeps_the_base_and_leaves_out_the_listings_own_values() -> None:
+    base = ValueLookup.from_listings([_listing("t", {"colour": ["red"]})])
+    listings = [_listing(str(i), {"code": [f"v{i}"]}) for i in range(10)]
+    for listing, lookup in zip(listings, cross_fitted(listings, folds=5, base=base)):
+        assert ("red",) in lookup.entries
+        assert (listing.meta["target_values"]["code"][0],) not in lookup.entries and len(lookup) == 1 + 8
