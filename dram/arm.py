@@ -14,6 +14,21 @@ from torchcrf import CRF
 
 from dram.crf_marginals import crf_marginals
 
+# The logit a grown attribute's outputs start at until fine-tuning switches them on (`DramModel.add_attributes`):
+# exp(-1e4) is 0 in float32, so no score, tag path or marginal of the other attributes moves.
+SILENT_LOGIT = -1e4
+
+
+def grown_linear(layer: nn.Linear, extra_outputs: int, bias: float) -> nn.Linear:
+    """`layer` with `extra_outputs` more output rows: zero weights and the given bias; the old rows as they were."""
+    grown = nn.Linear(layer.in_features, layer.out_features + extra_outputs).to(layer.weight.device, layer.weight.dtype)
+    with torch.no_grad():
+        grown.weight.zero_()
+        grown.weight[: layer.out_features] = layer.weight
+        grown.bias.fill_(bias)
+        grown.bias[: layer.out_features] = layer.bias
+    return grown
+
 
 class AttributeClassifier(nn.Module):
     """R = sigmoid(MLP(pooled last two encoder layers)); the pooling is DramModel._sentence."""
@@ -24,6 +39,14 @@ class AttributeClassifier(nn.Module):
 
     def forward(self, cls_last_two: torch.Tensor) -> torch.Tensor:
         return self.mlp(cls_last_two)
+
+    def grow(self, n_new: int) -> None:
+        """Scores for `n_new` more attributes, silent (R = 0) until `switch_on`."""
+        self.mlp[2] = grown_linear(self.mlp[2], n_new, SILENT_LOGIT)
+
+    def switch_on(self, indices: list[int]) -> None:
+        with torch.no_grad():
+            self.mlp[2].bias[indices] = 0.0
 
 
 class PrototypeGuidance(nn.Module):
@@ -40,6 +63,12 @@ class PrototypeGuidance(nn.Module):
     def forward(self, features: torch.Tensor, attributes: torch.Tensor, names: torch.Tensor | None = None) -> torch.Tensor:
         return self.guide(features, self.prototypes(attributes))
 
+    def grow(self, n_new: int, generator: torch.Generator) -> None:
+        """Prototypes for `n_new` more attributes, drawn as a fresh embedding's are."""
+        old = self.prototypes.weight
+        new = torch.randn(n_new, old.shape[1], generator=generator).to(old.device, old.dtype)
+        self.prototypes = nn.Embedding.from_pretrained(torch.cat([old.detach(), new]), freeze=False)
+
 
 class BertGuidance(PrototypeGuidance):
     """The attribute's name, encoded by the language model, stands in for the prototype."""
@@ -53,6 +82,9 @@ class BertGuidance(PrototypeGuidance):
             raise ValueError("BERT-guided ARM needs the encoded attribute names.")
         return self.guide(features, self.project(names[attributes]))
 
+    def grow(self, n_new: int, generator: torch.Generator) -> None:
+        """Nothing per attribute here: a new attribute's guidance is its encoded name."""
+
 
 class DyNetGuidance(nn.Module):
     """F^a = [F, tanh(F W_a)] with a per-attribute (low-rank) generated weight W_a."""
@@ -65,6 +97,14 @@ class DyNetGuidance(nn.Module):
     def forward(self, features: torch.Tensor, attributes: torch.Tensor, names: torch.Tensor | None = None) -> torch.Tensor:
         dynamic = torch.tanh(features @ self.down[attributes] @ self.up[attributes])
         return torch.cat([features, dynamic], dim=-1)
+
+    def grow(self, n_new: int, generator: torch.Generator) -> None:
+        """Generated weights for `n_new` more attributes, drawn as the constructor draws them."""
+        _, hidden, rank = self.down.shape
+        down = torch.randn(n_new, hidden, rank, generator=generator) * hidden ** -0.5
+        up = torch.randn(n_new, rank, hidden, generator=generator) * rank ** -0.5
+        self.down = nn.Parameter(torch.cat([self.down.detach(), down.to(self.down)]))
+        self.up = nn.Parameter(torch.cat([self.up.detach(), up.to(self.up)]))
 
 
 GUIDANCE = {"prototype": PrototypeGuidance, "dynet": DyNetGuidance, "bert": BertGuidance}
@@ -93,6 +133,32 @@ class SpanDecoder(nn.Module):
         """Viterbi paths and per-position tag marginals (B, W, K)."""
         emissions = self.emissions(features, mask)
         return self.crf.decode(emissions, mask=mask), crf_marginals(self.crf, emissions, mask)
+
+    def grow(self, extra_inputs: int, extra_tags: int) -> None:
+        """Read `extra_inputs` more features (appended, zero weights: no effect until trained) and emit
+        `extra_tags` more tags (appended, silent until `switch_on`; their transitions start at 0)."""
+        old = self.lstm
+        lstm = nn.LSTM(old.input_size + extra_inputs, old.hidden_size, batch_first=True, bidirectional=True)
+        state = {}
+        for name, value in old.state_dict().items():
+            if name.startswith("weight_ih"):
+                value = torch.cat([value, value.new_zeros(value.shape[0], extra_inputs)], dim=1)
+            state[name] = value
+        lstm.load_state_dict(state)
+        self.lstm = lstm.to(old.weight_ih_l0.device, old.weight_ih_l0.dtype)
+        self.emit = grown_linear(self.emit, extra_tags, SILENT_LOGIT)
+        n_old = self.crf.num_tags
+        crf = CRF(n_old + extra_tags, batch_first=True).to(self.crf.transitions.device)
+        with torch.no_grad():
+            for name in ("start_transitions", "end_transitions", "transitions"):
+                grown, trained = getattr(crf, name), getattr(self.crf, name)
+                grown.zero_()
+                grown[tuple(slice(0, n_old) for _ in range(trained.dim()))] = trained
+        self.crf = crf
+
+    def switch_on(self, tags: list[int]) -> None:
+        with torch.no_grad():
+            self.emit.bias[tags] = 0.0
 
 
 class AttributeRangeMinimizer(nn.Module):

@@ -36,6 +36,14 @@ def _name_ids(tokenizer, attributes: list[str]) -> list[list[int]]:
     return [tokenizer(a.replace("_", " "))["input_ids"] for a in attributes]
 
 
+def add_attributes(model: DramModel, tokenizer, names: list[str], seed: int = 13) -> None:
+    """Grow `model` by attributes it has no outputs for (silent until `model.switch_on`); see
+    `DramModel.add_attributes`. The grown model saves and loads as any other checkpoint."""
+    needs_names = model.config.use_arm and model.config.arm_policy == "bert"
+    name_ids = _name_ids(tokenizer, [*model.config.attributes, *names]) if needs_names else None
+    model.add_attributes(names, name_ids, seed)
+
+
 def build_model(config: DramConfig, pretrained: bool = True) -> tuple[DramModel, object]:
     """A fresh model from the configured encoders (pretrained weights from the installed packages)."""
     tokenizer = load_tokenizer(config.text_encoder)

@@ -102,17 +102,57 @@ class DramModel(nn.Module):
             self.arm = None
             prior_size = 2 * n_attr if config.value_prior else 0
             self.joint_decoder = SpanDecoder(hidden + prior_size, config.lstm_hidden, len(config.tags))
-        if attribute_name_ids is not None:
-            width = max(len(ids) for ids in attribute_name_ids)
-            ids = torch.zeros((n_attr, width), dtype=torch.long)
-            mask = torch.zeros((n_attr, width), dtype=torch.long)  # not ids != 0: MPNet pads with 1
-            for i, row in enumerate(attribute_name_ids):
-                ids[i, : len(row)] = torch.tensor(row)
-                mask[i, : len(row)] = 1
-            self.register_buffer("attribute_name_ids", ids, persistent=False)
-            self.register_buffer("attribute_name_mask", mask, persistent=False)
-        else:
+        self._set_name_ids(attribute_name_ids)
+
+    def _set_name_ids(self, attribute_name_ids: list[list[int]] | None) -> None:
+        """The attribute names as token ids, padded, for the BERT-guided policy (not saved: rebuilt from the config)."""
+        if attribute_name_ids is None:
             self.attribute_name_ids = None
+            return
+        width = max(len(ids) for ids in attribute_name_ids)
+        ids = torch.zeros((len(attribute_name_ids), width), dtype=torch.long)
+        mask = torch.zeros((len(attribute_name_ids), width), dtype=torch.long)  # not ids != 0: MPNet pads with 1
+        for i, row in enumerate(attribute_name_ids):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        device = self.classifier.mlp[0].weight.device
+        self.register_buffer("attribute_name_ids", ids.to(device), persistent=False)
+        self.register_buffer("attribute_name_mask", mask.to(device), persistent=False)
+
+    def add_attributes(self, names: list[str], name_ids: list[list[int]] | None = None, seed: int = 13) -> None:
+        """Grow the model by attributes it has no outputs for, appended to `config.attributes`.
+
+        Every tensor that depends on the attribute list gets rows (or columns) for them: the existence
+        classifier, ARM's guidance, and without ARM the joint decoder's tags, its CRF transitions and
+        its value-prior inputs. The old attributes keep their parameters, and until `switch_on` the new
+        ones are silent (existence score 0, tags never chosen), so the grown model answers exactly as
+        before. `name_ids`: every attribute's name as token ids, needed by the BERT-guided policy.
+        """
+        if not names:
+            return
+        clash = sorted(set(names) & set(self.config.attributes))
+        if clash or len(set(names)) != len(names):
+            raise ValueError(f"Attributes to add must be new and distinct; the model has {clash} already.")
+        if self.config.use_arm and self.config.arm_policy == "bert" and name_ids is None:
+            raise ValueError("The BERT-guided model needs the token ids of every attribute name to grow.")
+        generator = torch.Generator().manual_seed(seed)
+        n_new = len(names)
+        self.classifier.grow(n_new)
+        if self.arm is not None:
+            self.arm.guidance.grow(n_new, generator)
+        else:
+            self.joint_decoder.grow(2 * n_new if self.config.value_prior else 0, 2 * n_new)
+        self.config.attributes = [*self.config.attributes, *names]
+        if name_ids is not None:
+            self._set_name_ids(name_ids)
+
+    def switch_on(self, names: list[str]) -> None:
+        """Let grown attributes be predicted and learned: their outputs start where a fresh head's would."""
+        indices = [self.config.attributes.index(name) for name in names]
+        self.classifier.switch_on(indices)
+        if self.arm is None:
+            tags = self.config.tags
+            self.joint_decoder.switch_on([tags.index(f"{p}-{name}") for name in names for p in ("B", "I")])
 
     @property
     def device(self) -> torch.device:
