@@ -1,11 +1,17 @@
 """Fine-tune a checkpoint on the annotators' corrections: `python -m training.finetune --from CKPT --db URL --out DIR`.
 
-Continues from the checkpoint's weights (same config and attribute set) on the store's corrections
-mixed with a seeded replay sample of the original training data, so the model learns the fixes
-without forgetting the rest. A seeded share of the corrections is held out: the old and the new
-model are scored on it and on a held-out data file (the replay test), side by side. The new
-checkpoint is written atomically and only then registered in the store, so a crash at any point
-leaves the current model and the store's active version as they were.
+Continues from the checkpoint's weights on the store's corrections mixed with a seeded replay sample
+of the original training data, so the model learns the fixes without forgetting the rest. A seeded
+share of the corrections is held out: the old and the new model are scored on it and on a held-out
+data file (the replay test), side by side. The new checkpoint is written atomically and only then
+registered in the store, so a crash at any point leaves the current model and the store's active
+version as they were.
+
+Attributes the checkpoint does not know (an annotator added them to the store's attribute set and
+marked their values) grow the model: they get their own outputs and parameters
+(`DramModel.add_attributes`) while the old attributes keep theirs, and the value lookup learns the
+corrections' values. The replayed listings teach "no value" for a new attribute: fine for a new
+category's attributes; an attribute the old data has unlabelled values of needs those corrected too.
 
 Promotion gate: the new version becomes the active one only if its TAG-F1 on the held-out
 corrections is not lower than the old model's and its replay-test TAG-F1 is at most 0.3 points
@@ -24,16 +30,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 
-from dram.checkpoint import load_checkpoint, read_metrics, save_checkpoint
+from dram.checkpoint import add_attributes, load_checkpoint, read_metrics, save_checkpoint
 from dram.errors import DramInputError
 from dram.listings import Listing
 from dram.paths import BUNDLE
+from dram.value_lookup import cross_fitted
 
 from review.training_data import corrections_as_listings
 from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file
-from training.common import check_attributes, load_data, run_cli, setup_logging
-from training.loop import TrainSettings, evaluate, fit, prepare
+from training.common import attribute_set, check_attributes, load_data, run_cli, setup_logging
+from training.loop import TrainSettings, evaluate, fit, prepare, refresh_prior
 from training.options import JobSettings, settings_from
 from training.train import add_training_arguments, train_settings_from
 
@@ -48,11 +55,12 @@ class FinetuneError(DramInputError):
 
 @dataclass
 class CorrectionData:
-    """The store's corrections, restricted to the checkpoint's attributes and split for training/held-out."""
+    """The store's corrections split for training/held-out, and the attributes the model grows by."""
 
     train: list[Listing]
     heldout: list[Listing]
-    dropped_spans: dict[str, int] = field(default_factory=dict)
+    new_attributes: list[str] = field(default_factory=list)  # in training corrections, not in the checkpoint
+    dropped_spans: dict[str, int] = field(default_factory=dict)  # held-out spans of attributes nothing trains
 
 
 @dataclass
@@ -132,15 +140,21 @@ def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Lis
 
 
 def usable_corrections(listings: list[Listing], attributes: list[str], fraction: float, seed: int) -> CorrectionData:
-    """Corrections restricted to the checkpoint's attributes (the rest reported) and split seeded."""
-    listings, dropped = restrict_to(listings, attributes)
-    if dropped:
-        log.warning("corrections use attributes the checkpoint has no output for; these spans are dropped: %s "
-                    "(checkpoint attributes: %s). Retrain from scratch to add attributes.",
-                    ", ".join(f"{a} ({n})" for a, n in dropped.items()), ", ".join(attributes))
+    """Corrections split seeded; the attributes of the training share that the checkpoint lacks are new
+    (most marked first). A held-out span of an attribute no training correction has cannot be learned
+    nor fairly scored: it is dropped and reported."""
     train, heldout = split_corrections(listings, fraction, seed)
+    new = [a for a in attribute_set(train) if a not in attributes]
+    heldout, dropped = restrict_to(heldout, [*attributes, *new])
     log.info("corrections: %d (%d for training, %d held out)", len(listings), len(train), len(heldout))
-    return CorrectionData(train, heldout, dropped)
+    if new:
+        log.info("the model grows by the attributes it has no output for: %s (checkpoint attributes: %s)",
+                 ", ".join(new), ", ".join(attributes))
+    if dropped:
+        log.warning("only held-out corrections mark these attributes, so nothing learns them and their spans are "
+                    "left out of the held-out figures: %s. Correct more listings with them.",
+                    ", ".join(f"{a} ({n})" for a, n in dropped.items()))
+    return CorrectionData(train, heldout, new, dropped)
 
 
 def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
@@ -174,22 +188,35 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
     fetched = fetch_corrections(store, photo_cache)
     model, tokenizer, _ = load_checkpoint(source, device)
-    attributes = list(model.config.attributes)
+    corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
+    # Silent until switched on below: the old model's figures are measured on the grown one.
+    add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)
     if heldout:
-        check_attributes(attributes, heldout)
-    corrections = usable_corrections(fetched, attributes, heldout_fraction, settings.seed)
+        check_attributes(model.config.attributes, heldout)
     replayed = replay_sample(replay, replay_size, corrections.train + corrections.heldout, settings.seed)
     log.info("training on %d corrections + %d replayed listings; held out: %d corrections, %d listings",
              len(corrections.train), len(replayed), len(corrections.heldout), len(heldout))
 
     cache = settings.cache_dir
-    train_data = prepare(model, tokenizer, corrections.train + replayed, cache)
+    old_lookup = model.value_lookup
+    new_lookup, train_lookups = None, None
+    if old_lookup is not None:
+        # Each training correction reads a lookup without its own values, as in training from scratch.
+        new_lookup = old_lookup.learned(corrections.train)
+        train_lookups = (cross_fitted(corrections.train, seed=settings.seed, base=old_lookup)
+                         + [new_lookup] * len(replayed))
+    train_data = prepare(model, tokenizer, corrections.train + replayed, cache, lookups=train_lookups)
     eval_sets = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
                  "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
     eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
 
     old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
+    model.switch_on(corrections.new_attributes)
     result = fit(model, tokenizer, train_data, None, settings, progress=progress)
+    if new_lookup is not None:
+        model.value_lookup = new_lookup
+        for data in eval_sets.values():
+            refresh_prior(model, data)
     new = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
 
     parent = _parent_version(store, source)
@@ -199,7 +226,8 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
             "corrections": len(corrections.train) + len(corrections.heldout),
             "train_corrections": len(corrections.train), "heldout_corrections": len(corrections.heldout),
             "replay": len(replayed), "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
-            "dropped_spans": corrections.dropped_spans, "history": result["history"],
+            "new_attributes": corrections.new_attributes, "dropped_spans": corrections.dropped_spans,
+            "history": result["history"],
             "train_minutes": result["train_minutes"], "minutes": (time.monotonic() - started) / 60,
         },
         "old": old,

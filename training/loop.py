@@ -21,7 +21,7 @@ from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.model import DramModel, EncoderOutput
 from dram.region_cache import region_features
 from dram.spans import Span, char_spans
-from dram.value_lookup import cross_fitted, prior_features
+from dram.value_lookup import ValueLookup, cross_fitted, prior_features
 from training.options import DEFAULT_CACHE
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,19 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Path | None = DEFAULT_CACHE,
-            use_images: bool = True, training: bool = False) -> PreparedData:
+            use_images: bool = True, training: bool = False,
+            lookups: list[ValueLookup] | None = None) -> PreparedData:
     """Tokenize, build gold tags, and look up (or compute) region features. Texts without words are skipped.
 
     With `training`, each listing's value-lookup features come from a lookup built without it
-    (`cross_fitted`), so the model learns how far the dictionary can be trusted on unseen listings.
+    (`cross_fitted`), so the model learns how far the dictionary can be trusted on unseen listings;
+    `lookups` gives one per listing instead (a fine-tune's, on top of the checkpoint's lookup).
+    Otherwise they come from the model's own lookup.
     """
     config = model.config
-    lookups = None
-    if config.value_prior:
+    if not config.value_prior:
+        lookups = None
+    elif lookups is None:
         lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
     kept, texts, listing_of = [], [], []
     for i, listing in enumerate(listings):
@@ -141,6 +145,12 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
     if training and model.caches_lower_layers:
         data.lower_states = _lower_states(model, texts, tokenizer.pad_token_id or 0)
     return data
+
+
+def refresh_prior(model: DramModel, data: PreparedData) -> None:
+    """Recompute the value-lookup features of prepared data from the model's (new) lookup."""
+    for text in data.texts:
+        text.prior = prior_features(model.value_lookup, text.words, model.config.attributes)
 
 
 LOWER_CACHE_LIMIT_BYTES = 2 * 1024 ** 3
