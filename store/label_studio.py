@@ -251,9 +251,13 @@ def export_to_label_studio(
     project_title: str = "DRAM attribute review",
     attributes: Iterable[str] = (),
 ) -> ExportReport:
-    """Send new listings (with predictions) and unexported corrections to a Label Studio project."""
+    """Send new listings (with predictions) and unexported corrections to a Label Studio project.
+
+    `attributes` are the serving model's; the project's labels are those and the ones annotators
+    added to the store (`Store.attributes()`), so its labeling config grows with the store's set.
+    """
     client, url = _connect(url, api_key)
-    attributes = list(dict.fromkeys(attributes))
+    attributes = list(dict.fromkeys([*attributes, *store.attributes()]))
     with _talking_to(url, f"open project {project_title!r}"):
         project_id, created = _ensure_project(client, project_title, attributes)
     report = ExportReport(project_id=project_id, project_created=created)
