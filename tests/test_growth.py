@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dram.batching import collate, encode_windows, gold_targets
+from dram.batching import collate, encode_windows
 from dram.checkpoint import add_attributes, load_checkpoint, save_checkpoint
-from dram.listings import Listing
 from dram.model import DramModel
 from dram.value_lookup import ValueLookup, prior_features
 from tests.tiny_model import ATTRIBUTES, IMAGE_SIZE, listing, tiny_model, train_listings
