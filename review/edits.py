@@ -1,7 +1,8 @@
-"""The annotator's span edits: add, remove, relabel and re-bound values by word.
+"""The annotator's span edits: add, remove, relabel and re-bound values from a text selection.
 
-The annotator picks bounds by word, the same words the model tags (`dram.tagging.split_words`),
-so a corrected span is always one the model can learn; spans are `dram.spans.Span`s without text
+The annotator selects the value in the listing text; the selection is widened to the whole words
+it touches, the same words the model tags (`dram.tagging.split_words`), so a corrected span is
+always one the model can learn; spans are `dram.spans.Span`s without text
 or confidence, and the overlap rule is `dram.spans.clash`, the one the store and files use.
 """
 from __future__ import annotations
@@ -19,11 +20,6 @@ class ReviewError(CorrectionError):
     """An edit that cannot be made as asked; the message tells the annotator what to pick instead."""
 
 
-def word_choices(text: str) -> list[tuple[str, int]]:
-    """Dropdown choices for span bounds: "index: word", valued by word index."""
-    return [(f"{i}: {w.text}", i) for i, w in enumerate(split_words(text))]
-
-
 def clean_spans(spans: Iterable[Span]) -> list[Span]:
     """Only position and attribute (a prediction's text/confidence are not the annotator's), in reading order."""
     return reading_order(s.bare() for s in spans)
@@ -31,7 +27,7 @@ def clean_spans(spans: Iterable[Span]) -> list[Span]:
 
 def _check_attribute(attribute: str | None, attributes: Sequence[str]) -> str:
     if not attribute or attribute not in attributes:
-        raise ReviewError(f"Pick an attribute from the model's set: {', '.join(attributes)}.")
+        raise ReviewError(f"Pick an attribute from the list ({', '.join(attributes)}), or add a new one first.")
     return attribute
 
 
@@ -41,23 +37,37 @@ def _check_index(spans: Sequence[Span], index: int | None) -> int:
     return int(index)
 
 
-def span_from_words(text: str, first: int | None, last: int | None, attribute: str) -> Span:
-    """The character span covering words first..last (inclusive)."""
+def selection_offsets(text: str, start: int, end: int, selected: str | None = None) -> tuple[int, int]:
+    """A browser selection as character offsets into `text`.
+
+    A textarea counts UTF-16 code units (an emoji is two) and shows "\r\n" as one "\n", so its
+    offsets can drift from Python's; the selected string, when given, pins the selection to the
+    occurrence of it nearest to where the browser said it was."""
+    prefix = text.encode("utf-16-le")[: 2 * max(0, int(start))].decode("utf-16-le", errors="ignore")
+    length = len(text.encode("utf-16-le")[2 * max(0, int(start)) : 2 * max(0, int(end))].decode("utf-16-le",
+                                                                                                 errors="ignore"))
+    first = len(prefix)
+    if selected and text[first : first + len(selected)] != selected:
+        hits = [i for i in range(len(text)) if text.startswith(selected, i)]
+        if hits:
+            first = min(hits, key=lambda i: abs(i - first))
+            length = len(selected)
+    return first, first + length
+
+
+def span_from_selection(text: str, start: int | None, end: int | None, attribute: str) -> Span:
+    """The character span of the whole words the selection [start, end) touches: a half-selected
+    word counts whole, so "Navy Blu" marks "Navy Blue"."""
+    if start is None or end is None or int(start) == int(end):
+        raise ReviewError("Select the value in the listing text first (drag over its words).")
+    start, end = sorted((int(start), int(end)))
+    if not 0 <= start < end <= len(text):
+        raise ReviewError(f"The selection {start}..{end} is outside this listing's text ({len(text)} characters).")
     words = split_words(text)
-    if first is None or last is None:
-        raise ReviewError("Pick the first and the last word of the value.")
-    first, last = int(first), int(last)
-    if not 0 <= first < len(words) or not 0 <= last < len(words):
-        raise ReviewError(f"Word numbers go from 0 to {len(words) - 1} for this listing.")
-    if last < first:
-        raise ReviewError(f"The last word ({last}) comes before the first ({first}); swap them.")
-    return Span(words[first].start, words[last].end, attribute)
-
-
-def word_bounds(text: str, span: Span) -> tuple[int, int]:
-    """(first, last) word index of a span, to pre-fill the bound dropdowns when it is selected."""
-    inside = covered_words(split_words(text), span)
-    return (inside[0], inside[-1]) if inside else (0, 0)
+    inside = covered_words(words, Span(start, end, attribute))
+    if not inside:
+        raise ReviewError("The selection holds no word, only spaces or punctuation; select the value's words.")
+    return Span(words[inside[0]].start, words[inside[-1]].end, attribute)
 
 
 def _with(spans: Sequence[Span], new: Span, replacing: int | None = None) -> list[Span]:
@@ -70,9 +80,9 @@ def _with(spans: Sequence[Span], new: Span, replacing: int | None = None) -> lis
     return clean_spans([*others, new])
 
 
-def add_span(text: str, spans: Sequence[Span], first: int | None, last: int | None, attribute: str | None,
+def add_span(text: str, spans: Sequence[Span], start: int | None, end: int | None, attribute: str | None,
              attributes: Sequence[str]) -> list[Span]:
-    return _with(spans, span_from_words(text, first, last, _check_attribute(attribute, attributes)))
+    return _with(spans, span_from_selection(text, start, end, _check_attribute(attribute, attributes)))
 
 
 def remove_span(spans: Sequence[Span], index: int | None) -> list[Span]:
@@ -86,10 +96,10 @@ def relabel_span(spans: Sequence[Span], index: int | None, attribute: str | None
     return _with(spans, replace(spans[index], attribute=_check_attribute(attribute, attributes)), replacing=index)
 
 
-def rebound_span(text: str, spans: Sequence[Span], index: int | None, first: int | None,
-                 last: int | None) -> list[Span]:
+def rebound_span(text: str, spans: Sequence[Span], index: int | None, start: int | None,
+                 end: int | None) -> list[Span]:
     index = _check_index(spans, index)
-    return _with(spans, span_from_words(text, first, last, spans[index].attribute), replacing=index)
+    return _with(spans, span_from_selection(text, start, end, spans[index].attribute), replacing=index)
 
 
 def span_choices(text: str, spans: Sequence[Span]) -> list[tuple[str, int]]:

@@ -16,11 +16,16 @@ from gradio_client.exceptions import AppError
 from dram.checkpoint import save_checkpoint
 from store import open_store
 from tests.app_server import ATTRIBUTES, launch_app, stop_app
+from tests.browser import CHROMIUM, TIMEOUT_MS, launch_chromium
 from tests.tiny_model import ATTRIBUTES as TINY_ATTRIBUTES, tiny_model, write_text_encoder
 
 SURE = "Puma Men Black Sports Shoes"
 UNSURE = "Roadster Men Navy Blue Casual Shirt"
 MIDDLE = "Nike Women White Running Shoes"
+# A title and a 150-word description: marked by selecting text in the browser test.
+LONG = ("Aurelle Women 18K Rose Gold Plated Hoop Earrings. " + " ".join(
+    ["Lightweight hoops for everyday wear, finished by hand and polished to a soft shine."] * 10)
+    + " Made of 18K Rose Gold plated brass with a secure hinged clasp; gift box included.")
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +76,9 @@ def test_queue_starts_with_the_listing_the_model_is_least_sure_about(client: Cli
 
 def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
     client.predict(api_name="/review_next")
-    words = UNSURE.split()
-    navy, blue = words.index("Navy"), words.index("Blue")
-    shown = view(client.predict(None, "colour", navy, blue, api_name="/review_add"))
+    # the selection as character offsets: "avy Bl" is widened to the whole words "Navy Blue"
+    start = UNSURE.index("avy Bl")
+    shown = view(client.predict(None, "colour", start, start + 6, api_name="/review_add"))
     assert {"start": UNSURE.index("Navy"), "end": UNSURE.index("Blue") + 4, "attribute": "colour"} in shown["spans"]
     shown = view(client.predict(0, "brand", None, None, api_name="/review_remove"))
     assert [s["attribute"] for s in shown["spans"]] == ["colour"]
@@ -81,7 +86,15 @@ def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
     with pytest.raises(AppError, match="annotator name"):
         client.predict("", api_name="/review_save")
     with pytest.raises(AppError, match="not in the list of choices"):
-        client.predict(None, "size", 0, 0, api_name="/review_add")
+        client.predict(None, "size", 0, 4, api_name="/review_add")
+    with pytest.raises(AppError, match="Select the value"):
+        client.predict(None, "colour", None, None, api_name="/review_add")
+
+    # an attribute the model does not have: added by the annotator, then used like the others
+    client.predict("alice", "fit", api_name="/review_add_attribute")
+    start = UNSURE.index("Casual")
+    shown = view(client.predict(None, "fit", start, start + 6, api_name="/review_add"))
+    assert [s["attribute"] for s in shown["spans"]] == ["colour", "fit"]
 
     after = view(client.predict("alice", api_name="/review_save"))
     assert after["text"] == MIDDLE  # the next most uncertain listing
@@ -89,8 +102,9 @@ def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
         (correction,) = [c for c in store.all_corrections() if c.status != "skipped"]
         assert correction.annotator == "alice" and correction.status == "corrected"
         assert store.get_listing(correction.listing_id).text == UNSURE
-        assert [s.attribute for s in correction.spans] == ["colour"]
-        assert store.progress() == (1, 2)
+        assert [s.attribute for s in correction.spans] == ["colour", "fit"]
+        assert store.progress() == (1, 3)
+        assert store.attributes() == ["fit"]
 
 
 def test_a_listing_handed_to_one_annotator_is_not_offered_to_another(client: Client, app, db_url: str) -> None:
@@ -155,3 +169,52 @@ def test_switch_model_without_restart(client: Client, app: tuple[str, subprocess
         assert store.active_model_version().id == tiny_id
     with pytest.raises(AppError, match="Pick a registered model version"):
         client.predict(None, api_name="/use_model")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run scripts/install_browser.sh")
+def test_mark_a_new_attribute_by_selecting_text_in_a_long_listing(app: tuple[str, subprocess.Popen], client: Client,
+                                                                   db_url: str, tmp_path: Path) -> None:
+    """In the real browser: add an attribute the model lacks and mark its value near the end of a
+    title + 150-word description by selecting text (half a word selected counts whole)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with open_store(db_url) as store:
+        long_id = store.add_listing(LONG, external_id="aurelle")
+    shown = view(client.predict(api_name="/review_next"))
+    while shown["listing"] not in (long_id, None):  # whatever else is queued goes first: skip it
+        shown = view(client.predict("bot", api_name="/review_skip"))
+    assert shown["listing"] == long_id
+    with open_store(db_url) as store:
+        for listing, annotator in store.claims().items():
+            store.release_claim(listing, annotator)  # the bot walks away: the browser's annotator gets it
+    where = LONG.rindex("Rose Gold")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app[0], wait_until="load", timeout=TIMEOUT_MS)
+            page.get_by_role("tab", name="Annotate").click()
+            page.locator("#annotator textarea, #annotator input").first.fill("carol")
+            page.locator("#review-next").click()
+            text = page.locator("#review-text textarea")
+            expect(text).to_have_value(LONG, timeout=TIMEOUT_MS)
+            page.locator("#review-new-attribute textarea, #review-new-attribute input").first.fill("metal type")
+            page.locator("#review-add-attribute").click()
+            expect(page.locator("#review-attribute input")).to_have_value("metal type", timeout=TIMEOUT_MS)
+            # the annotator drags from inside "Rose" to inside "Gold" of the description's last sentence
+            text.evaluate("(el, [s, e]) => { el.focus(); el.setSelectionRange(s, e); }", [where + 1, where + 7])
+            expect(page.locator("#review-selection")).to_contain_text("Rose Gold", timeout=TIMEOUT_MS)
+            page.locator("#review-add").click()
+            expect(page.locator("#review-spans")).to_contain_text("metal type", timeout=TIMEOUT_MS)
+            page.locator("#review-save").click()
+            expect(text).not_to_have_value(LONG, timeout=TIMEOUT_MS)
+            page.screenshot(path=str(tmp_path / "annotate.png"), full_page=True)
+        finally:
+            browser.close()
+    with open_store(db_url) as store:
+        (correction,) = [c for c in store.all_corrections() if c.listing_id == long_id]
+        assert correction.annotator == "carol"
+        assert [(s.attribute, LONG[s.start:s.end]) for s in correction.spans] == [("metal type", "Rose Gold")]
+        assert correction.spans[0].start == where
+        assert "metal type" in store.attributes()

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.app_server import ROOT
+from tests.browser import CHROMIUM, TIMEOUT_MS, launch_chromium
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = Path("/usr/bin/chromium")
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
 PHOTO = ROOT / "assets" / "examples" / "17187.jpg"
-TIMEOUT_MS = 60_000
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,10 +41,7 @@ def test_extract_in_the_browser(app_url: str, tmp_path: Path):
 
     console_errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)

@@ -16,16 +16,20 @@ from review.edits import (
     rebound_span,
     relabel_span,
     remove_span,
+    selection_offsets,
     span_choices,
     status_for,
-    word_bounds,
-    word_choices,
 )
 from review.intake import IntakeRow, import_for_review, listing_key, record_extraction
 from review.versions import version_choices, version_table
 from tests.tiny_model import ATTRIBUTES, tiny_model, write_text_encoder
 
 TEXT = "Nike Men Navy Blue cotton T-Shirt"  # words: 0 Nike, 1 Men, 2 Navy, 3 Blue, 4 cotton, 5 T, 6 -, 7 Shirt
+
+
+def sel(part: str) -> tuple[int, int]:
+    """The character offsets of `part` in TEXT, as the annotator's selection."""
+    return TEXT.index(part), TEXT.index(part) + len(part)
 
 
 @pytest.fixture
@@ -44,45 +48,51 @@ def text_of(spans: list[Span]) -> list[tuple[str, str]]:
     return [(s.attribute, TEXT[s.start:s.end]) for s in spans]
 
 
-def test_word_choices_number_the_words_the_model_tags() -> None:
-    choices = word_choices(TEXT)
-    assert choices[2] == ("2: Navy", 2) and choices[7] == ("7: Shirt", 7) and len(choices) == 8
-
-
-def test_add_relabel_rebound_remove() -> None:
-    spans = add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES)
-    spans = add_span(TEXT, spans, 5, 7, "article_type", ATTRIBUTES)
+def test_add_relabel_rebound_remove_from_selections() -> None:
+    spans = add_span(TEXT, [], *sel("avy Bl"), "colour", ATTRIBUTES)  # half-selected words count whole
+    spans = add_span(TEXT, spans, *sel("T-Shirt"), "article_type", ATTRIBUTES)
     assert text_of(spans) == [("colour", "Navy Blue"), ("article_type", "T-Shirt")]
-    spans = rebound_span(TEXT, spans, 0, 3, 3)
+    spans = rebound_span(TEXT, spans, 0, *sel("Blue "))  # a trailing space adds no word
     assert text_of(spans) == [("colour", "Blue"), ("article_type", "T-Shirt")]
-    spans = add_span(TEXT, spans, 4, 4, "colour", ATTRIBUTES)
+    end, start = sel("cotton")
+    spans = add_span(TEXT, spans, start, end, "colour", ATTRIBUTES)  # selected right to left
     spans = relabel_span(spans, 1, "material", ATTRIBUTES)
     assert text_of(spans) == [("colour", "Blue"), ("material", "cotton"), ("article_type", "T-Shirt")]
-    assert word_bounds(TEXT, spans[2]) == (5, 7)
     assert span_choices(TEXT, spans)[1] == ("1: material = 'cotton'", 1)
     assert text_of(remove_span(spans, 0)) == [("material", "cotton"), ("article_type", "T-Shirt")]
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: add_span(TEXT, s, 2, 2, "size", ATTRIBUTES), "attribute from the model's set"),
-    (lambda s: add_span(TEXT, s, 3, 2, "colour", ATTRIBUTES), "comes before"),
-    (lambda s: add_span(TEXT, s, 0, 99, "colour", ATTRIBUTES), "from 0 to 7"),
-    (lambda s: add_span(TEXT, s, None, 2, "colour", ATTRIBUTES), "first and the last word"),
-    (lambda s: add_span(TEXT, s, 3, 4, "colour", ATTRIBUTES), "overlapping"),
+    (lambda s: add_span(TEXT, s, *sel("Nike"), "size", ATTRIBUTES), "Pick an attribute"),
+    (lambda s: add_span(TEXT, s, 3, 3, "colour", ATTRIBUTES), "Select the value"),
+    (lambda s: add_span(TEXT, s, None, None, "colour", ATTRIBUTES), "Select the value"),
+    (lambda s: add_span(TEXT, s, 0, 99, "colour", ATTRIBUTES), "outside this listing's text"),
+    (lambda s: add_span(TEXT, s, 4, 5, "colour", ATTRIBUTES), "holds no word"),
+    (lambda s: add_span(TEXT, s, *sel("Blue cotton"), "colour", ATTRIBUTES), "overlapping"),
     (lambda s: remove_span(s, 5), "Pick one of the listing's spans"),
     (lambda s: relabel_span(s, None, "colour", ATTRIBUTES), "Pick one of the listing's spans"),
 ])
 def test_bad_edits_say_what_to_do_and_change_nothing(edit, message: str) -> None:
-    spans = add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES)
+    spans = add_span(TEXT, [], *sel("Navy Blue"), "colour", ATTRIBUTES)
     before = list(spans)
     with pytest.raises(ReviewError, match=message):
         edit(spans)
     assert spans == before
 
 
+def test_browser_selection_offsets_become_python_offsets() -> None:
+    text = "Top 🎽 Navy Blue\r\nsize M"
+    # the browser counts the emoji as two UTF-16 units: "Navy" starts at unit 7, character 6
+    assert selection_offsets(text, 7, 11) == (6, 10) and text[6:10] == "Navy"
+    # after "\r\n", which a textarea shows as one "\n", the selected string pins the place
+    start, end = selection_offsets(text, 17, 21, selected="size")
+    assert text[start:end] == "size"
+    assert selection_offsets(text, 0, 3, selected="Top") == (0, 3)
+
+
 def test_status_is_accepted_only_when_the_model_spans_are_kept() -> None:
     predicted = [Span(9, 18, "colour", "Navy Blue", 0.4)]
-    assert status_for(add_span(TEXT, [], 2, 3, "colour", ATTRIBUTES), predicted) == "accepted"
+    assert status_for(add_span(TEXT, [], *sel("Navy Blue"), "colour", ATTRIBUTES), predicted) == "accepted"
     assert status_for([], predicted) == "corrected"
 
 

@@ -1,4 +1,5 @@
-"""The Annotate tab: the review queue, span edits by word, imports, Label Studio sync and model versions.
+"""The Annotate tab: the review queue, span edits by text selection, new attributes, imports, Label
+Studio sync and model versions.
 
 The logic is the review package's (`review.edits`, `review.intake`, `review.versions`); the listing
 under review is a `review.edits.ReviewItem` kept in the user's gr.State.
@@ -33,26 +34,22 @@ def _progress_markdown(store: Store) -> str:
 
 
 def _show(store: Store, item: ReviewItem | None, attributes: list[str]) -> tuple:
-    """Annotate-tab outputs for the listing being reviewed (or the empty queue)."""
+    """Annotate-tab outputs for the listing being reviewed (or the empty queue); the selection is cleared."""
     progress = _progress_markdown(store)
     if item is None:
-        empty = gr.Dropdown(choices=[], value=None)
-        return (None, "The review queue is empty: extract listings or import a file below.", [], empty, empty, empty,
-                None, progress, {"listing": None})
+        return (None, "The review queue is empty: extract listings or import a file below.", "", [],
+                gr.Dropdown(choices=[], value=None), None, None, "", None, progress, {"listing": None})
     text, spans = item.text, list(item.spans)
-    words = edits.word_choices(text)
     photo = None
     if item.photo_sha256:
         data = store.photo_bytes(item.photo_sha256)
         photo = Image.open(io.BytesIO(data)) if data else None
-    listing = (f"**Listing {item.listing_id}**" + (f" (`{html.escape(item.external_id)}`)" if item.external_id else "")
-               + f"\n\n> {html.escape(text, quote=False)}\n\n"
-               + "Words: " + " ".join(f"`{label}`" for label, _ in words))
-    highlighted = highlight_segments(text, spans)
+    header = f"**Listing {item.listing_id}**" + (f" (`{html.escape(item.external_id)}`)" if item.external_id else "")
     api_view = {"listing": item.listing_id, "text": text, "spans": [s.to_dict() for s in spans],
                 "predicted": [s.to_dict() for s in item.predicted], "attributes": attributes}
-    return (item, listing, highlighted, gr.Dropdown(choices=edits.span_choices(text, spans), value=None),
-            gr.Dropdown(choices=words, value=None), gr.Dropdown(choices=words, value=None), photo, progress, api_view)
+    return (item, header, text, highlight_segments(text, spans),
+            gr.Dropdown(choices=edits.span_choices(text, spans), value=None), None, None, "", photo, progress,
+            api_view)
 
 
 def _report_markdown(lines: list[str]) -> str:
@@ -79,41 +76,70 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
     Returns the "use this model" event so the caller can refresh what else shows the model.
     """
-    attributes = handle.attributes
+    def known_attributes(store: Store) -> list[str]:
+        """The model's attributes, then those annotators added (the store's attribute set)."""
+        return [*handle.attributes, *(a for a in store.attributes() if a not in handle.attributes)]
 
     def load_next(annotator: str | None = None) -> tuple:
         store = stores.get()
-        return _show(store, queue.next_item(store, handle.default_tau, annotator), attributes)
+        return _show(store, queue.next_item(store, handle.default_tau, annotator), known_attributes(store))
 
     def edit(change: Callable[..., list]) -> Callable:
         @user_errors
         def handler(item: ReviewItem | None, *choices: Any) -> tuple:
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
-            return _show(stores.get(), item.with_spans(change(item, *choices)), attributes)
+            store = stores.get()
+            attributes = known_attributes(store)
+            return _show(store, item.with_spans(change(item, attributes, *choices)), attributes)
 
         return handler
 
-    add = edit(lambda item, _span, attribute, first, last: edits.add_span(item.text, item.spans, first, last,
-                                                                             attribute, attributes))
-    remove = edit(lambda item, span, *_: edits.remove_span(item.spans, span))
-    relabel = edit(lambda item, span, attribute, *_: edits.relabel_span(item.spans, span, attribute, attributes))
-    rebound = edit(lambda item, span, _attribute, first, last: edits.rebound_span(item.text, item.spans, span,
-                                                                                     first, last))
+    add = edit(lambda item, known, _span, attribute, start, end: edits.add_span(item.text, item.spans, start, end,
+                                                                                attribute, known))
+    remove = edit(lambda item, _known, span, *_: edits.remove_span(item.spans, span))
+    relabel = edit(lambda item, known, span, attribute, *_: edits.relabel_span(item.spans, span, attribute, known))
+    rebound = edit(lambda item, _known, span, _attribute, start, end: edits.rebound_span(item.text, item.spans, span,
+                                                                                         start, end))
 
     @user_errors
-    def pick_span(item: ReviewItem | None, span: int | None) -> tuple:
+    def pick_span(item: ReviewItem | None, span: int | None) -> Any:
         if item is None or span is None or not 0 <= span < len(item.spans):
-            return gr.skip(), gr.skip(), gr.skip()
-        first, last = edits.word_bounds(item.text, item.spans[span])
-        return item.spans[span].attribute, first, last
+            return gr.skip()
+        return item.spans[span].attribute
+
+    def select_text(item: ReviewItem | None, event: gr.SelectData) -> tuple:
+        """The annotator's selection in the listing text, as character offsets, and what it will mark."""
+        if item is None or not isinstance(event.index, (list, tuple)):
+            return None, None, ""
+        start, end = edits.selection_offsets(item.text, *event.index, selected=event.value or None)
+        try:
+            span = edits.span_from_selection(item.text, start, end, "")
+        except edits.ReviewError as err:
+            return start, end, str(err)
+        return start, end, f"Selected: **{html.escape(item.text[span.start:span.end], quote=False)}**"
+
+    def keep_text(item: ReviewItem | None) -> str:
+        """The listing text is for selecting, not editing: typing in it is undone."""
+        return item.text if item is not None else ""
+
+    @user_errors
+    def add_attribute(annotator: str, name: str) -> tuple:
+        store = stores.get()
+        name = (name or "").strip()
+        if not name:
+            raise UserFacingError("Type the new attribute's name first, e.g. 'metal type'.")
+        added = store.add_attribute(name, added_by=(annotator or "").strip() or None)
+        gr.Info(f"Attribute {name!r} {'added' if added else 'was already there'}: mark its values and save; "
+                "`python -m training.finetune` teaches it to the model.")
+        return gr.Dropdown(choices=known_attributes(store), value=name), ""
 
     def verdict(skip: bool) -> Callable:
         @user_errors
         def handler(annotator: str, item: ReviewItem | None) -> tuple:
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
-            status = queue.save_verdict(stores.get(), annotator, item, skip=skip, attributes=attributes)
+            status = queue.save_verdict(stores.get(), annotator, item, skip=skip, attributes=known_attributes(stores.get()))
             gr.Info(f"Listing {item.listing_id}: {status}.")
             return load_next(annotator)
 
@@ -138,13 +164,14 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
     @user_errors
     def export_ls(url: str, key: str) -> str:
-        report = export_to_label_studio(stores.get(), url or None, key or None, attributes=attributes)
+        store = stores.get()
+        report = export_to_label_studio(store, url or None, key or None, attributes=known_attributes(store))
         return _report_markdown(report.lines())
 
     @user_errors
     def import_ls(url: str, key: str) -> tuple[str, str]:
         store = stores.get()
-        report = import_from_label_studio(store, url or None, key or None, attributes=attributes)
+        report = import_from_label_studio(store, url or None, key or None, attributes=known_attributes(store))
         return _report_markdown(report.lines()), _progress_markdown(store)
 
     @user_errors
@@ -178,34 +205,54 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         with gr.Row():
             with gr.Column(scale=3):
                 listing = gr.Markdown(elem_id="review-listing")
+                text = gr.Textbox(label="Listing text: select a value's words with the mouse", lines=4, max_lines=14,
+                                  elem_id="review-text")
+                selection_note = gr.Markdown(elem_id="review-selection")
+                # the selection as character offsets; scripts pass them straight to /review_add
+                selection_start = gr.Number(visible=False, precision=0)
+                selection_end = gr.Number(visible=False, precision=0)
                 spans = gr.HighlightedText(label="Values (as you will save them)", color_map=colours, show_legend=True,
                                            elem_id="review-spans")
                 with gr.Row():
+                    attribute = gr.Dropdown(label="Attribute", choices=handle.attributes, elem_id="review-attribute")
                     span_pick = gr.Dropdown(label="Value to change", choices=[], elem_id="review-span")
-                    attribute = gr.Dropdown(label="Attribute", choices=attributes, elem_id="review-attribute")
-                    first = gr.Dropdown(label="First word", choices=[], elem_id="review-first")
-                    last = gr.Dropdown(label="Last word", choices=[], elem_id="review-last")
                 with gr.Row():
-                    add_button = gr.Button("Add value (attribute, first..last word)")
-                    relabel_button = gr.Button("Relabel value")
-                    rebound_button = gr.Button("Re-bound value (first..last word)")
-                    remove_button = gr.Button("Remove value")
+                    add_button = gr.Button("Add the selection as a value of the attribute", elem_id="review-add")
+                    rebound_button = gr.Button("Re-bound the value to the selection")
+                    relabel_button = gr.Button("Relabel the value")
+                    remove_button = gr.Button("Remove the value")
+                with gr.Row():
+                    new_attribute = gr.Textbox(label="An attribute the model does not have yet", scale=3,
+                                               placeholder="e.g. metal type", elem_id="review-new-attribute")
+                    new_attribute_button = gr.Button("Add attribute", scale=1, elem_id="review-add-attribute")
                 with gr.Row():
                     save_button = gr.Button("Save", variant="primary", elem_id="review-save")
                     skip_button = gr.Button("Skip", elem_id="review-skip")
             with gr.Column(scale=2):
                 photo = gr.Image(label="Photo", type="pil", interactive=False, height=280, elem_id="review-photo")
         view = gr.JSON(visible=False)
-        shown = [current, listing, spans, span_pick, first, last, photo, progress, view]
-        next_button.click(user_errors(load_next), [annotator], shown, api_name="review_next")
-        choices = [current, span_pick, attribute, first, last]
+        shown = [current, listing, text, spans, span_pick, selection_start, selection_end, selection_note, photo,
+                 progress, view]
+
+        def refresh_attributes() -> gr.Dropdown:
+            """Attributes another annotator added meanwhile join the list when the next listing loads."""
+            return gr.Dropdown(choices=known_attributes(stores.get()))
+
+        next_button.click(user_errors(load_next), [annotator], shown, api_name="review_next").then(
+            refresh_attributes, None, attribute, api_visibility="private")
+        choices = [current, span_pick, attribute, selection_start, selection_end]
         add_button.click(add, choices, shown, api_name="review_add")
         relabel_button.click(relabel, choices, shown, api_name="review_relabel")
         rebound_button.click(rebound, choices, shown, api_name="review_rebound")
         remove_button.click(remove, choices, shown, api_name="review_remove")
-        span_pick.change(pick_span, [current, span_pick], [attribute, first, last], api_visibility="private")
-        save_button.click(verdict(skip=False), [annotator, current], shown, api_name="review_save")
-        skip_button.click(verdict(skip=True), [annotator, current], shown, api_name="review_skip")
+        span_pick.change(pick_span, [current, span_pick], attribute, api_visibility="private")
+        text.select(select_text, current, [selection_start, selection_end, selection_note], api_visibility="private")
+        text.input(keep_text, current, text, api_visibility="private")
+        new_attribute_button.click(add_attribute, [annotator, new_attribute], [attribute, new_attribute],
+                                   api_name="review_add_attribute")
+        for button, skip, name in ((save_button, False, "review_save"), (skip_button, True, "review_skip")):
+            button.click(verdict(skip=skip), [annotator, current], shown, api_name=name).then(
+                refresh_attributes, None, attribute, api_visibility="private")
 
         with gr.Accordion("Import listings for review", open=False):
             gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
