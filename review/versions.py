@@ -1,4 +1,4 @@
-"""Model versions as the app shows them: the dropdown's choices and the promotion table."""
+"""Model versions as the app shows them: the dropdown's choices, the promotion table and the figures over time."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -43,3 +43,24 @@ def version_table(store: Store) -> str:
         rows.append(f"| {name} | {'active' if v.active else ''} | {verdict} | {_change(v.metrics, 'heldout')} | "
                     f"{_change(v.metrics, 'corrections')} | {why} |")
     return "\n".join(rows)
+
+
+# Where each figure lives in a version's metrics: a fine-tune's ("new" = this version on the replay test
+# and the held-out corrections) or a trained model's own test split.
+HISTORY_FIGURES = {"replay test": ("new", "heldout"), "held-out corrections": ("new", "corrections"),
+                   "test split": ("test",)}
+
+
+def metrics_over_time(store: Store) -> list[dict[str, Any]]:
+    """One row per (version, figure) that has a TAG-F1, oldest first: what the Model tab draws."""
+    rows = []
+    for v in store.list_model_versions():
+        for figure, path in HISTORY_FIGURES.items():
+            found: Any = v.metrics
+            for key in path:
+                found = found.get(key, {}) if isinstance(found, Mapping) else {}
+            value = found.get("tag_f1") if isinstance(found, Mapping) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"version": f"#{v.id} {v.name}", "created": v.created, "figure": figure,
+                             "TAG-F1": round(100 * value, 2)})
+    return rows

@@ -81,6 +81,10 @@ def test_extract_in_the_browser(app_url: str, tmp_path: Path):
 
             page.get_by_role("tab", name="Model").click()
             expect(page.locator("#model-info")).to_contain_text("Runs on", timeout=TIMEOUT_MS)
+            page.get_by_role("button", name="Show registered versions").click()
+            expect(page.locator("#model-versions-table")).to_contain_text("#1", timeout=TIMEOUT_MS)
+            # the served version's test-split TAG-F1, drawn over time
+            expect(page.locator("#model-history canvas, #model-history svg").first).to_be_visible(timeout=TIMEOUT_MS)
             _save_screenshot(page, tmp_path, "model.png")
         finally:
             browser.close()

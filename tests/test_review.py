@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from review.edits import (
     status_for,
 )
 from review.intake import IntakeRow, import_for_review, listing_key, record_extraction
-from review.versions import version_choices, version_table
+from review.versions import metrics_over_time, version_choices, version_table
 from tests.tiny_model import ATTRIBUTES, tiny_model, write_text_encoder
 
 TEXT = "Nike Men Navy Blue cotton T-Shirt"  # words: 0 Nike, 1 Men, 2 Navy, 3 Blue, 4 cotton, 5 T, 6 -, 7 Shirt
@@ -149,3 +150,10 @@ def test_the_version_table_shows_promoted_and_not_promoted_versions_with_their_f
     assert "active" in v2 and "| promoted" in v2 and "98.00 → 98.22" in v2
     assert "default" in v0 and "not promoted" not in v0
     assert [label for label, _ in version_choices(store)][0].startswith("#3 v3 (not promoted)")
+
+    # what the Model tab draws: each version's figures, oldest first
+    history = [(r["version"], r["figure"], r["TAG-F1"]) for r in metrics_over_time(store)]
+    assert history == [("#1 default", "test split", 98.0),
+                       ("#2 v2", "replay test", 98.22), ("#2 v2", "held-out corrections", 99.23),
+                       ("#3 v3", "replay test", 97.79), ("#3 v3", "held-out corrections", 98.46)]
+    assert all(isinstance(r["created"], datetime) for r in metrics_over_time(store))

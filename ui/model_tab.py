@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 
 import gradio as gr
+import pandas as pd
 
-from review.versions import version_table
+from review.versions import metrics_over_time, version_table
 from ui.serving import ModelHandle, StoreHandle, user_errors
 
 
@@ -38,8 +39,16 @@ def build_model_tab(handle: ModelHandle, stores: StoreHandle, model_switched: gr
                     "corrections and at most 0.3 TAG-F1 points worse on the replay test (old → new below); "
                     "a version not promoted can still be served from the Annotate tab's Model version list.")
         versions_table = gr.Markdown(elem_id="model-versions-table")
+        history = gr.LinePlot(x="created", y="TAG-F1", color="figure", title="Each version's figures over time",
+                              tooltip=["version", "figure", "TAG-F1"], elem_id="model-history")
         versions_refresh = gr.Button("Show registered versions")
-        show_versions = user_errors(lambda: version_table(stores.get()))
-        versions_refresh.click(show_versions, None, versions_table, api_visibility="private")
+
+        @user_errors
+        def show_versions() -> tuple[str, pd.DataFrame]:
+            store = stores.get()
+            rows = metrics_over_time(store)
+            return version_table(store), pd.DataFrame(rows, columns=["version", "created", "figure", "TAG-F1"])
+
+        versions_refresh.click(show_versions, None, [versions_table, history], api_visibility="private")
     model_switched.then(lambda: model_markdown(handle), None, model_info, api_visibility="private").then(
-        show_versions, None, versions_table, api_visibility="private")
+        show_versions, None, [versions_table, history], api_visibility="private")
