@@ -138,9 +138,11 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         has_image = [p is not None for p in photos]
         blank = torch.zeros(3, config.image_size, config.image_size)
 
-        def pixels(index: list[int]) -> torch.Tensor:
+        def decoded_pixels(index: list[int]) -> torch.Tensor:
             return torch.stack([model.image_encoder.preprocess(photos[i], config.image_size) if photos[i] is not None
                                 else blank for i in index])
+
+        pixels = decoded_pixels
     data = PreparedData(kept, texts, listing_of, gold, regions, has_image, pixels)
     if training and model.caches_lower_layers:
         data.lower_states = _lower_states(model, texts, tokenizer.pad_token_id or 0)

@@ -95,7 +95,6 @@ ARTICLE_SPELLINGS = {
     "Deodorant": ["Deodorants", "Deodorant", "Deo"],
     "Lipstick": ["Lipsticks", "Lipstick", "Lip Colour", "Lip Color"],
     "Nightdress": ["Nightdresses", "Nightdress", "Night Dress"],
-    "Night suits": ["Night Suits", "Night Suit"],
     "Innerwear Vests": ["Innerwear Vests", "Innerwear Vest", "Vests", "Vest"],
     "Trunk": ["Trunks", "Trunk"],
     "Kajal and Eyeliner": ["Kajal", "Eyeliner", "Eye Liner"],
