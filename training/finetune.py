@@ -1,4 +1,5 @@
-"""Fine-tune a checkpoint on the annotators' corrections: `python -m training.finetune --from CKPT --db URL --out DIR`.
+"""Fine-tune a checkpoint on the annotators' corrections: `python -m training.finetune --from CKPT --db URL --out DIR`
+(or `torchrun --nproc-per-node N -m training.finetune ...`: DistributedDataParallel, see training/distributed.py).
 
 Continues from the checkpoint's weights on the store's corrections mixed with a seeded replay sample
 of the original training data, so the model learns the fixes without forgetting the rest. A seeded
@@ -39,6 +40,7 @@ from dram.value_lookup import cross_fitted
 from review.training_data import corrections_as_listings
 from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file
+from training import distributed
 from training.common import attribute_set, check_attributes, load_data, run_cli, setup_logging
 from training.loop import TrainSettings, evaluate, fit, prepare, refresh_prior
 from training.options import JobSettings, settings_from
@@ -177,10 +179,11 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
              photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
-             progress: bool = True, promote: bool = False) -> FinetuneResult:
+             progress: bool = True, promote: bool = False) -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
 
     `activate=False` never activates the new version; `promote=True` activates it past the gate.
+    Under torchrun every rank trains its shard; only rank 0 returns a result (the others None).
     """
     started = time.monotonic()
     source, out = Path(source), Path(out)
@@ -210,9 +213,12 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
                  "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
     eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
 
-    old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
+    main = distributed.is_main()  # under torchrun rank 0 evaluates, saves and registers; all ranks train
+    old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()} if main else {}
     model.switch_on(corrections.new_attributes)
     result = fit(model, tokenizer, train_data, None, settings, progress=progress)
+    if not main:
+        return None
     if new_lookup is not None:
         model.value_lookup = new_lookup
         for data in eval_sets.values():
@@ -295,10 +301,16 @@ def main() -> None:
     replay = load_data(args.replay, "replay") if args.replay_size > 0 else []
     heldout = load_data(args.heldout, "heldout")
     settings = train_settings_from(args)
-    with open_store(existing_store_url(args.db)) as store:
-        result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
-                          args.replay_size, args.photo_cache, activate=not args.no_activate, device=args.device,
-                          promote=args.promote)
+    device = distributed.setup(args.device)
+    try:
+        with open_store(existing_store_url(args.db)) as store:
+            result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
+                              args.replay_size, args.photo_cache, activate=not args.no_activate, device=device,
+                              promote=args.promote)
+    finally:
+        distributed.teardown()
+    if result is None:
+        return  # not rank 0
     print(comparison_table(result.metrics))
     promotion = result.metrics["promotion"]
     print(json.dumps({"checkpoint": str(result.checkpoint), "model_version": result.version_id,

@@ -22,6 +22,7 @@ from dram.model import DramModel, EncoderOutput
 from dram.region_cache import region_features
 from dram.spans import Span, char_spans
 from dram.value_lookup import ValueLookup, cross_fitted, prior_features
+from training import distributed
 from training.options import DEFAULT_CACHE
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,9 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
     regions, has_image, pixels = None, [False] * len(kept), None
     if model.image_encoder is not None and config.freeze_image_encoder:
         paths = [l.image if use_images else None for l in kept]
-        regions, has_image = region_features(model.image_encoder, config.image_encoder, config.image_size, paths,
-                                             cache_dir, device=model.device)
+        with distributed.main_first():  # under torchrun rank 0 fills the cache, the others then read it
+            regions, has_image = region_features(model.image_encoder, config.image_encoder, config.image_size, paths,
+                                                 cache_dir, device=model.device)
     elif model.image_encoder is not None:
         photos = [_readable(l.image) if use_images else None for l in kept]
         has_image = [p is not None for p in photos]
@@ -209,10 +211,35 @@ def _optimizer(model: DramModel, settings: TrainSettings) -> torch.optim.Optimiz
     return torch.optim.Adam([{"params": encoder, "lr": settings.lr_encoder}, {"params": heads, "lr": settings.lr_heads}])
 
 
+class _LossStep(torch.nn.Module):
+    """The training step as a module's forward, so DistributedDataParallel sees the call and syncs gradients."""
+
+    def __init__(self, model: DramModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        return self.model.loss(self.model.encode(batch), batch)
+
+
 def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | None, settings: TrainSettings,
         progress: bool = True) -> dict:
-    """Train with a linear warm-up/decay schedule; keep the weights with the best validation TAG-F1."""
+    """Train with a linear warm-up/decay schedule; keep the weights with the best validation TAG-F1.
+
+    Under torchrun (training/distributed.py) the step runs in DistributedDataParallel, each rank on
+    its shard of every global batch of `settings.batch_size`; rank 0 validates and decides when to
+    stop, and only its model ends with the best weights (it is the one that saves).
+    """
     seed_everything(settings.seed)
+    ddp = distributed.launched() and distributed.active()
+    step = _LossStep(model)
+    if ddp:
+        # ARM trains only the decoders of the attributes it selects for a batch: the others get no
+        # gradient in that step, which DDP must be told to expect.
+        step = torch.nn.parallel.DistributedDataParallel(
+            step, device_ids=[model.device.index] if model.device.type == "cuda" else None,
+            find_unused_parameters=True)
+    progress = progress and distributed.is_main()
     optimizer = _optimizer(model, settings)
     epochs = planned_epochs(len(train), settings)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
@@ -233,25 +260,31 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
              if valid is not None and settings.patience else "")
     for epoch in range(epochs):
         model.train()
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        bar = tqdm(length_bucketed(order, lengths, settings.batch_size, rng), desc=f"epoch {epoch + 1}/{epochs}",
-                   unit="batch", disable=not progress)
-        running = None
+        if ddp:
+            batches = distributed.shard_batches(len(train), settings.batch_size, epoch, settings.seed)
+        else:
+            order = list(range(len(train)))
+            rng.shuffle(order)
+            batches = length_bucketed(order, lengths, settings.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress)
+        running, total_loss, steps = None, 0.0, 0
         for index in bar:
             batch = make_batch(train, index, pad).to(model.device)
-            loss, parts = model.loss(model.encode(batch), batch)
+            loss, parts = step(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             schedule.step()
-            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            value = distributed.mean(loss.item()) if ddp else loss.item()
+            total_loss, steps = total_loss + value, steps + 1
+            running = value if running is None else 0.9 * running + 0.1 * value
             bar.set_postfix(loss=f"{running:.3f}", bce=f"{parts['bce']:.3f}")
-            if settings.max_minutes and time.monotonic() - started > settings.max_minutes * 60:
+            if settings.max_minutes and distributed.agree(time.monotonic() - started > settings.max_minutes * 60):
                 break
-        record = {"epoch": epoch + 1, "loss": running, "minutes": (time.monotonic() - started) / 60}
-        if valid is not None and len(valid):
+        record = {"epoch": epoch + 1, "loss": running, "mean_loss": total_loss / max(1, steps),
+                  "minutes": (time.monotonic() - started) / 60}
+        if valid is not None and len(valid) and distributed.is_main():
             summary = evaluate(model, tokenizer, valid)
             record.update(valid_tag_f1=summary["tag_f1"], valid_cls_f1=summary["cls_f1"],
                           valid_value_f1=summary["value"]["f1"])
@@ -260,11 +293,11 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("epoch %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         history.append(record)
-        if settings.max_minutes and time.monotonic() - started > settings.max_minutes * 60:
+        if distributed.agree(bool(settings.max_minutes) and time.monotonic() - started > (settings.max_minutes or 0) * 60):
             log.info("stopping: time budget of %.1f minutes reached", settings.max_minutes)
             break
-        if (best_state is not None and settings.patience and epoch + 1 >= earliest_stop
-                and epoch + 1 - best_epoch >= settings.patience):
+        if distributed.agree(best_state is not None and bool(settings.patience) and epoch + 1 >= earliest_stop
+                             and epoch + 1 - best_epoch >= (settings.patience or 0)):
             log.info("stopping: no better validation TAG-F1 for %d epochs (best %.4f at epoch %d)",
                      settings.patience, best, best_epoch)
             break

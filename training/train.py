@@ -1,4 +1,8 @@
-"""Train a DRAM model: `python -m training.train --train A.jsonl --valid B.jsonl --out DIR [--variant dram]`."""
+"""Train a DRAM model: `python -m training.train --train A.jsonl --valid B.jsonl --out DIR [--variant dram]`.
+
+`torchrun --nproc-per-node N -m training.train ...` trains the same model on N processes
+(DistributedDataParallel; --batch-size stays the global batch); see training/distributed.py.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +16,7 @@ import torch
 from dram.checkpoint import build_model, pick_device, save_checkpoint
 from dram.config import VARIANTS, DramConfig
 from dram.value_lookup import ValueLookup
+from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.loop import TrainSettings, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
@@ -83,7 +88,7 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress)
     metrics = {"train": {"listings": len(train_data), **result}}
-    if valid_data is not None:
+    if valid_data is not None and distributed.is_main():
         metrics["valid"] = evaluate(model, tokenizer, valid_data)
     model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
     return model, tokenizer, metrics
@@ -101,6 +106,14 @@ def main() -> None:
     setup_logging()
     job = settings_from(JobSettings, args)
     job.apply()
+    job.device = distributed.setup(job.device)
+    try:
+        _train(args, job)
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, job: JobSettings) -> None:
     train = load_data(args.train, "train")
     if args.max_train:
         train = train[: args.max_train]
@@ -115,6 +128,9 @@ def main() -> None:
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device)
+    if not distributed.is_main():
+        return  # rank 0 saves; the others are done
+    metrics["train"]["processes"] = distributed.world()
     save_checkpoint(model, tokenizer, args.out, metrics)
     summary = metrics.get("valid", {})
     log.info("saved %s  valid TAG-F1 %s", args.out, f"{summary['tag_f1']:.4f}" if summary else "n/a")
