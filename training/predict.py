@@ -1,6 +1,8 @@
 """Extract attributes for a file of listings: `python -m training.predict --checkpoint DIR --input C.jsonl --output P.jsonl`.
 
 One line per listing: {"id", "spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores"}.
+`--engine ray` spreads a catalogue (a file, folder or glob of JSONL/CSV/Parquet) over a Ray actor
+pool and writes one shard per input file into the --output folder (see training/ray_predict.py).
 """
 from __future__ import annotations
 
@@ -15,15 +17,30 @@ from training.loop import predict, prepare
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     add_checkpoint_arguments(parser)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--input", required=True,
+                        help="a listing file; with --engine ray also a folder or a glob of JSONL/CSV/Parquet files")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="the predictions file; with --engine ray a folder of shards, one per input file")
     parser.add_argument("--tau-r", type=float)
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this process (default); ray: a Ray actor pool (local Ray, or RAY_ADDRESS)")
+    parser.add_argument("--workers", type=int, help="ray: actors (default: one per GPU, else one per two CPUs)")
+    parser.add_argument("--batch-size", type=int, default=64, help="listings per model call")
     args = parser.parse_args()
     setup_logging()
+    if args.engine == "ray":
+        from training.ray_predict import predict_on_ray
+
+        counts = predict_on_ray(args.checkpoint, args.input, args.output, workers=args.workers,
+                                batch_size=args.batch_size, device=args.device, tau_r=args.tau_r)
+        print(f"wrote {counts['listings']} predictions in {counts['written']} shards to {args.output}"
+              + (f"; {counts['skipped']} shards were already there" if counts["skipped"] else ""))
+        return
     model, tokenizer, job = open_checkpoint(args)
     listings = load_data(args.input, "input")
     data = prepare(model, tokenizer, listings, job.cache_dir)
-    predicted = dict(zip((id(l) for l in data.listings), predict(model, tokenizer, data, args.tau_r, progress=True)))
+    predicted = dict(zip((id(l) for l in data.listings),
+                         predict(model, tokenizer, data, args.tau_r, batch_size=args.batch_size, progress=True)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
         for listing in listings:  # one line per input listing, in order, even for unreadable ones
