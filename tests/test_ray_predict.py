@@ -13,8 +13,6 @@ from typing import Iterator
 
 import pytest
 
-pytest_plugins = ["tests.conftest_app"]
-
 ray = pytest.importorskip("ray", reason="Ray is not installed: bash scripts/setup.sh requirements-dev.txt")
 
 from training.ray_predict import _init_ray, predict_on_ray, read_shards  # noqa: E402
