@@ -40,15 +40,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import shlex
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.bench_open_schema import run
 from dram.checkpoint import load_checkpoint
 from dram.config import DramConfig
 from dram.inference import Extractor
@@ -93,15 +92,6 @@ def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
     return Scenario(category, start_train, start_valid, full_train, pool, test)
 
 
-def run_command(command: list[str], log_file: Path) -> None:
-    """A project command as a user runs it, its output in `log_file`; a failure stops the benchmark."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log_file.open("w") as out:
-        done = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"{shlex.join(command)} failed; see {log_file}")
-
-
 def train(train_file: Path, valid_file: Path | None, out: Path, seed: int, extra: list[str]) -> Path:
     """`training.train` with the defaults (and `extra`), unless `out` holds a checkpoint already."""
     if (out / "config.json").exists():
@@ -112,7 +102,7 @@ def train(train_file: Path, valid_file: Path | None, out: Path, seed: int, extra
     if valid_file is not None:
         command += ["--valid", str(valid_file)]
     log.info("training %s", out)
-    run_command(command, out.with_name(out.name + ".log"))
+    run(command, out.with_name(out.name + ".log"))
     return out
 
 
@@ -181,7 +171,7 @@ def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: li
             batch = next_batch(store, order, waiting_in_random_order, target - done, config.tau_r)
             annotate(store, batch, gold, config.attributes)
         following = out / f"round-{target}"
-        run_command([sys.executable, "-m", "training.finetune", "--from", str(current), "--db", db_url,
+        run([sys.executable, "-m", "training.finetune", "--from", str(current), "--db", db_url,
                      "--out", str(following), "--replay", str(scenario.start_train),
                      "--heldout", str(scenario.start_valid), "--seed", str(seed), "--promote", *finetune_args],
                     out / f"round-{target}.log")

@@ -19,21 +19,11 @@ from dram.listings import Listing
 from dram.value_lookup import ValueLookup
 from review.training_data import corrections_as_listings
 from store import open_store
-from tests.tiny_model import ATTRIBUTES, listing, tiny_model, train_listings, write_text_encoder
+from tests.tiny_model import BRANDED, ATTRIBUTES, listing, tiny_model, train_listings, write_text_encoder
 from training.finetune import usable_corrections
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
-BRANDED = [
-    ("nike red shirt for men", [("nike", "brand"), ("red", "colour"), ("shirt", "article_type")]),
-    ("puma blue jeans", [("puma", "brand"), ("blue", "colour"), ("jeans", "article_type")]),
-    ("black belt adidas", [("adidas", "brand"), ("black", "colour"), ("belt", "article_type")]),
-    ("raymond white dress", [("raymond", "brand"), ("white", "colour"), ("dress", "article_type")]),
-    ("green cap by puma", [("puma", "brand"), ("green", "colour"), ("cap", "article_type")]),
-    ("nike navy socks", [("nike", "brand"), ("navy", "colour"), ("socks", "article_type")]),
-    ("adidas black shoes", [("adidas", "brand"), ("black", "colour"), ("shoes", "article_type")]),
-    ("puma red cap", [("puma", "brand"), ("red", "colour"), ("cap", "article_type")]),
-]
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,18 @@ def clone(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
 
 
+# Listings with a brand, an attribute the tiny model's ATTRIBUTES lack: what growing a model learns.
+BRANDED = [
+    ("nike red shirt for men", [("nike", "brand"), ("red", "colour"), ("shirt", "article_type")]),
+    ("puma blue jeans", [("puma", "brand"), ("blue", "colour"), ("jeans", "article_type")]),
+    ("black belt adidas", [("adidas", "brand"), ("black", "colour"), ("belt", "article_type")]),
+    ("raymond white dress", [("raymond", "brand"), ("white", "colour"), ("dress", "article_type")]),
+    ("green cap by puma", [("puma", "brand"), ("green", "colour"), ("cap", "article_type")]),
+    ("nike navy socks", [("nike", "brand"), ("navy", "colour"), ("socks", "article_type")]),
+    ("adidas black shoes", [("adidas", "brand"), ("black", "colour"), ("shoes", "article_type")]),
+    ("puma red cap", [("puma", "brand"), ("red", "colour"), ("cap", "article_type")]),
+]
+
 TRAIN_LISTINGS = [
     ("red cotton shirt for men", [("red", "colour"), ("cotton", "material"), ("shirt", "article_type")]),
     ("blue denim jeans", [("blue", "colour"), ("denim", "material"), ("jeans", "article_type")]),
