@@ -42,7 +42,11 @@ def torchrun(max_train: int) -> None:
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         valid = Path(tmp) / "valid.jsonl"
-        valid.write_text("".join((BUNDLE / "valid.jsonl").read_text().splitlines(keepends=True)[:200]))
+        records = [json.loads(line) for line in (BUNDLE / "valid.jsonl").read_text().splitlines()[:200]]
+        for record in records:  # the copy lives elsewhere: photos by absolute path
+            if record.get("image"):
+                record["image"] = str(BUNDLE / record["image"])
+        valid.write_text("".join(json.dumps(r) + "\n" for r in records))
         common = ["--train", str(BUNDLE / "train.jsonl"), "--valid", str(valid), "--max-train", str(max_train),
                   "--no-image", "--epochs", "1", "--patience", "0", "--device", "cpu", "--cache-dir",
                   str(Path(tmp) / "cache")]
