@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from dram.paths import ROOT
+
 # The default model's label map (training data order: most frequent first).
 ATTRIBUTES = ["brand", "gender", "article_type", "colour", "pattern"]
 STARTUP_TIMEOUT_S = 180

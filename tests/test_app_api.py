@@ -13,9 +13,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.app_server import ATTRIBUTES, ROOT, launch_app, stop_app
+from dram.paths import EXAMPLES
+from tests.app_server import ATTRIBUTES, launch_app, stop_app
 
-EXAMPLES = ROOT / "assets" / "examples"
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
 PHOTO = EXAMPLES / "17187.jpg"
 

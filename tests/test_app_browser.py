@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_server import ROOT
+from dram.paths import EXAMPLES
 from tests.browser import CHROMIUM, TIMEOUT_MS, launch_chromium
 
 log = logging.getLogger(__name__)
 
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
-PHOTO = ROOT / "assets" / "examples" / "17187.jpg"
+PHOTO = EXAMPLES / "17187.jpg"
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,7 +1,6 @@
 """The image encoder's speed-ups must not change its region features (REAL EfficientNet-Lite0 weights)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,11 +10,11 @@ from torch import nn
 
 from dram.encoders import load_image_encoder
 from dram.images import load_image
+from dram.paths import BUNDLE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[:6]
+PHOTOS = sorted((BUNDLE / "images").glob("*.jpg"))[:6]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from dram.checkpoint import load_checkpoint, save_checkpoint
 from dram.listings import Listing
+from dram.paths import ROOT
 from dram.spans import Span
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
@@ -16,7 +17,6 @@ from training import finetune as finetune_module
 from training.finetune import FinetuneError, finetune, promotion_failures, replay_sample, split_corrections
 from training.loop import TrainSettings
 
-ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [
     ("red cotton shirt for men", [("red", "colour"), ("cotton", "material"), ("shirt", "article_type")]),
     ("blue denim jeans", [("blue", "colour"), ("denim", "material"), ("jeans", "article_type")]),

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +15,13 @@ from dram.config import DramConfig
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
 from dram.model import DecodedSpan
+from dram.paths import BUNDLE
 from dram.tagging import split_words
 from tests.tiny_model import count_encoder_calls, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTO = sorted((ROOT / "assets" / "myntra-small" / "images").glob("*.jpg"))[0]
+PHOTO = sorted((BUNDLE / "images").glob("*.jpg"))[0]
 ATTRIBUTES = ["brand", "gender", "colour", "article_type"]
 TEXT = "Raymond Men Black Leather Belt"
 

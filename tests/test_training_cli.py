@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from dram.paths import ROOT
 from tests.tiny_model import TRAIN_LISTINGS, write_text_encoder
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _records(listings) -> list[dict]:
