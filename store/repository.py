@@ -177,6 +177,14 @@ def _model_info(row: ModelVersion) -> ModelVersionInfo:
     )
 
 
+def _version_at(session: Session, checkpoint: Path) -> ModelVersionInfo | None:
+    """The version registered for the (resolved) checkpoint folder, if any."""
+    for row in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
+        if Path(row.checkpoint_path).resolve() == checkpoint:
+            return _model_info(row)
+    return None
+
+
 def _latest_prediction_ids() -> Subquery:
     return select(func.max(Prediction.id).label("id")).group_by(Prediction.listing_id).subquery()
 
@@ -378,10 +386,14 @@ class Store:
         no version is active yet (the first model an app serves becomes the active one).
         """
         wanted = Path(checkpoint).resolve()
+        with self.db.transaction(write=False) as session:  # every served request asks: no write lock for it
+            known = _version_at(session, wanted)
+        if known is not None:
+            return known
         with self.db.transaction() as session:
-            for row in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
-                if Path(row.checkpoint_path).resolve() == wanted:
-                    return _model_info(row)
+            known = _version_at(session, wanted)  # registered by another program meanwhile?
+            if known is not None:
+                return known
             if activate is None:
                 activate = session.scalar(select(ModelVersion.id).where(ModelVersion.active)) is None
             elif activate:

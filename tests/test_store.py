@@ -276,6 +276,22 @@ def test_opening_a_migrated_store_does_not_wait_for_a_writer(db_url: str) -> Non
         holder.close()
 
 
+def test_the_served_models_version_is_found_while_another_program_writes(db_url: str) -> None:
+    """The app asks for its model's version on every extraction: a known one must not wait for the write lock."""
+    with open_store(db_url) as store:
+        known = store.version_for_checkpoint("models/x", {}).id
+    holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with open_store(db_url, busy_timeout_s=0.05, retries=0) as store:
+            assert store.version_for_checkpoint("models/x", {}).id == known
+            with pytest.raises(StoreBusyError):
+                store.version_for_checkpoint("models/y", {})  # a new one is a write, and waits
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_a_lock_released_during_the_retries_lets_the_save_through(db_url: str) -> None:
     path = db_url.removeprefix("sqlite:///")
     with open_store(db_url, busy_timeout_s=0.05, retries=6, backoff_s=0.05) as store:
