@@ -43,10 +43,12 @@ def selection_offsets(text: str, start: int, end: int, selected: str | None = No
     A textarea counts UTF-16 code units (an emoji is two) and shows "\r\n" as one "\n", so its
     offsets can drift from Python's; the selected string, when given, pins the selection to the
     occurrence of it nearest to where the browser said it was."""
-    prefix = text.encode("utf-16-le")[: 2 * max(0, int(start))].decode("utf-16-le", errors="ignore")
-    length = len(text.encode("utf-16-le")[2 * max(0, int(start)) : 2 * max(0, int(end))].decode("utf-16-le",
-                                                                                                 errors="ignore"))
-    first = len(prefix)
+    units = text.encode("utf-16-le")
+
+    def characters(first_unit: int, end_unit: int) -> int:
+        return len(units[2 * max(0, int(first_unit)) : 2 * max(0, int(end_unit))].decode("utf-16-le", errors="ignore"))
+
+    first, length = characters(0, start), characters(start, end)
     if selected and text[first : first + len(selected)] != selected:
         hits = [i for i in range(len(text)) if text.startswith(selected, i)]
         if hits:
