@@ -1,16 +1,9 @@
-"""Initial schema: photos, listings, model versions, predictions, corrections, Label Studio exports.
-
-Revision ID: 0001
-Revises:
-Create Date: 2025-11-24
-"""
+"""Initial schema: photos, listings, model versions, predictions, corrections, Label Studio exports."""
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

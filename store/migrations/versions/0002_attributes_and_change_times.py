@@ -5,18 +5,12 @@
 Label Studio's `updated_at` for imported ones; the newest by it is a listing's current correction,
 so an edit imported late does not override a later one made in the app. Existing rows get their
 `created` time, which is what decided before.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,16 +1,9 @@
-"""Claims: the review queue hands each listing to one annotator at a time, across app processes.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-01
-"""
+"""Claims: the review queue hands each listing to one annotator at a time, across app processes."""
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
