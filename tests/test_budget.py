@@ -5,7 +5,7 @@ import pytest
 
 from dram.listings import Listing
 from training.common import split_validation
-from training.loop import TrainSettings, length_bucketed, patience_epochs, planned_epochs, selection_score
+from training.loop import TrainSettings, length_bucketed, patience_epochs, planned_epochs
 
 
 @pytest.mark.parametrize("n_train, expected", [
@@ -48,9 +48,9 @@ def test_early_stop_waits_for_half_the_budget_then_keeps_the_best_epoch(monkeypa
     import training.loop as loop
 
     scores = iter([0.01, 0.0, 0.0, 0.0, 0.0, 0.3, 0.5, 0.4, 0.4, 0.4, 0.6, 0.6])
-    # TAG-F1 moves the other way: the epoch is chosen on value F1.
-    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: (lambda f: {"tag_f1": 1 - f, "cls_f1": 0.0,
-                                                                     "value": {"f1": f, "VC": 1}})(next(scores)))
+    # Value F1 moves the other way: the epoch is chosen on TAG-F1.
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: (lambda f: {"tag_f1": f, "cls_f1": 0.0,
+                                                                     "value": {"f1": 1 - f}})(next(scores)))
 
     class Data:
         texts = [type("T", (), {"input_ids": [1, 2]})()] * 4
@@ -78,7 +78,7 @@ def test_early_stop_waits_for_half_the_budget_then_keeps_the_best_epoch(monkeypa
     # Epochs 2-5 score 0 (4 epochs without improvement) and training goes on: no stop before half of
     # 12 epochs. After it, 3 epochs without beating epoch 7's 0.5 end training at epoch 10.
     assert [r["epoch"] for r in result["history"]] == list(range(1, 11))
-    assert result["best_epoch"] == 7 and result["best_valid_value_f1"] == 0.5
+    assert result["best_epoch"] == 7 and result["best_valid_tag_f1"] == 0.5
 
 
 @pytest.mark.parametrize("planned, patience, expected", [(12, 3, 3), (40, 3, 10), (17, 3, 4), (40, 0, 0)])
@@ -86,8 +86,3 @@ def test_patience_grows_to_a_quarter_of_a_long_budget(planned: int, patience: in
     """200 listings get 40 short, noisy epochs: 3 without a gain is no plateau there."""
     assert patience_epochs(planned, TrainSettings(patience=patience)) == expected
 
-
-def test_epochs_are_chosen_on_tag_f1_when_validation_has_no_slots() -> None:
-    empty = {"f1": 0.0, "NN": 0, "NV": 0, "VN": 0, "VC": 0, "VW": 0}
-    assert selection_score({"tag_f1": 0.7, "value": empty}) == 0.7
-    assert selection_score({"tag_f1": 0.7, "value": {**empty, "f1": 0.5, "VC": 2}}) == 0.5
