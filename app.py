@@ -34,7 +34,7 @@ import logging
 import os
 from pathlib import Path
 
-from dram.encoders import stay_offline
+from dram.nn.encoders import stay_offline
 
 stay_offline()  # the entry point's choice, made before gradio imports huggingface_hub (which reads it once)
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model
-from dram.config import DramConfig
+from dram.data.readers import read_listings
 from dram.inference import Extractor
-from dram.readers import read_listings
-from dram.value_lookup import ValueLookup
+from dram.nn.config import DramConfig
+from dram.nn.value_lookup import ValueLookup
 from training.common import attribute_set
 from training.loop import make_batch, prepare
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from label_studio_sdk import LabelStudio  # noqa: E402
 
-from dram.spans import Span  # noqa: E402
+from dram.data.spans import Span  # noqa: E402
 from review.training_data import corrections_as_listings
 from store import StoreBusyError, open_store  # noqa: E402
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio  # noqa: E402

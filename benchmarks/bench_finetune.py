@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dram.checkpoint import load_checkpoint  # noqa: E402
-from dram.config import DramConfig  # noqa: E402
-from dram.listings import Listing  # noqa: E402
-from dram.spans import Span  # noqa: E402
+from dram.data.listings import Listing  # noqa: E402
+from dram.data.spans import Span  # noqa: E402
+from dram.nn.config import DramConfig  # noqa: E402
 from store import Store, open_store  # noqa: E402
 from training.common import load_data, setup_logging  # noqa: E402
 from training.finetune import FinetuneResult, comparison_table, finetune  # noqa: E402

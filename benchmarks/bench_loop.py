@@ -49,10 +49,10 @@ from pathlib import Path
 
 from benchmarks.bench_open_schema import run
 from dram.checkpoint import load_checkpoint
-from dram.config import DramConfig
+from dram.data.listings import Listing
+from dram.data.readers import read_listings
 from dram.inference import Extractor
-from dram.listings import Listing
-from dram.readers import read_listings
+from dram.nn.config import DramConfig
 from store import Store, open_store
 from training.common import split_validation
 from training.loop import predict, prepare, score

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from dram.data.listings import read_jsonl
 from dram.inference import Extractor
-from dram.listings import read_jsonl
 
 
 def percentile(values: list[float], q: float) -> float:

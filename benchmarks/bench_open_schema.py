@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from dram.spans import Span
+from dram.data.readers import read_listings
+from dram.data.spans import Span
+from dram.data.tagging import split_words
 from dram.metrics import SlotScorer, best_answers
-from dram.readers import read_listings
-from dram.tagging import split_words
-from dram.value_lookup import ValueLookup
+from dram.nn.value_lookup import ValueLookup
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store import open_store  # noqa: E402
-from dram.spans import Span  # noqa: E402
+from dram.data.spans import Span  # noqa: E402
 from review.queue import next_item, save_verdict  # noqa: E402
+from store import open_store  # noqa: E402
 from tests.postgres_server import running_postgres  # noqa: E402
 
 TAU = 0.5

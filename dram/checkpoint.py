@@ -16,11 +16,11 @@ from typing import Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from dram.config import DramConfig
-from dram.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.errors import CheckpointError
-from dram.model import DramModel
-from dram.value_lookup import ValueLookup
+from dram.nn.config import DramConfig
+from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
+from dram.nn.model import DramModel
+from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
 LOOKUP_FILE = "value_lookup.json"

@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dram.batching import TextWindow, collate, encode_windows
 from dram.checkpoint import load_checkpoint, pick_device
+from dram.data.images import load_image
+from dram.data.spans import Span, char_spans
+from dram.data.tagging import Word
 from dram.errors import DramInputError
-from dram.images import load_image
-from dram.model import DecodedSpan, EncoderOutput
-from dram.spans import Span, char_spans
-from dram.tagging import Word
-from dram.value_lookup import prior_features
+from dram.nn.batching import TextWindow, collate, encode_windows
+from dram.nn.model import DecodedSpan, EncoderOutput
+from dram.nn.value_lookup import prior_features
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,17 @@
 """The annotator's span edits: add, remove, relabel and re-bound values from a text selection.
 
 The annotator selects the value in the listing text; the selection is widened to the whole words
-it touches, the same words the model tags (`dram.tagging.split_words`), so a corrected span is
-always one the model can learn; spans are `dram.spans.Span`s without text
-or confidence, and the overlap rule is `dram.spans.clash`, the one the store and files use.
+it touches, the same words the model tags (`dram.data.tagging.split_words`), so a corrected span is
+always one the model can learn; spans are `dram.data.spans.Span`s without text
+or confidence, and the overlap rule is `dram.data.spans.clash`, the one the store and files use.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
-from dram.spans import Span, clash, covered_words, reading_order
-from dram.tagging import split_words
+from dram.data.spans import Span, clash, covered_words, reading_order
+from dram.data.tagging import split_words
 from store.errors import CorrectionError
 from store.repository import QueueItem
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dram.data.listings import Listing
 from dram.files import write_atomically
-from dram.listings import Listing
 from store.repository import CurrentCorrection, Store
 
 PHOTO_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}

@@ -29,7 +29,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from dram.spans import Span
+from dram.data.spans import Span
 from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
 

@@ -23,8 +23,8 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
+from dram.data.spans import Span, SpanError, checked_span, clash, reading_order
 from dram.errors import ImageError
-from dram.spans import Span, SpanError, checked_span, clash, reading_order
 from store.db import Database, open_database
 from store.errors import ClaimError, CorrectionError, StoreError
 from store.models import (
@@ -132,7 +132,7 @@ def _photo_facts(data: bytes) -> tuple[str, str, int, int]:
 def check_spans(
     text: str, spans: Iterable[Span | Mapping[str, Any]], allowed: Collection[str] | None, *, what: str
 ) -> list[Span]:
-    """Spans in reading order, or `CorrectionError` naming the first bad one (`dram.spans` says the rule)."""
+    """Spans in reading order, or `CorrectionError` naming the first bad one (`dram.data.spans` says the rule)."""
     checked: list[Span] = []
     for raw in spans:
         try:

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from dram.encoders import stay_offline
+from dram.nn.encoders import stay_offline
 from tests.app_server import ATTRIBUTES, launch_app, stop_app
 from tests.label_studio_server import Server, ServerFailed, label_studio_bin, running_label_studio
 from tests.postgres_server import PostgresFailed, PostgresServer, pg_bin, running_postgres
@@ -53,7 +53,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def app_checkpoint() -> Path:
     """The default model the app ships with: built by scripts/test.sh before the suite, or here if missing."""
-    from dram.config import DramConfig
+    from dram.nn.config import DramConfig
     from training import build_default
 
     path = build_default.DEFAULT_OUT

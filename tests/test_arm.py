@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dram.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
+from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
 
 H, N, W = 8, 3, 5
 

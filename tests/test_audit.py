@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ui import audit
-from ui.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
+from dram.data.spans import Span
 from dram.errors import DramInputError
 from dram.inference import Extraction
-from dram.spans import Span
+from ui import audit
+from ui.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
 
 
 def listing(i: int, attributes: list[str], category: str = "") -> tuple[BatchRow, Extraction]:

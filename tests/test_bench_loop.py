@@ -11,10 +11,10 @@ import pytest
 
 from benchmarks import bench_loop
 from dram.checkpoint import save_checkpoint
+from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.metrics import SlotScorer, best_answers
-from dram.readers import read_listings
-from dram.value_lookup import ValueLookup
+from dram.nn.value_lookup import ValueLookup
 from tests.tiny_model import tiny_model, train_listings, write_text_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dram.listings import Listing
+from dram.data.listings import Listing
 from training.common import split_validation
 from training.loop import TrainSettings, length_bucketed, patience_epochs, planned_epochs
 

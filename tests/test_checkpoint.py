@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 import dram.checkpoint as checkpoint
 from dram.checkpoint import load_checkpoint, save_checkpoint
-from dram.config import DramConfig
 from dram.errors import CheckpointError
+from dram.nn.config import DramConfig
 from tests.tiny_model import clone, make_batch, tiny_image_encoder, tiny_model, train_listings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -199,7 +199,7 @@ def test_config_saved_before_classifier_pooling_existed_loads_as_cls(tmp_path) -
 def test_checkpoint_saved_before_value_prior_and_frozen_fraction_loads_without_them(tmp_path) -> None:
     import json
 
-    from dram.config import DramConfig
+    from dram.nn.config import DramConfig
 
     config = DramConfig(attributes=["colour"])
     config.save(tmp_path / "config.json")

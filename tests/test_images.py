@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dram.data.images import MAX_SIDE, load_image
 from dram.errors import ImageError
-from dram.images import MAX_SIDE, load_image
 
 
 def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:

@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dram.batching import encode_windows
 from dram.checkpoint import build_model, save_checkpoint
-from dram.config import DramConfig
+from dram.data.tagging import split_words
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
-from dram.model import DecodedSpan
+from dram.nn.batching import encode_windows
+from dram.nn.config import DramConfig
+from dram.nn.model import DecodedSpan
 from dram.paths import BUNDLE
-from dram.tagging import split_words
 from tests.tiny_model import count_encoder_calls, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,7 +13,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 from PIL import Image
 
-from dram.spans import Span
+from dram.data.spans import Span
 from review.training_data import corrections_as_listings
 from store import open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 from label_studio_sdk import LabelStudio
 
-from dram.spans import Span
+from dram.data.spans import Span
 from review.training_data import corrections_as_listings
 from store import Store, open_store
 from store.label_studio import export_to_label_studio, import_from_label_studio

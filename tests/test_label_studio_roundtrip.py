@@ -13,14 +13,15 @@ from typing import Any, Iterator
 import pytest
 from label_studio_sdk import LabelStudio
 
-from dram.spans import Span
+from dram.data.spans import Span
 from review.training_data import corrections_as_listings
-from store import Store, StoreBusyError, open_store
+from store import Store, StoreBusyError
 from store import label_studio as label_studio_module
+from store import open_store
 from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
 from tests.fault_proxy import FaultProxy
-from tests.round_trip_audit import Tally, tally
 from tests.label_studio_server import TOKEN, Server
+from tests.round_trip_audit import Tally, tally
 
 pytestmark = pytest.mark.label_studio
 

@@ -13,7 +13,7 @@ from dram.paths import ROOT
 
 def _modules(package: str) -> list[str]:
     return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-                  for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts and p.name != "__main__.py")
+                  for p in (ROOT / package.replace(".", "/")).rglob("*.py") if "migrations" not in p.parts and p.name != "__main__.py")
 
 
 def _loaded_after_import(modules: list[str]) -> set[str]:
@@ -23,7 +23,7 @@ def _loaded_after_import(modules: list[str]) -> set[str]:
 
 
 @pytest.mark.parametrize("package, forbidden", [("store", {"torch", "gradio"}), ("dram", {"gradio"}),
-                                                ("review", {"gradio"})])
+                                                ("dram.data", {"torch", "gradio"}), ("review", {"gradio"})])
 def test_a_package_imports_without_the_layers_above_it(package: str, forbidden: set[str]) -> None:
     assert _loaded_after_import(_modules(package)) & forbidden == set()
 
@@ -43,3 +43,19 @@ def test_a_package_imports_only_from_the_packages_below_it(package: str, allowed
             for name in names:
                 top = name.split(".")[0]
                 assert top not in ours or top in allowed, f"{path.relative_to(ROOT)} imports {name}"
+
+
+@pytest.mark.parametrize("package, allowed", [
+    ("dram/data", {"dram.data", "dram.errors"}),  # what a listing is: below the network
+    ("dram/nn", {"dram.nn", "dram.data", "dram.errors", "dram.files"}),  # the network, not its use
+])
+def test_dram_sub_packages_import_only_the_layers_below_them(package: str, allowed: set[str]) -> None:
+    """Imports for type hints only (`if TYPE_CHECKING:`) do not load anything and are allowed."""
+    for path in (ROOT / package).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        hints = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                 and getattr(block.test, "id", None) == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) not in hints and isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dram."):
+                assert any(node.module == a or node.module.startswith(a + ".") for a in allowed), \
+                    f"{path.relative_to(ROOT)} imports {node.module}"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dram.listings import Listing, ListingError, locate_values, read_jsonl, write_jsonl
-from dram.spans import Span
+from dram.data.listings import Listing, ListingError, locate_values, read_jsonl, write_jsonl
+from dram.data.spans import Span
 
 
 def _write(path: Path, records: list[dict | str]) -> Path:

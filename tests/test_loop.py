@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dram.listings import Listing
+from dram.data.listings import Listing
 from tests.tiny_model import listing, tiny_model, write_text_encoder
 from training.loop import TrainSettings, fit, make_batch, prepare
 

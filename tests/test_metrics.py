@@ -103,7 +103,7 @@ def test_slot_rule_counts_and_scores_by_hand() -> None:
 
 
 def test_best_answers_take_each_attributes_most_confident_span() -> None:
-    from dram.spans import Span
+    from dram.data.spans import Span
     from dram.metrics import best_answers
 
     spans = [Span(0, 3, "colour", "Red", 0.6), Span(9, 13, "colour", "Blue", 0.9),

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dram.config import VARIANTS
+from dram.data.spans import char_spans
 from dram.metrics import ExtractionScorer
-from dram.spans import char_spans
+from dram.nn.config import VARIANTS
 from tests.tiny_model import count_encoder_calls, listing, make_batch, tiny_model, train_listings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -247,8 +247,8 @@ def test_frozen_fraction_keeps_embeddings_and_lower_layers_and_trains_the_upper_
 
 
 def test_the_model_reads_its_config_without_writing_into_it(tiny_encoder_dir) -> None:
-    from dram.encoders import load_text_encoder
-    from dram.model import DramModel
+    from dram.nn.encoders import load_text_encoder
+    from dram.nn.model import DramModel
     from tests.tiny_model import tiny_config, tiny_image_encoder
 
     config = tiny_config(tiny_encoder_dir)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from dram.config import DramConfig
+from dram.nn.config import DramConfig
 from training.loop import TrainSettings
 from training.options import JobSettings, add_options, settings_from
 from training.train import MODEL_OPTIONS, add_model_arguments, add_training_arguments, config_from, train_settings_from

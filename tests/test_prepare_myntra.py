@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dram.listings import read_jsonl
+from dram.data.listings import read_jsonl
 from training.prepare_myntra import Labeller, main, split_of
 
 COLUMNS = ["product_id", "title", "description", "category", "masterCategory", "subCategory",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dram.listings import ListingError
-from dram.readers import read_listings, read_mae, read_mepave
+from dram.data.listings import ListingError
+from dram.data.readers import read_listings, read_mae, read_mepave
 
 # Made-up sentences in the MEPAVE layout: cid, sid, raw text, tagged text.
 MEPAVE_LINES = [
@@ -133,7 +133,7 @@ def test_target_scores_reader_takes_the_single_input_field(tmp_path: Path) -> No
 
 
 def test_target_values_survive_a_canonical_write_and_read(tmp_path: Path) -> None:
-    from dram.listings import read_jsonl, write_jsonl
+    from dram.data.listings import read_jsonl, write_jsonl
 
     path = tmp_path / "offers.jsonl"
     path.write_text(json.dumps(_offer()) + "\n")

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dram.data.spans import Span
 from dram.inference import Extractor
-from dram.spans import Span
-from store import open_store
 from review.edits import (
     ReviewError,
     add_span,
@@ -23,6 +22,7 @@ from review.edits import (
 )
 from review.intake import IntakeRow, import_for_review, listing_key, record_extraction
 from review.versions import metrics_over_time, version_choices, version_table
+from store import open_store
 from tests.tiny_model import ATTRIBUTES, tiny_model, write_text_encoder
 
 TEXT = "Nike Men Navy Blue cotton T-Shirt"  # words: 0 Nike, 1 Men, 2 Navy, 3 Blue, 4 cotton, 5 T, 6 -, 7 Shirt

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dram.listings import LoadReport, listing_from_record
-from dram.spans import Span, SpanError, checked_span, clash, covered_words
-from dram.tagging import split_words
+from dram.data.listings import LoadReport, listing_from_record
+from dram.data.spans import Span, SpanError, checked_span, clash, covered_words
+from dram.data.tagging import split_words
 from store.errors import CorrectionError
 from store.repository import check_spans
 

@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dram.data.spans import Span
 from dram.errors import ImageError
-from dram.spans import Span
 from review.training_data import corrections_as_listings
 from store import ClaimError, CorrectionError, StoreBusyError, StoreUnavailableError, open_store
-from store.label_studio import LabelStudioError, export_to_label_studio, from_ls_offset, import_from_label_studio, to_ls_offset
+from store.label_studio import (
+    LabelStudioError,
+    export_to_label_studio,
+    from_ls_offset,
+    import_from_label_studio,
+    to_ls_offset,
+)
 from store.models import Correction
 
 TEXT = "Red cotton shirt, size M"

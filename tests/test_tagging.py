@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dram.tagging import Word, bio_ranges, bio_tags, split_words, word_range
+from dram.data.tagging import Word, bio_ranges, bio_tags, split_words, word_range
 
 
 def _units(text: str) -> list[tuple[int, int, str]]:

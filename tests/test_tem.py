@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from dram.tem import TextRelatedEmbeddings
+from dram.nn.tem import TextRelatedEmbeddings
 
 B, T, H, R, C = 2, 5, 12, 9, 6
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from dram.listings import Listing
-from dram.tagging import split_words
-from dram.value_lookup import ValueLookup, cross_fitted, prior_features
+from dram.data.listings import Listing
+from dram.data.tagging import split_words
+from dram.nn.value_lookup import ValueLookup, cross_fitted, prior_features
 
 
 def _listing(lid: str, values: dict[str, list[str]]) -> Listing:

@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb, to_rgba
 from PIL import Image
 
-from dram.spans import Span
+from dram.data.spans import Span
 from ui.visualize import (
     SELECTED_COLOUR,
     THRESHOLD_COLOUR,

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torchvision import transforms
 
-from dram.batching import collate, encode_windows, gold_targets
-from dram.config import DramConfig
-from dram.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
-from dram.listings import Listing
-from dram.spans import Span
-from dram.model import DramModel
+from dram.data.listings import Listing
+from dram.data.spans import Span
+from dram.nn.batching import collate, encode_windows, gold_targets
+from dram.nn.config import DramConfig
+from dram.nn.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
+from dram.nn.model import DramModel
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = [

@@ -15,8 +15,7 @@ import logging
 import statistics
 from pathlib import Path
 
-
-from dram.config import VARIANTS, DramConfig
+from dram.nn.config import VARIANTS, DramConfig
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import predict, prepare, score
 from training.options import JobSettings, settings_from

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from dram.checkpoint import save_checkpoint
-from dram.config import DramConfig
 from dram.inference import Extractor
+from dram.nn.config import DramConfig
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT, ROOT
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import TrainSettings, evaluate, prepare

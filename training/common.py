@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dram.encoders import stay_offline
+from dram.data.listings import Listing
+from dram.data.readers import read_listings
 from dram.errors import CheckpointError, DramInputError
-from dram.listings import Listing
-from dram.readers import read_listings
+from dram.nn.encoders import stay_offline
 from training.options import JobSettings, add_options, settings_from
 
 log = logging.getLogger("training")

@@ -30,13 +30,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-
 from dram.checkpoint import add_attributes, load_checkpoint, read_metrics, save_checkpoint
+from dram.data.listings import Listing
 from dram.errors import DramInputError
-from dram.listings import Listing
+from dram.nn.value_lookup import cross_fitted
 from dram.paths import BUNDLE
-from dram.value_lookup import cross_fitted
-
 from review.training_data import corrections_as_listings
 from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dram.batching import Batch, TextWindow, collate, encode_windows, gold_targets
+from dram.data.images import load_image
+from dram.data.listings import Listing
+from dram.data.spans import Span, char_spans
 from dram.errors import ImageError
-from dram.images import load_image
-from dram.listings import Listing
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
-from dram.model import DramModel, EncoderOutput
-from dram.region_cache import region_features
-from dram.spans import Span, char_spans
-from dram.value_lookup import ValueLookup, cross_fitted, prior_features
+from dram.nn.batching import Batch, TextWindow, collate, encode_windows, gold_targets
+from dram.nn.model import DramModel, EncoderOutput
+from dram.nn.region_cache import region_features
+from dram.nn.value_lookup import ValueLookup, cross_fitted, prior_features
 from training import distributed
 from training.options import DEFAULT_CACHE
 

@@ -51,8 +51,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dram.listings import Listing, write_jsonl
-from dram.spans import Span
+from dram.data.listings import Listing, write_jsonl
+from dram.data.spans import Span
 
 log = logging.getLogger(__name__)
 

@@ -126,7 +126,7 @@ class Predictor:
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from dram.listings import Listing
+        from dram.data.listings import Listing
         from training.loop import predict, prepare
 
         listings, rows = [], []

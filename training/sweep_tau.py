@@ -9,8 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dram.model import DramModel
-from training.common import add_checkpoint_arguments, check_attributes, load_data, open_checkpoint, run_cli, setup_logging
+from dram.nn.model import DramModel
+from training.common import (
+    add_checkpoint_arguments,
+    check_attributes,
+    load_data,
+    open_checkpoint,
+    run_cli,
+    setup_logging,
+)
 from training.loop import PreparedData, decode_batch, encoded_batches, merge_windows, prepare, score
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
-from dram.config import VARIANTS, DramConfig
-from dram.value_lookup import ValueLookup
+from dram.nn.config import VARIANTS, DramConfig
+from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.loop import TrainSettings, evaluate, fit, prepare

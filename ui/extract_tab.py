@@ -15,16 +15,23 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from dram.data.images import load_image
+from dram.data.spans import covered_words
 from dram.errors import DramInputError
-from dram.images import load_image
 from dram.inference import EncodedListing, Extraction
 from dram.paths import EXAMPLES
-from dram.spans import covered_words
 from review.intake import record_extraction
 from store import StoreError
 from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors
-from ui.visualize import (ARM_TITLE, arm_chart, display_photo, highlight_segments, mean_attention,
-                          normalise_attention, overlay)
+from ui.visualize import (
+    ARM_TITLE,
+    arm_chart,
+    display_photo,
+    highlight_segments,
+    mean_attention,
+    normalise_attention,
+    overlay,
+)
 from ui.widgets import photo_input, publish_picture
 
 log = logging.getLogger("dram.app")

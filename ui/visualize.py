@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from dram.spans import Span
+from dram.data.spans import Span
 
 SELECTED_COLOUR = "#2563eb"
 UNSELECTED_COLOUR = "#b0b7c3"

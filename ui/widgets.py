@@ -15,7 +15,7 @@ from ui.visualize import encode_jpeg
 
 
 def photo_input(**kwargs: Any) -> gr.Image:
-    """A gr.Image whose upload reaches the handler unopened, so dram.images decides whether it is a
+    """A gr.Image whose upload reaches the handler unopened, so dram.data.images decides whether it is a
     usable photo and says why not in plain words (gradio's own Pillow call fails with a generic error).
 
     Set on the instance rather than by subclassing: a gr.Image subclass makes gradio write an

@@ -12,7 +12,7 @@ import torch.nn.functional as nnf
 from torch import nn
 from torchcrf import CRF
 
-from dram.crf_marginals import crf_marginals
+from dram.nn.crf_marginals import crf_marginals
 
 # The logit a grown attribute's outputs start at until fine-tuning switches them on (`DramModel.add_attributes`):
 # exp(-1e4) is 0 in float32, so no score, tag path or marginal of the other attributes moves.

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from dram.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
-from dram.batching import Batch
-from dram.config import DramConfig
-from dram.encoders import ImageRegionEncoder
-from dram.tagging import bio_ranges
-from dram.tem import TextRelatedEmbeddings
-from dram.value_lookup import ValueLookup
+from dram.data.tagging import bio_ranges
+from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
+from dram.nn.batching import Batch
+from dram.nn.config import DramConfig
+from dram.nn.encoders import ImageRegionEncoder
+from dram.nn.tem import TextRelatedEmbeddings
+from dram.nn.value_lookup import ValueLookup
 
 
 @dataclass
@@ -60,7 +60,7 @@ class EncoderOutput:
 
 @dataclass
 class DecodedSpan:
-    """The decoder's word-level output for one row of a batch; `dram.spans.char_spans` makes it a `Span`."""
+    """The decoder's word-level output for one row of a batch; `dram.data.spans.char_spans` makes it a `Span`."""
 
     listing: int
     attribute: str

@@ -15,8 +15,8 @@ from typing import Iterable
 
 import torch
 
-from dram.listings import Listing
-from dram.tagging import Word, split_words
+from dram.data.listings import Listing
+from dram.data.tagging import Word, split_words
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from dram.listings import Listing, ListingError, LoadReport, listing_from_record, read_jsonl
+from dram.data.listings import Listing, ListingError, LoadReport, listing_from_record, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ class DramConfig:
     max_tokens: int = field(default=512, metadata={
         "help": "sub-word tokens per window; longer texts are read in overlapping windows"})
     # The decoder also reads which words are a value seen in training, and of which attribute
-    # (dram.value_lookup); the dictionary is saved with the checkpoint.
+    # (dram.nn.value_lookup); the dictionary is saved with the checkpoint.
     value_prior: bool = field(default=True, metadata={
         "help": "the decoder also reads which words are values seen in training (a dictionary saved with the "
                 "checkpoint)"})

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dram.encoders import ImageRegionEncoder
+from dram.data.images import load_image
 from dram.errors import ImageError
 from dram.files import write_atomically
-from dram.images import load_image
+from dram.nn.encoders import ImageRegionEncoder
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,8 @@ def load_tokenizer(name: str):
 
 
 def load_text_encoder(name: str, pretrained: bool = True) -> nn.Module:
-    from transformers import AutoConfig, AutoModel, logging as hf_logging
+    from transformers import AutoConfig, AutoModel
+    from transformers import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

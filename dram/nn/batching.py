@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-from dram.config import DramConfig
-from dram.listings import Listing
-from dram.tagging import Word, bio_tags, split_words, word_range
+from dram.data.listings import Listing
+from dram.data.tagging import Word, bio_tags, split_words, word_range
+from dram.nn.config import DramConfig
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TextWindow:
     # Words [owned[0], owned[1]) are this window's to report; the rest is context it shares with a
     # neighbouring window, which reports spans starting there. None: every word.
     owned: tuple[int, int] | None = None
-    prior: torch.Tensor | None = None  # (W, 2N) value-lookup features (dram.value_lookup.prior_features)
+    prior: torch.Tensor | None = None  # (W, 2N) value-lookup features (dram.nn.value_lookup.prior_features)
 
     def owns(self, word: int) -> bool:
         return self.owned is None or self.owned[0] <= word < self.owned[1]

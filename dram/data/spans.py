@@ -1,7 +1,7 @@
 """The one span type: an attribute value as characters start..end of a listing's text.
 
 Gold labels, the model's extractions, the annotator's corrections and Label Studio regions are all
-`Span`s; the decoder's word-level output stays inside the model (`dram.model.DecodedSpan`). One
+`Span`s; the decoder's word-level output stays inside the model (`dram.nn.model.DecodedSpan`). One
 rule (`checked_span`, `clash`) says which spans a listing may hold, so a file, the app and Label
 Studio refuse the same things with the same words.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
 
+from dram.data.tagging import Word, word_range
 from dram.errors import DramInputError
-from dram.tagging import Word, word_range
 
 if TYPE_CHECKING:
-    from dram.model import DecodedSpan
+    from dram.nn.model import DecodedSpan
 
 
 class SpanError(DramInputError):

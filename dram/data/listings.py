@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from dram.data.spans import Span, SpanError, checked_span, clash
+from dram.data.tagging import split_words
 from dram.errors import DramInputError
-from dram.spans import Span, SpanError, checked_span, clash
-from dram.tagging import split_words
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def value_pattern(value: str) -> re.Pattern[str]:
 def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], list[tuple[str, str]]]:
     """Spans for every occurrence of each value, and the (attribute, value) pairs not found.
 
-    An occurrence must start and end on tagging-unit boundaries (`dram.tagging.split_words`):
+    An occurrence must start and end on tagging-unit boundaries (`dram.data.tagging.split_words`):
     "13" is found in "13w x 4d" but not in "2013". When two values of one attribute overlap
     ("Navy Blue" and "Blue"), the longer match wins.
     """
