@@ -70,8 +70,10 @@ class Extractor:
         self.config = model.config
 
     @classmethod
-    def load(cls, path: Path | str, device: str | None = None) -> "Extractor":
+    def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
+        """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
         model, tokenizer, metrics = load_checkpoint(path, pick_device(device))
+        model.precision = precision
         return cls(model, tokenizer, metrics, Path(path))
 
     @property

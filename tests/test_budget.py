@@ -64,6 +64,7 @@ def test_early_stop_waits_for_half_the_budget_then_keeps_the_best_epoch(monkeypa
             self.w = torch.nn.Parameter(torch.zeros(1))
 
         device = torch.device("cpu")
+        precision = "fp32"
 
         def encode(self, batch):
             return batch

@@ -9,6 +9,7 @@ import pytest
 from dram.nn.config import DramConfig
 from training.loop import TrainSettings
 from training.options import JobSettings, add_options, settings_from
+from training.predict import PredictSettings
 from training.train import MODEL_OPTIONS, add_model_arguments, add_training_arguments, config_from, train_settings_from
 
 
@@ -47,8 +48,15 @@ def test_options_decided_by_the_data_stay_unset_until_the_job_decides() -> None:
 
 
 def test_every_described_field_is_an_option_of_the_same_name() -> None:
-    for settings in (TrainSettings, JobSettings):
+    for settings in (TrainSettings, JobSettings, PredictSettings):
         parser = argparse.ArgumentParser()
         add_options(parser, settings)
         described = {f.name for f in dataclasses.fields(settings) if "help" in f.metadata}
         assert {a.dest for a in parser._actions} - {"help"} == described
+
+
+def test_precision_is_one_job_option_with_its_choices() -> None:
+    assert settings_from(JobSettings, _train_parser().parse_args(["--precision", "bf16"])).precision == "bf16"
+    assert settings_from(JobSettings, _train_parser().parse_args([])).precision == "auto"
+    with pytest.raises(SystemExit):
+        _train_parser().parse_args(["--precision", "half"])

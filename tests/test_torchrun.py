@@ -69,3 +69,32 @@ def test_the_loss_curve_matches_one_process_on_the_same_global_batches(runs) -> 
     assert len(curves[1]) == len(curves[2]) == 2
     for one, two in zip(curves[1], curves[2]):
         assert abs(two - one) <= LOSS_TOLERANCE * one, curves
+
+
+def test_finetune_on_two_processes_registers_one_new_version(runs, tmp_path: Path) -> None:
+    """`torchrun -m training.finetune`: both ranks train, rank 0 alone saves and registers the version."""
+    from dram.inference import Extractor
+    from store import open_store
+    from tests.test_finetune import add_corrections, data
+
+    _, source = runs[1]
+    db_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    add_corrections(db_url, data("corr"))
+    replay = _write(tmp_path / "replay.jsonl", _records(TRAIN_LISTINGS))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "v1"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "training.finetune", "--from", str(source), "--db", db_url, "--out", str(out),
+                           "--replay", str(replay), "--replay-size", "4", "--heldout", str(replay), "--epochs", "1",
+                           "--batch-size", "4", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--promote"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "2 processes (gloo)" in done.stderr
+    with open_store(db_url) as store:
+        versions = store.list_model_versions()
+        active = store.active_model_version()
+    assert len(versions) == 2  # the source and one new version, not one per rank
+    assert active is not None and Path(active.checkpoint_path) == out.resolve()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".v1")]
+    assert set(Extractor.load(out, "cpu").extract("red cotton shirt").attribute_scores) >= {"colour", "material"}

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     args.arm_policy = policy
                 config = config_from(args, attributes, variant)
                 log.info("== %s (%s policy), seed %d", variant, policy, seed)
-                model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), args.device)
+                model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), args.device,
+                                                        precision=args.precision)
                 data = prepare(model, tokenizer, test, args.cache_dir)
                 predictions = predict(model, tokenizer, data, progress=True)
                 overall = score(model, data, predictions)

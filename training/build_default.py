@@ -30,13 +30,14 @@ def is_built(out: Path = DEFAULT_OUT) -> bool:
 
 
 def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = None, max_train: int | None = None,
-          seed: int = TrainSettings.seed, cache_dir: Path = DEFAULT_CACHE, device: str | None = None) -> dict:
+          seed: int = TrainSettings.seed, cache_dir: Path = DEFAULT_CACHE, device: str | None = None,
+          precision: str = "auto") -> dict:
     started = time.monotonic()
     train = load_data(data / "train.jsonl", "train")[:max_train]
     valid = load_data(data / "valid.jsonl", "valid")
     config = DramConfig.for_variant("dram", attribute_set(train))
     settings = TrainSettings(epochs=epochs, seed=seed, cache_dir=cache_dir)
-    model, tokenizer, metrics = train_model(config, train, valid, settings, device)
+    model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision)
     test = load_data(data / "test.jsonl", "test")
     metrics["test"] = evaluate(model, tokenizer, prepare(model, tokenizer, test, cache_dir))
     metrics["build_minutes"] = (time.monotonic() - started) / 60
@@ -61,9 +62,9 @@ def main() -> None:
     if args.if_missing and is_built(args.out):
         log.info("%s exists; not rebuilding (drop --if-missing to rebuild)", args.out)
     else:
-        build(args.out, args.data, args.epochs, args.max_train, args.seed, args.cache_dir, args.device)
+        build(args.out, args.data, args.epochs, args.max_train, args.seed, args.cache_dir, args.device, args.precision)
     example = load_data(args.data / "test.jsonl", "example")[0]
-    extraction = Extractor.load(args.out).extract(example.text, example.image)
+    extraction = Extractor.load(args.out, args.device, args.precision).extract(example.text, example.image)
     print(json.dumps({"example": example.text, **extraction.to_dict()}, indent=2, ensure_ascii=False))
 
 

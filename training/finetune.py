@@ -177,7 +177,7 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
              photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
-             progress: bool = True, promote: bool = False) -> FinetuneResult | None:
+             progress: bool = True, promote: bool = False, precision: str = "auto") -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
 
     `activate=False` never activates the new version; `promote=True` activates it past the gate.
@@ -189,6 +189,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
     fetched = fetch_corrections(store, photo_cache)
     model, tokenizer, _ = load_checkpoint(source, device)
+    model.precision = precision
     corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
     # Silent until switched on below: the old model's figures are measured on the grown one.
     add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)
@@ -304,7 +305,7 @@ def main() -> None:
         with open_store(existing_store_url(args.db)) as store:
             result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
                               args.replay_size, args.photo_cache, activate=not args.no_activate, device=device,
-                              promote=args.promote)
+                              promote=args.promote, precision=args.precision)
     finally:
         distributed.teardown()
     if result is None:

@@ -20,6 +20,7 @@ from dram.errors import ImageError
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.nn.batching import Batch, TextWindow, collate, encode_windows, gold_targets
 from dram.nn.model import DramModel, EncoderOutput
+from dram.nn.precision import autocast_dtype
 from dram.nn.region_cache import region_features
 from dram.nn.value_lookup import ValueLookup, cross_fitted, prior_features
 from training import distributed
@@ -251,6 +252,9 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
             find_unused_parameters=True)
     progress = progress and distributed.is_main()
     optimizer = _optimizer(model, settings)
+    # float16 gradients underflow without loss scaling; bfloat16 and float32 need none.
+    scaler = torch.amp.GradScaler(model.device.type,
+                                  enabled=autocast_dtype(model.precision, model.device) == torch.float16)
     epochs = planned_epochs(len(train), settings)
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total = max(1, steps_per_epoch * epochs)
@@ -283,9 +287,11 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
             batch = make_batch(train, index, pad).to(model.device)
             loss, parts = step(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
             value = distributed.mean(loss.item()) if ddp else loss.item()
             total_loss, steps = total_loss + value, steps + 1

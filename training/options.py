@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
+from dram.nn.precision import PRECISIONS
+
 T = TypeVar("T")
 DEFAULT_CACHE = Path(".cache/features")
 
@@ -79,6 +81,9 @@ class JobSettings:
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch",
                                                         "default_help": "torch's choice"})
     cache_dir: Path = field(default=DEFAULT_CACHE, metadata={"help": "region feature cache"})
+    precision: str = field(default="auto", metadata={
+        "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
+        "default_help": "auto: bf16 on a GPU that has it, else fp32"})
 
     def apply(self) -> None:
         """Set what the settings change for the whole process (torch's thread count)."""

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging
 from training.loop import predict, prepare
+from training.options import add_options, settings_from
+
+
+@dataclass
+class PredictSettings:
+    engine: str = field(default="local", metadata={
+        "help": "local: this process; ray: a Ray actor pool (local Ray, or RAY_ADDRESS)", "choices": ("local", "ray")})
+    workers: int | None = field(default=None, metadata={
+        "help": "ray: actors", "default_help": "one per GPU, else one per two CPUs"})
+    batch_size: int = field(default=64, metadata={"help": "listings per model call"})
 
 
 def main() -> None:
@@ -21,18 +32,17 @@ def main() -> None:
                         help="a listing file; with --engine ray also a folder or a glob of JSONL/CSV/Parquet files")
     parser.add_argument("--output", required=True, type=Path,
                         help="the predictions file; with --engine ray a folder of shards, one per input file")
-    parser.add_argument("--tau-r", type=float)
-    parser.add_argument("--engine", choices=["local", "ray"], default="local",
-                        help="local: this process (default); ray: a Ray actor pool (local Ray, or RAY_ADDRESS)")
-    parser.add_argument("--workers", type=int, help="ray: actors (default: one per GPU, else one per two CPUs)")
-    parser.add_argument("--batch-size", type=int, default=64, help="listings per model call")
+    parser.add_argument("--tau-r", type=float, help="threshold (default: the checkpoint's)")
+    add_options(parser, PredictSettings)
     args = parser.parse_args()
     setup_logging()
-    if args.engine == "ray":
+    run = settings_from(PredictSettings, args)
+    if run.engine == "ray":
         from training.ray_predict import predict_on_ray
 
-        counts = predict_on_ray(args.checkpoint, args.input, args.output, workers=args.workers,
-                                batch_size=args.batch_size, device=args.device, tau_r=args.tau_r)
+        counts = predict_on_ray(args.checkpoint, args.input, args.output, workers=run.workers,
+                                batch_size=run.batch_size, device=args.device, tau_r=args.tau_r,
+                                precision=args.precision)
         print(f"wrote {counts['listings']} predictions in {counts['written']} shards to {args.output}"
               + (f"; {counts['skipped']} shards were already there" if counts["skipped"] else ""))
         return
@@ -40,7 +50,7 @@ def main() -> None:
     listings = load_data(args.input, "input")
     data = prepare(model, tokenizer, listings, job.cache_dir)
     predicted = dict(zip((id(l) for l in data.listings),
-                         predict(model, tokenizer, data, args.tau_r, batch_size=args.batch_size, progress=True)))
+                         predict(model, tokenizer, data, args.tau_r, batch_size=run.batch_size, progress=True)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
         for listing in listings:  # one line per input listing, in order, even for unreadable ones

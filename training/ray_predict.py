@@ -115,7 +115,8 @@ def _append(out: dict[str, list], record: dict[str, Any], path: str, problem: st
 class Predictor:
     """One Ray actor: loads the checkpoint once, then predicts batch after batch (the photos read here)."""
 
-    def __init__(self, checkpoint: str, device: str | None, tau_r: float | None, threads: int) -> None:
+    def __init__(self, checkpoint: str, device: str | None, tau_r: float | None, threads: int,
+                 precision: str = "auto") -> None:
         import torch
 
         from dram.checkpoint import load_checkpoint, pick_device
@@ -123,6 +124,7 @@ class Predictor:
         logging.getLogger().setLevel(logging.WARNING)
         torch.set_num_threads(max(1, threads))
         self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device))
+        self.model.precision = precision
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
@@ -204,7 +206,7 @@ def _dataset(files: list[Path]):
 
 def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, workers: int | None = None,
                    batch_size: int = 64, device: str | None = None, tau_r: float | None = None,
-                   num_cpus: int | None = None) -> dict[str, int]:
+                   num_cpus: int | None = None, precision: str = "auto") -> dict[str, int]:
     """Predict every listing of `inputs` into shards under `output`; finished shards are skipped.
 
     Returns counts: shards written and skipped, listings written. `workers` actors (default: one per
@@ -239,7 +241,7 @@ def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, worker
     predicted = _dataset(todo).map_batches(
         Predictor,
         fn_constructor_kwargs={"checkpoint": str(checkpoint.resolve()), "device": "cuda" if gpus else device,
-                               "tau_r": tau_r, "threads": threads},
+                               "tau_r": tau_r, "threads": threads, "precision": precision},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),

@@ -77,11 +77,12 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
-                progress: bool = True):
+                progress: bool = True, precision: str = "auto"):
     """Build, prepare data, fit; returns (model, tokenizer, metrics)."""
     torch.manual_seed(settings.seed)
     model, tokenizer = build_model(config)
     model.to(pick_device(device))
+    model.precision = precision
     if config.value_prior:
         model.value_lookup = ValueLookup.from_listings(train)
     train_data = prepare(model, tokenizer, train, settings.cache_dir, training=True)
@@ -127,7 +128,8 @@ def _train(args: argparse.Namespace, job: JobSettings) -> None:
         apply_text_only_profile(args)
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
-    model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device)
+    model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device,
+                                              precision=job.precision)
     if not distributed.is_main():
         return  # rank 0 saves; the others are done
     metrics["train"]["processes"] = distributed.world()

@@ -9,7 +9,7 @@ Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as nnf
@@ -20,6 +20,7 @@ from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecode
 from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
+from dram.nn.precision import autocast_dtype, encoder_autocast
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
 
@@ -39,6 +40,11 @@ class EncoderOutput:
         pick = lambda t: None if t is None else t[index : index + count]
         return EncoderOutput(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
                              pick(self.cross_attention), self.name_features, pick(self.prior))
+
+    def float(self) -> "EncoderOutput":
+        """Float32 versions of 16-bit outputs (mixed precision): ARM and the CRF sum in float32."""
+        cast = lambda t: t.float() if t is not None and t.is_floating_point() else t
+        return EncoderOutput(*(cast(getattr(self, f.name)) for f in fields(self)))
 
     @staticmethod
     def concat(parts: list["EncoderOutput"]) -> "EncoderOutput":
@@ -79,6 +85,8 @@ class DramModel(nn.Module):
         config = replace(config, hidden_size=hidden, **({} if image_encoder is None else dict(
             image_channels=image_encoder.channels, image_regions=image_encoder.grid ** 2)))
         self.config = config
+        # Run-time, not saved: "auto" is bfloat16 encoders on a GPU that has it (dram/nn/precision.py).
+        self.precision = "auto"
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
         if self.image_encoder is not None:
@@ -211,6 +219,14 @@ class DramModel(nn.Module):
         return tuple(self._run_layers(self.text_encoder.encoder.layer[self.n_frozen:], lower, attention_mask))
 
     def encode(self, batch: Batch) -> EncoderOutput:
+        """The encoders (in 16 bits under mixed precision), returning float32 outputs."""
+        if autocast_dtype(self.precision, self.device) is None:
+            return self._encode(batch)
+        with encoder_autocast(self.precision, self.device):
+            encoded = self._encode(batch)
+        return encoded.float()
+
+    def _encode(self, batch: Batch) -> EncoderOutput:
         if batch.lower_states is not None and self.caches_lower_layers:
             hidden = self._upper_layers(batch.lower_states.to(self.classifier.mlp[0].weight.dtype), batch.attention_mask)
             return self._heads(hidden, batch, None)

@@ -1,0 +1,34 @@
+"""Mixed precision: the encoders in bfloat16/float16 on a GPU, ARM and the CRF always in float32.
+
+The encoders hold nearly all the arithmetic and tolerate 16-bit matmuls; the CRF's sums of log
+scores over a sequence do not, so encoder outputs are cast back to float32 before ARM and the CRF
+(`EncoderOutput.float`). "auto" means bfloat16 on a CUDA device that has it and float32 elsewhere:
+on a CPU autocast is slower than float32 for these models, so it is only used there when asked for.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from dram.errors import DramInputError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The 16-bit type the encoders run in, or None for float32."""
+    if precision not in PRECISIONS:
+        raise DramInputError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if precision == "fp16" and device.type != "cuda":
+        raise DramInputError("fp16 needs a CUDA device: use bf16 or fp32 on the CPU.")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def encoder_autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
