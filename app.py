@@ -6,7 +6,8 @@ store `store`. Importing this module loads nothing; `build_demo()` loads the mod
 
 Run:  python app.py   (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, model from
 DRAM_CHECKPOINT, default models/default; on a Hugging Face Space, or with DRAM_BUILD_MISSING=1,
-a missing default model is built at start-up).
+a missing default model is built at start-up; DRAM_DEVICE and DRAM_PRECISION as the jobs' --device
+and --precision).
 
 API (gradio_client), endpoint "/extract": inputs text, image (a file path or URL, or None), tau_r;
 returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores",
@@ -76,7 +77,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
     """The whole app; the model is loaded here, once, before the first request."""
     path = Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)
     build_default_if_missing(path)
-    handle = ModelHandle(path).load()
+    handle = ModelHandle(path, os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto").load()
     colours = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(handle.attributes)}
     stores = StoreHandle()
     with gr.Blocks(title="DRAM attribute extraction", delete_cache=(3600, 3600)) as demo:

@@ -21,6 +21,7 @@ from dram.data.tagging import Word
 from dram.errors import DramInputError
 from dram.nn.batching import TextWindow, collate, encode_windows
 from dram.nn.model import DecodedSpan, EncoderOutput
+from dram.nn.precision import autocast_dtype
 from dram.nn.value_lookup import prior_features
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Extractor:
     @classmethod
     def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
         """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
+        autocast_dtype(precision, pick_device(device))  # a wrong choice fails here, not on the first listing
         model, tokenizer, metrics = load_checkpoint(path, pick_device(device))
         model.precision = precision
         return cls(model, tokenizer, metrics, Path(path))

@@ -29,6 +29,11 @@ def test_precision_choices() -> None:
         autocast_dtype("half", CPU)
 
 
+def test_a_wrong_precision_is_refused_when_the_model_loads() -> None:
+    with pytest.raises(DramInputError, match="fp16 needs a CUDA device"):
+        Extractor.load(DEFAULT_CHECKPOINT, "cpu", "fp16")
+
+
 def _extractions(precision: str, items: list, device: str = "cpu") -> list:
     extractor = Extractor.load(DEFAULT_CHECKPOINT, device, precision)
     return extractor.extract_batch(items, batch_size=8)

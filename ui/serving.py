@@ -46,8 +46,9 @@ def user_errors(fn: Callable) -> Callable:
 class ModelHandle:
     """Loads the checkpoint once; keeps a readable reason instead of crashing when it is missing."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, device: str | None = None, precision: str = "auto") -> None:
         self.path = path
+        self.device, self.precision = device, precision
         self.extractor: Extractor | None = None
         self.error: str | None = None
         self._lock = threading.Lock()
@@ -56,7 +57,7 @@ class ModelHandle:
         with self._lock:
             if self.extractor is None and self.error is None:
                 try:
-                    self.extractor = Extractor.load(self.path)
+                    self.extractor = Extractor.load(self.path, self.device, self.precision)
                     log.info("loaded %s on %s", self.path, self.extractor.device)
                 except CheckpointError as err:
                     self.error = (f"No usable model at `{self.path}`. Build the default model with "
@@ -88,7 +89,7 @@ class ModelHandle:
         The new model is loaded before the lock is taken, so requests keep being served by the
         old one meanwhile; a checkpoint that fails to load leaves the old one in place.
         """
-        extractor = Extractor.load(path)
+        extractor = Extractor.load(path, self.device, self.precision)
         with self._lock:
             self.extractor, self.path, self.error = extractor, Path(path), None
         log.info("now serving %s", path)
