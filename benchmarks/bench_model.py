@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_model [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
         [--chunks 32,8]   # batch throughput for each CNN chunk size, side by side in one run
+        [--device cuda] [--precision bf16]
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 from dram.data.listings import read_jsonl
 from dram.inference import Extractor
+from training.options import JobSettings, add_options
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,8 +33,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--chunks", default=None,
                         help="comma-separated CNN chunk sizes to compare in batch extraction (default: the encoder's)")
+    add_options(parser, JobSettings, ("device", "precision"))
     args = parser.parse_args()
-    extractor = Extractor.load(args.checkpoint)
+    extractor = Extractor.load(args.checkpoint, args.device, args.precision)
     listings, _ = read_jsonl(args.data)
     for listing in listings[:5]:  # warm-up
         extractor.extract(listing.text, listing.image)
@@ -56,7 +59,7 @@ def main() -> None:
         rows.append(f"| batch extraction with photos (batch {args.batch_size}, CNN chunk {chunk}) | "
                     f"{rate:.1f} listings/s | | {len(items)} |")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}, device {extractor.device}")
+          f"{torch.get_num_threads()}, device {extractor.device}, precision {args.precision}")
     print("| measurement | p50 | p95 | n |\n|---|---|---|---|")
     print("\n".join(rows))
 
