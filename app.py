@@ -77,7 +77,8 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
     """The whole app; the model is loaded here, once, before the first request."""
     path = Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)
     build_default_if_missing(path)
-    handle = ModelHandle(path, os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto").load()
+    device, precision = os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto"
+    handle = ModelHandle(path, device, precision).load()
     colours = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(handle.attributes)}
     stores = StoreHandle()
     with gr.Blocks(title="DRAM attribute extraction", delete_cache=(3600, 3600)) as demo:
