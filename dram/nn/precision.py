@@ -3,7 +3,8 @@
 The encoders hold nearly all the arithmetic and tolerate 16-bit matmuls; the CRF's sums of log
 scores over a sequence do not, so encoder outputs are cast back to float32 before ARM and the CRF
 (`EncoderOutput.float`). "auto" means bfloat16 on a CUDA device that has it and float32 elsewhere:
-on a CPU autocast is slower than float32 for these models, so it is only used there when asked for.
+without bfloat16 instructions a CPU emulates them, and every figure of the CPU models was measured
+in float32, so on a CPU bf16 is asked for (it pays on CPUs with AVX512-BF16 or AMX: BENCHMARKS.md).
 """
 from __future__ import annotations
 
