@@ -73,8 +73,9 @@ class Extractor:
     @classmethod
     def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
         """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
-        autocast_dtype(precision, pick_device(device))  # a wrong choice fails here, not on the first listing
-        model, tokenizer, metrics = load_checkpoint(path, pick_device(device))
+        where = pick_device(device)
+        autocast_dtype(precision, where)  # a wrong choice fails here, not on the first listing
+        model, tokenizer, metrics = load_checkpoint(path, where)
         model.precision = precision
         return cls(model, tokenizer, metrics, Path(path))
 

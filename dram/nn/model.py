@@ -20,7 +20,7 @@ from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecode
 from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
-from dram.nn.precision import autocast_dtype, encoder_autocast
+from dram.nn.precision import autocast_dtype
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
 
@@ -220,9 +220,10 @@ class DramModel(nn.Module):
 
     def encode(self, batch: Batch) -> EncoderOutput:
         """The encoders (in 16 bits under mixed precision), returning float32 outputs."""
-        if autocast_dtype(self.precision, self.device) is None:
+        dtype = autocast_dtype(self.precision, self.device)
+        if dtype is None:
             return self._encode(batch)
-        with encoder_autocast(self.precision, self.device):
+        with torch.autocast(self.device.type, dtype=dtype):
             encoded = self._encode(batch)
         return encoded.float()
 

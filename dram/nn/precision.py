@@ -8,8 +8,6 @@ in float32, so on a CPU bf16 is asked for (it pays on CPUs with AVX512-BF16 or A
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from dram.errors import DramInputError
@@ -27,9 +25,3 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         raise DramInputError("fp16 needs a CUDA device: use bf16 or fp32 on the CPU.")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
-
-def encoder_autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = autocast_dtype(precision, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
