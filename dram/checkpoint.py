@@ -20,6 +20,7 @@ from dram.errors import CheckpointError
 from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
+from dram.nn.precision import autocast_dtype
 from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,16 @@ def add_attributes(model: DramModel, tokenizer, names: list[str], seed: int = 13
     model.add_attributes(names, name_ids, seed)
 
 
-def build_model(config: DramConfig, pretrained: bool = True) -> tuple[DramModel, object]:
-    """A fresh model from the configured encoders (pretrained weights from the installed packages)."""
+def build_model(config: DramConfig, pretrained: bool = True, precision: str = "auto") -> tuple[DramModel, object]:
+    """A fresh model from the configured encoders (pretrained weights from the installed packages);
+    `precision` is the encoders' arithmetic (dram/nn/precision.py)."""
     tokenizer = load_tokenizer(config.text_encoder)
     text = load_text_encoder(config.text_encoder, pretrained)
     image = load_image_encoder(config.image_encoder, frozen=config.freeze_image_encoder) if config.use_image else None
     names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
-    return DramModel(config, text, image, names), tokenizer
+    model = DramModel(config, text, image, names)
+    model.precision = precision
+    return model, tokenizer
 
 
 def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
@@ -126,9 +130,13 @@ def read_metrics(path: Path | str) -> dict:
     return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
 
 
-def load_checkpoint(path: Path | str, device: str | torch.device | None = None) -> tuple[DramModel, object, dict]:
-    """(model in eval mode on device, tokenizer, metrics)."""
+def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
+                    precision: str = "auto") -> tuple[DramModel, object, dict]:
+    """(model in eval mode on device, with the encoders in `precision`; tokenizer, metrics).
+    A precision the device cannot run is refused here, not on the first listing."""
     path = Path(path)
+    where = pick_device(device) if not isinstance(device, torch.device) else device
+    autocast_dtype(precision, where)
     needed = ["config.json", "model.safetensors", "text_encoder"]
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
@@ -171,5 +179,5 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None) 
             raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "
                                   "rebuild the checkpoint.")
         model.value_lookup = ValueLookup.load(path / LOOKUP_FILE)
-    metrics = read_metrics(path)
-    return model.to(pick_device(device) if not isinstance(device, torch.device) else device).eval(), tokenizer, metrics
+    model.precision = precision
+    return model.to(where).eval(), tokenizer, read_metrics(path)

@@ -21,7 +21,6 @@ from dram.data.tagging import Word
 from dram.errors import DramInputError
 from dram.nn.batching import TextWindow, collate, encode_windows
 from dram.nn.model import DecodedSpan, EncoderOutput
-from dram.nn.precision import autocast_dtype
 from dram.nn.value_lookup import prior_features
 
 log = logging.getLogger(__name__)
@@ -73,10 +72,7 @@ class Extractor:
     @classmethod
     def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
         """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
-        where = pick_device(device)
-        autocast_dtype(precision, where)  # a wrong choice fails here, not on the first listing
-        model, tokenizer, metrics = load_checkpoint(path, where)
-        model.precision = precision
+        model, tokenizer, metrics = load_checkpoint(path, pick_device(device), precision)
         return cls(model, tokenizer, metrics, Path(path))
 
     @property

@@ -178,7 +178,13 @@ def _model_info(row: ModelVersion) -> ModelVersionInfo:
 
 
 def _version_at(session: Session, checkpoint: Path) -> ModelVersionInfo | None:
-    """The version registered for the (resolved) checkpoint folder, if any."""
+    """The version registered for the (resolved) checkpoint folder, if any. Versions are registered
+    under their resolved path, so one SQL query answers the app's every request; the scan that
+    resolves each stored path is for rows whose folder was reached another way (a symlink, a move)."""
+    row = session.scalars(select(ModelVersion).where(ModelVersion.checkpoint_path == str(checkpoint))
+                          .order_by(ModelVersion.id).limit(1)).first()
+    if row is not None:
+        return _model_info(row)
     for row in session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
         if Path(row.checkpoint_path).resolve() == checkpoint:
             return _model_info(row)
@@ -371,7 +377,8 @@ class Store:
             if activate:
                 session.execute(update(ModelVersion).values(active=False))
             row = ModelVersion(
-                name=name, checkpoint_path=str(checkpoint_path), metrics=dict(metrics), parent_id=parent_id, active=activate
+                name=name, checkpoint_path=str(Path(checkpoint_path).resolve()), metrics=dict(metrics),
+                parent_id=parent_id, active=activate,
             )
             session.add(row)
             session.flush()

@@ -587,3 +587,17 @@ def test_annotator_processes_working_at_once_never_share_a_listing(any_url: str)
         corrections = store.all_corrections()
     assert sorted(c.listing_id for c in corrections) == sorted(handed)  # each saved once, none lost
     assert all(c.listing_id in claimed[c.annotator] for c in corrections)
+
+
+def test_a_version_is_found_by_its_folder_however_the_path_is_written(store, tmp_path: Path, monkeypatch) -> None:
+    """Versions are stored under their resolved folder (one query per request); one registered under
+    another spelling of the same folder, a relative path or a symlink, is still the same version."""
+    folder = tmp_path / "models" / "v1"
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    version = store.register_model_version("v1", "models/v1", {})
+    assert store.list_model_versions()[-1].checkpoint_path == str(folder.resolve())
+    (tmp_path / "link").symlink_to(folder)
+    assert store.version_for_checkpoint(tmp_path / "link", {}).id == version
+    assert store.version_for_checkpoint(folder, {}).id == version
+    assert len(store.list_model_versions()) == 1

@@ -23,14 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 LOSS_TOLERANCE = 0.02  # relative; measured 0.4-0.5% on this data
 
 
+def _env() -> dict[str, str]:
+    """One thread per process (2 cores), no hub, the repository importable from the workers."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+
+
 def _torchrun(processes: int, out: Path, data: Path, encoder: str, tmp: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
                "-m", "training.train", "--train", str(data), "--valid", str(data),
                "--out", str(out), "--text-encoder", encoder, "--no-image", "--decoder", "arm", "--epochs", "2",
                "--patience", "0", "--batch-size", "8", "--device", "cpu", "--cache-dir", str(tmp / "cache")]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +85,12 @@ def test_finetune_on_two_processes_registers_one_new_version(runs, tmp_path: Pat
     db_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     add_corrections(db_url, data("corr"))
     replay = _write(tmp_path / "replay.jsonl", _records(TRAIN_LISTINGS))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     out = tmp_path / "v1"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "training.finetune", "--from", str(source), "--db", db_url, "--out", str(out),
                            "--replay", str(replay), "--replay-size", "4", "--heldout", str(replay), "--epochs", "1",
                            "--batch-size", "4", "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--promote"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "2 processes (gloo)" in done.stderr
     with open_store(db_url) as store:

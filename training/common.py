@@ -32,8 +32,7 @@ def open_checkpoint(args: argparse.Namespace) -> tuple[Any, Any, JobSettings]:
 
     job = settings_from(JobSettings, args)
     job.apply()
-    model, tokenizer, _ = load_checkpoint(args.checkpoint, job.device)
-    model.precision = job.precision
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, job.device, job.precision)
     return model, tokenizer, job
 
 

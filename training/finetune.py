@@ -188,8 +188,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     if out.exists():
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
     fetched = fetch_corrections(store, photo_cache)
-    model, tokenizer, _ = load_checkpoint(source, device)
-    model.precision = precision
+    model, tokenizer, _ = load_checkpoint(source, device, precision)
     corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
     # Silent until switched on below: the old model's figures are measured on the grown one.
     add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)

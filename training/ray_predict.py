@@ -123,8 +123,7 @@ class Predictor:
 
         logging.getLogger().setLevel(logging.WARNING)
         torch.set_num_threads(max(1, threads))
-        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device))
-        self.model.precision = precision
+        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device), precision)
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:

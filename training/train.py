@@ -80,9 +80,8 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
                 progress: bool = True, precision: str = "auto"):
     """Build, prepare data, fit; returns (model, tokenizer, metrics)."""
     torch.manual_seed(settings.seed)
-    model, tokenizer = build_model(config)
+    model, tokenizer = build_model(config, precision=precision)
     model.to(pick_device(device))
-    model.precision = precision
     if config.value_prior:
         model.value_lookup = ValueLookup.from_listings(train)
     train_data = prepare(model, tokenizer, train, settings.cache_dir, training=True)
