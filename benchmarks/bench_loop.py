@@ -31,7 +31,8 @@ The scenario of issue 11 on WDC-PAVE, through the real store and the real comman
 Seeds: the start and the reference model are trained once, with the first seed (each costs 20-45
 minutes on 2 CPU cores); every seed runs its own fine-tune chains (the fine-tune's seed: held-out
 split, replay sample, batch order) and its own random order. A start or reference checkpoint that
-exists in OUT is reused; a chain's folder must not exist.
+exists in OUT is reused, and so is a finished chain (its chain.json): run one process per order or
+seed on the same OUT, then once more with all of them to gather the table and the curves.
 Writes OUT/results.json (every round: its corrections, the listings added, the fine-tune it came
 from), OUT/results.md and the curves OUT/jewelry.png and OUT/old-categories.png.
 """
@@ -151,9 +152,19 @@ def next_batch(store: Store, order: str, waiting_in_random_order: list[int], cou
 
 def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: list[int], out: Path,
               finetune_args: list[str], cache_dir: Path | None) -> list[dict]:
-    """One seed and queue order: every round's corrections, fine-tune and test figures (in a new folder)."""
+    """One seed and queue order: every round's corrections, fine-tune and test figures (in a new folder).
+
+    A finished chain leaves its rows in OUT/chain.json and is read back instead of run again, so
+    chains can run in separate processes (one per order or seed) and a last run gathers them."""
+    finished = out / "chain.json"
+    if finished.exists():
+        rows = json.loads(finished.read_text())
+        if [r["corrections"] for r in rows] == rounds:
+            log.info("reusing the finished chain %s", out)
+            return rows
+        raise SystemExit(f"error: {out} holds a chain of other rounds; move it away to run this one.")
     if out.exists():
-        raise SystemExit(f"error: {out} exists from an earlier run; move it away to run this chain again.")
+        raise SystemExit(f"error: {out} holds an unfinished chain from an earlier run; move it away to run it again.")
     out.mkdir(parents=True)
     db_url = f"sqlite:///{out / 'store.sqlite'}"
     rows = []
@@ -185,6 +196,7 @@ def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: li
         log.info("%s seed %d, %d corrections: %s", order, seed, target,
                  {k: round(v, 4) for k, v in rows[-1].items() if k.endswith("f1")})
         current, done = following, target
+    finished.write_text(json.dumps(rows, indent=2))
     return rows
 
 

@@ -71,7 +71,8 @@ def margin_order(checkpoint: Path, texts: dict[int, str]) -> list[int]:
     return sorted(margins, key=margins.get)
 
 
-def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start: Path, tmp_path: Path) -> None:
+def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "loop"
     bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14",
                      "--rounds", "2,4", "--start", str(start), "--reference", str(start),
@@ -125,3 +126,16 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     assert row_4[header.index("Watches (random)")] == expected
     for picture in ("watches.png", "old-categories.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Finished chains are read back, not run again: one process per order, then a last one gathers them.
+    def no_fine_tune(*args, **kwargs):
+        raise AssertionError("a finished chain was fine-tuned again")
+
+    monkeypatch.setattr(bench_loop, "run", no_fine_tune)
+    (out / "results.json").unlink()
+    bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14",
+                     "--rounds", "2,4", "--start", str(start), "--reference", str(start)])
+    assert json.loads((out / "results.json").read_text())["rounds_measured"] == rows
+    with pytest.raises(SystemExit, match="other rounds"):
+        bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13",
+                         "--rounds", "2", "--start", str(start), "--reference", str(start)])
