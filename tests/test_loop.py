@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from dram.data.listings import Listing
-from tests.tiny_model import listing, tiny_model, write_text_encoder
-from training.loop import TrainSettings, fit, make_batch, prepare
+from tests.tiny_model import listing, tiny_config, tiny_model, train_listings, write_text_encoder
+from training.loop import TAU_GRID, TrainSettings, best_tau, fit, make_batch, prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,3 +72,41 @@ def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(ar
     assert all(p.requires_grad for p in model.text_encoder.encoder.layer[1].parameters())
     shared = [p for n, p in model.text_encoder.encoder.named_parameters() if not n.startswith("layer.")]
     assert not any(p.requires_grad for p in shared)  # MPNet's relative position bias feeds the cached layers
+
+
+def test_best_tau_takes_the_best_validation_tag_f1_and_ties_go_to_the_papers_half() -> None:
+    assert best_tau({0.3: 0.80, 0.5: 0.70, 0.7: 0.75}) == 0.3
+    assert best_tau({0.4: 0.80, 0.5: 0.80, 0.6: 0.80}) == 0.5
+    assert best_tau({0.1: 0.80, 0.4: 0.80, 0.9: 0.10}) == 0.4
+
+
+def test_calibration_sets_the_models_tau_r_to_the_best_of_the_sweep(tiny_encoder_dir, monkeypatch) -> None:
+    """The sweep itself is the one `training.sweep_tau` runs (tested there); here it is replaced by a
+    fixed table so the test knows which tau_R must be chosen."""
+    from training import loop
+
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only")
+    table = {tau: {"tag_f1": 0.9 - abs(tau - 0.3)} for tau in loop.TAU_GRID}
+    monkeypatch.setattr(loop, "sweep", lambda *args, **kwargs: table)
+    chosen = loop.calibrate_tau(model, tokenizer, prepare(model, tokenizer, train_listings()[:3], None))
+    assert model.config.tau_r == chosen["chosen"] == 0.3
+    assert chosen["valid_tag_f1"]["0.3"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("use_arm, calibrate", [(True, True), (True, False), (False, True)])
+def test_training_chooses_tau_r_on_validation_only_for_arm_and_when_not_given(tiny_encoder_dir, use_arm: bool,
+                                                                               calibrate: bool) -> None:
+    from training.train import train_model
+
+    config = tiny_config(tiny_encoder_dir, "text-only", use_arm=use_arm)
+    listings = train_listings()
+    model, _, metrics = train_model(config, listings, listings[:4], TrainSettings(epochs=2, batch_size=4, cache_dir=None),
+                                    "cpu", progress=False, calibrate=calibrate)
+    if not (use_arm and calibrate):
+        assert "tau_r" not in metrics["train"] and model.config.tau_r == 0.5
+        return
+    sweep = metrics["train"]["tau_r"]
+    assert set(sweep["valid_tag_f1"]) == {f"{tau:.1f}" for tau in TAU_GRID}
+    assert model.config.tau_r == sweep["chosen"] == best_tau({float(t): f for t, f in sweep["valid_tag_f1"].items()})
+    # The validation figures saved with the checkpoint are those at the chosen tau_R.
+    assert metrics["valid"]["tag_f1"] == pytest.approx(sweep["valid_tag_f1"][f"{sweep['chosen']:.1f}"], abs=1e-6)

@@ -199,14 +199,15 @@ def test_predict_keeps_a_line_for_a_listing_without_readable_words(runs, monkeyp
 def test_sweep_tau_prints_one_row_per_tau_and_matches_evaluate(runs, monkeypatch, capsys) -> None:
     from training import sweep_tau
 
+    tau = json.loads((runs["ck"] / "config.json").read_text())["tau_r"]  # chosen on validation by train
     monkeypatch.setattr(sys, "argv", ["sweep_tau", "--checkpoint", str(runs["ck"]), "--data", str(runs["data"]),
-                                      "--taus", "0.5,0.99", "--cache-dir", str(runs["tmp"] / "cache")])
+                                      "--taus", f"{tau},0.99", "--cache-dir", str(runs["tmp"] / "cache")])
     sweep_tau.main()
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 0.")]
-    assert [r[0].strip() for r in rows] == ["0.50", "0.99"]
-    at_half = json.loads((runs["tmp"] / "metrics.json").read_text())  # evaluate ran at the default tau_R 0.5
-    assert float(rows[0][2]) == pytest.approx(100 * at_half["tag_f1"], abs=0.006)
-    assert float(rows[0][1]) == pytest.approx(100 * at_half["cls_f1"], abs=0.006)
+    assert [r[0].strip() for r in rows] == [f"{tau:.2f}", "0.99"]
+    at_tau = json.loads((runs["tmp"] / "metrics.json").read_text())  # evaluate ran at the checkpoint's tau_R
+    assert float(rows[0][2]) == pytest.approx(100 * at_tau["tag_f1"], abs=0.006)
+    assert float(rows[0][1]) == pytest.approx(100 * at_tau["cls_f1"], abs=0.006)
 
 
 def test_ablation_trains_each_variant_and_seed_and_merges_saved_runs(runs, monkeypatch, capsys) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dram.nn.model import DramModel
 from training.common import (
     add_checkpoint_arguments,
     check_attributes,
@@ -18,15 +17,7 @@ from training.common import (
     run_cli,
     setup_logging,
 )
-from training.loop import PreparedData, decode_batch, encoded_batches, merge_windows, prepare, score
-
-
-def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = 64) -> dict[float, dict]:
-    predictions: dict[float, list] = {tau: [] for tau in taus}
-    for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress=True, desc="sweep"):
-        for tau in taus:
-            predictions[tau] += decode_batch(model, data, index, encoded, tau)
-    return {tau: score(model, data, merge_windows(data, predictions[tau]), tau) for tau in taus}
+from training.loop import prepare, sweep
 
 
 def main() -> None:
@@ -40,7 +31,7 @@ def main() -> None:
     listings = load_data(args.data, "data")
     check_attributes(model.config.attributes, listings)
     data = prepare(model, tokenizer, listings, job.cache_dir)
-    results = sweep(model, tokenizer, data, [float(t) for t in args.taus.split(",")])
+    results = sweep(model, tokenizer, data, [float(t) for t in args.taus.split(",")], progress=True)
     print("| tau_R | CLS-F1 | TAG-F1 | P | R |\n|---|---|---|---|---|")
     for tau, s in results.items():
         print(f"| {tau:.2f} | {100 * s['cls_f1']:.2f} | {100 * s['tag_f1']:.2f} | "

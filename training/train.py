@@ -18,7 +18,7 @@ from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
-from training.loop import TrainSettings, evaluate, fit, prepare
+from training.loop import TrainSettings, calibrate_tau, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
 
 log = logging.getLogger("training.train")
@@ -77,8 +77,9 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
-                progress: bool = True, precision: str = "auto"):
-    """Build, prepare data, fit; returns (model, tokenizer, metrics)."""
+                progress: bool = True, precision: str = "auto", calibrate: bool = True):
+    """Build, prepare data, fit, and (ARM with a validation split, `calibrate`) choose tau_R on it;
+    returns (model, tokenizer, metrics)."""
     torch.manual_seed(settings.seed)
     model, tokenizer = build_model(config, precision=precision)
     model.to(pick_device(device))
@@ -89,6 +90,8 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress)
     metrics = {"train": {"listings": len(train_data), **result}}
     if valid_data is not None and distributed.is_main():
+        if calibrate and config.use_arm:
+            metrics["train"]["tau_r"] = calibrate_tau(model, tokenizer, valid_data)
         metrics["valid"] = evaluate(model, tokenizer, valid_data)
     model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
     return model, tokenizer, metrics
@@ -128,7 +131,7 @@ def _train(args: argparse.Namespace, job: JobSettings) -> None:
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device,
-                                              precision=job.precision)
+                                              precision=job.precision, calibrate=args.tau_r is None)
     if not distributed.is_main():
         return  # rank 0 saves; the others are done
     metrics["train"]["processes"] = distributed.world()
