@@ -44,7 +44,7 @@ class DramConfig:
     arm_policy: str = field(default="dynet", metadata={"help": "how ARM guides the decoder", "choices": ARM_POLICIES})
     tau_r: float = field(default=0.5, metadata={
         "help": "ARM threshold: attributes scored above it are decoded", "decided_later": True,
-        "default_help": "chosen on the validation split from 0.1 to 0.9 when the model has ARM; {default} without one"})
+        "default_help": "{default}, or the value from 0.1 to 0.9 clearly better on the validation split when the model has ARM"})
     # The paper reads [CLS] and weighs the classifier's BCE by 1e-3. MiniLM was trained to mean-pool,
     # and with [CLS] at 1e-3 the classifier stayed near attribute frequency and ARM dropped pattern
     # spans (pattern TAG-F1 78-90); the mean with weight 1 gave 98.5 (BENCHMARKS.md, ARM classifier).
