@@ -90,7 +90,7 @@ def test_calibration_sets_the_models_tau_r_to_the_best_of_the_sweep(tiny_encoder
     model, tokenizer = tiny_model(tiny_encoder_dir, "text-only")
     table = {tau: {"tag_f1": 0.9 - abs(tau - 0.3)} for tau in loop.TAU_GRID}
     monkeypatch.setattr(loop, "sweep", lambda *args, **kwargs: table)
-    chosen = loop.calibrate_tau(model, tokenizer, prepare(model, tokenizer, train_listings()[:3], None))
+    _, chosen = loop.calibrate_tau(model, tokenizer, prepare(model, tokenizer, train_listings()[:3], None))
     assert model.config.tau_r == chosen["chosen"] == 0.3
     assert chosen["valid_tag_f1"]["0.3"] == pytest.approx(0.9)
 

@@ -415,15 +415,16 @@ def best_tau(tag_f1: dict[float, float], default: float = 0.5, margin: float = T
     return best
 
 
-def calibrate_tau(model: DramModel, tokenizer, valid: PreparedData) -> dict:
+def calibrate_tau(model: DramModel, tokenizer, valid: PreparedData) -> tuple[dict, dict]:
     """Set ARM's tau_R to the grid value with the best validation TAG-F1 (`best_tau`; TAG-F1 as for
     the epoch). With many rare attributes the existence classifier is unsure of them: on WDC-PAVE
     (51 attributes) three ARM models moved to 0.3 and scored 0.8-3.1 higher on test; on Myntra
-    (5 attributes) 0.5 stays (BENCHMARKS.md, tau_R chosen on validation)."""
+    (5 attributes) 0.5 stays (BENCHMARKS.md, tau_R chosen on validation). Returns the validation
+    figures at the chosen tau_R (`evaluate`'s, without running the encoders again) and the sweep."""
     results = sweep(model, tokenizer, valid, list(TAU_GRID))
     tag_f1 = {tau: r["tag_f1"] for tau, r in results.items()}
     before, chosen = model.config.tau_r, best_tau(tag_f1)
     model.config.tau_r = chosen
     log.info("tau_R chosen on the validation split: %.1f (TAG-F1 %.4f; %.4f at %.1f)", chosen, tag_f1[chosen],
              tag_f1.get(before, float("nan")), before)
-    return {"chosen": chosen, "valid_tag_f1": {f"{tau:.1f}": round(f1, 6) for tau, f1 in tag_f1.items()}}
+    return results[chosen], {"chosen": chosen, "valid_tag_f1": {f"{tau:.1f}": round(f1, 6) for tau, f1 in tag_f1.items()}}

@@ -91,8 +91,9 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     metrics = {"train": {"listings": len(train_data), **result}}
     if valid_data is not None and distributed.is_main():
         if calibrate and config.use_arm:
-            metrics["train"]["tau_r"] = calibrate_tau(model, tokenizer, valid_data)
-        metrics["valid"] = evaluate(model, tokenizer, valid_data)
+            metrics["valid"], metrics["train"]["tau_r"] = calibrate_tau(model, tokenizer, valid_data)
+        else:
+            metrics["valid"] = evaluate(model, tokenizer, valid_data)
     model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
     return model, tokenizer, metrics
 
