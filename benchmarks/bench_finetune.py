@@ -35,7 +35,7 @@ from dram.data.spans import Span  # noqa: E402
 from dram.nn.config import DramConfig  # noqa: E402
 from store import Store, open_store  # noqa: E402
 from training.common import load_data, setup_logging  # noqa: E402
-from training.finetune import FinetuneResult, comparison_table, finetune  # noqa: E402
+from training.finetune import EPOCHS, FinetuneResult, comparison_table, finetune  # noqa: E402
 from training.loop import DEFAULT_CACHE, PreparedData, TrainSettings, predict, prepare  # noqa: E402
 
 log = logging.getLogger("bench_finetune")
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--timing-corrections", type=int, default=200)
     parser.add_argument("--min-seen", type=int, default=5, help="occurrences in VALID for an error to count")
     parser.add_argument("--min-miss-rate", type=float, default=0.3)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--replay-size", type=int, default=400)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)

@@ -1,7 +1,7 @@
 """Simulated annotators teach the model a category it never saw: the feedback loop, measured.
 
     python -m benchmarks.bench_loop [--data ../shared/data/wdc-pave] [--out runs/loop] [--seeds 13,14,15]
-        [--rounds 25,50,100,188] [--orders uncertainty,random] [--start CKPT] [--reference CKPT]
+        [--rounds 25,50,100,188] [--orders uncertainty,random,coverage,diversity] [--start CKPT] [--reference CKPT]
         [--train-args "..."] [--finetune-args "--epochs 2"] [--threads N]
 
 The scenario of issue 11 on WDC-PAVE, through the real store and the real commands:
@@ -22,14 +22,16 @@ The scenario of issue 11 on WDC-PAVE, through the real store and the real comman
   the model does not have yet have no score and contribute nothing; until the first fine-tune the
   queue orders Jewelry listings by the start model's uncertainty about the attributes it has: the two
   Jewelry shares (Brand, Product Type) and the other categories' ("is this a Color?"). `random` is a
-  seeded shuffle of the pool.
+  seeded shuffle of the pool. `coverage` and `diversity` read only the texts (review/ordering.py):
+  the listing whose unseen words are the most common in the pool, or the one least like anything
+  reviewed; the seeded shuffle breaks their ties.
 - reference: `training.train` with the defaults on all of train_large.
 - measured on the test split: value F1 (slot rule, `dram.metrics.SlotScorer`) on the Jewelry
   listings and on the listings of the four other categories, for the start model, every round and
   the reference; and each fine-tune's minutes.
 
-Seeds: the start and the reference model are trained once, with the first seed (each costs 20-45
-minutes on 2 CPU cores); every seed runs its own fine-tune chains (the fine-tune's seed: held-out
+Seeds: the start and the reference model are trained once, with --start-seed (each costs 20-45
+minutes on 2 CPU cores), which also carves their validation tenth; every seed runs its own fine-tune chains (the fine-tune's seed: held-out
 split, replay sample, batch order) and its own random order. A start or reference checkpoint that
 exists in OUT is reused, and so is a finished chain (its chain.json): run one process per order or
 seed on the same OUT, then once more with all of them to gather the table and the curves.
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import shlex
 import statistics
@@ -54,12 +57,13 @@ from dram.data.listings import Listing
 from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
+from review.ordering import coverage_order, diversity_order
 from store import Store, open_store
 from training.common import split_validation
 from training.loop import predict, prepare, score
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDERS = ("uncertainty", "random")
+ORDERS = ("uncertainty", "random", "coverage", "diversity")
 ANNOTATOR = "simulated annotator"
 log = logging.getLogger("bench_loop")
 
@@ -76,6 +80,13 @@ class Scenario:
     test: list[Listing]
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Another process's fine-tune may be reading the file: it sees the old text or the new, never half."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
 def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
     """Write the start model's files (the records as they are, other categories only) and read the pool."""
     out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +97,8 @@ def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
         raise SystemExit(f"error: no listing of {full_train} has the category {category!r}.")
     train, valid = split_validation(others, seed=seed)
     start_train, start_valid = out / "start-train.jsonl", out / "start-valid.jsonl"
-    start_train.write_text("\n".join(train) + "\n", encoding="utf-8")
-    start_valid.write_text("\n".join(valid) + "\n", encoding="utf-8")
+    write_atomically(start_train, "\n".join(train) + "\n")
+    write_atomically(start_valid, "\n".join(valid) + "\n")
     pool = [l for l in read_listings(full_train)[0] if l.meta.get("category") == category]
     test = read_listings(data / "test.jsonl")[0]
     return Scenario(category, start_train, start_valid, full_train, pool, test)
@@ -142,12 +153,17 @@ def annotate(store: Store, listing_ids: list[int], gold: dict[int, Listing], mod
                               allowed_attributes=[*model_attributes, *store.attributes()])
 
 
-def next_batch(store: Store, order: str, waiting_in_random_order: list[int], count: int, tau_r: float) -> list[int]:
+def next_batch(store: Store, order: str, waiting_in_random_order: list[int], count: int, tau_r: float,
+               texts: dict[int, str]) -> list[int]:
     """The next `count` listings the queue serves."""
     if order == "uncertainty":
         return [item.listing_id for item in store.review_queue(tau_r, limit=count)]
     corrected = {c.listing_id for c in store.all_corrections()}
-    return [i for i in waiting_in_random_order if i not in corrected][:count]
+    waiting = [i for i in waiting_in_random_order if i not in corrected]
+    if order == "random":
+        return waiting[:count]
+    text_order = coverage_order if order == "coverage" else diversity_order
+    return text_order([(i, texts[i]) for i in waiting], [texts[i] for i in sorted(corrected)], count)
 
 
 def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: list[int], out: Path,
@@ -179,7 +195,8 @@ def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: li
             if order == "uncertainty":
                 corrected = {c.listing_id for c in store.all_corrections()}
                 record_predictions(store, current, version_id, [i for i in gold if i not in corrected])
-            batch = next_batch(store, order, waiting_in_random_order, target - done, config.tau_r)
+            batch = next_batch(store, order, waiting_in_random_order, target - done, config.tau_r,
+                               {i: l.text for i, l in gold.items()})
             annotate(store, batch, gold, config.attributes)
         following = out / f"round-{target}"
         run([sys.executable, "-m", "training.finetune", "--from", str(current), "--db", db_url,
@@ -276,7 +293,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder with train_large.jsonl and test.jsonl")
     parser.add_argument("--category", default="Jewelry", help="the category the start model never sees")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "loop")
-    parser.add_argument("--seeds", default="13,14,15")
+    parser.add_argument("--seeds", default="13,14,15", help="one fine-tune chain per seed and order")
+    parser.add_argument("--start-seed", type=int, default=13,
+                        help="the start and reference models' seed, and their validation tenth's: the same for "
+                             "every process that shares OUT")
     parser.add_argument("--rounds", default="25,50,100,188", help="cumulative corrections per round (capped at the pool)")
     parser.add_argument("--orders", default=",".join(ORDERS))
     parser.add_argument("--start", type=Path, help="start checkpoint (default: trained, or reused from OUT/start)")
@@ -291,11 +311,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(orders) - set(ORDERS))
     if unknown:
         raise SystemExit(f"error: unknown queue order {unknown}; choose from {', '.join(ORDERS)}.")
-    scenario = split_scenario(args.data, args.category, args.out, seeds[0])
+    scenario = split_scenario(args.data, args.category, args.out, args.start_seed)
     rounds = sorted({min(int(n), len(scenario.pool)) for n in args.rounds.split(",")})
     train_args = shlex.split(args.train_args)
-    start = args.start or train(scenario.start_train, scenario.start_valid, args.out / "start", seeds[0], train_args)
-    reference = args.reference or train(scenario.full_train, None, args.out / "reference", seeds[0], train_args)
+    start = args.start or train(scenario.start_train, scenario.start_valid, args.out / "start", args.start_seed,
+                                train_args)
+    reference = args.reference or train(scenario.full_train, None, args.out / "reference", args.start_seed, train_args)
     start_figures = measure(start, scenario.test, args.category, args.cache_dir)
     reference_figures = measure(reference, scenario.test, args.category, args.cache_dir)
     rows = []

@@ -15,6 +15,8 @@ from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.metrics import SlotScorer, best_answers
 from dram.nn.value_lookup import ValueLookup
+from review.ordering import coverage_order, diversity_order
+from store import open_store
 from tests.tiny_model import tiny_model, train_listings, write_text_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -76,7 +78,7 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     out = tmp_path / "loop"
     bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14",
                      "--rounds", "2,4", "--start", str(start), "--reference", str(start),
-                     "--finetune-args", "--epochs 1 --batch-size 4 --replay-size 4 --threads 1"])
+                     "--orders", "uncertainty,random", "--finetune-args", "--epochs 1 --batch-size 4 --replay-size 4 --threads 1"])
 
     results = json.loads((out / "results.json").read_text())
     rows = results["rounds_measured"]
@@ -134,8 +136,22 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     monkeypatch.setattr(bench_loop, "run", no_fine_tune)
     (out / "results.json").unlink()
     bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14",
-                     "--rounds", "2,4", "--start", str(start), "--reference", str(start)])
+                     "--rounds", "2,4", "--start", str(start), "--reference", str(start),
+                     "--orders", "uncertainty,random"])
     assert json.loads((out / "results.json").read_text())["rounds_measured"] == rows
     with pytest.raises(SystemExit, match="other rounds"):
         bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13",
-                         "--rounds", "2", "--start", str(start), "--reference", str(start)])
+                         "--rounds", "2", "--start", str(start), "--reference", str(start),
+                         "--orders", "uncertainty,random"])
+
+
+@pytest.mark.parametrize("order, text_order", [("coverage", coverage_order), ("diversity", diversity_order)])
+def test_text_orders_serve_what_review_ordering_chooses_among_the_waiting(order, text_order, tmp_path: Path) -> None:
+    texts = ["gold ring size 7", "crystal vase", "gold ring size 8", "silver chain", "gold chain"]
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        ids = [store.add_listing(t) for t in texts]
+        store.save_correction(ids[0], "alice", [])
+        waiting_shuffled = [ids[3], ids[0], ids[4], ids[1], ids[2]]
+        batch = bench_loop.next_batch(store, order, waiting_shuffled, 2, 0.5, dict(zip(ids, texts)))
+    candidates = [(i, texts[ids.index(i)]) for i in waiting_shuffled if i != ids[0]]
+    assert batch == text_order(candidates, [texts[0]], 2) and ids[0] not in batch

@@ -251,3 +251,39 @@ def test_without_held_out_figures_nothing_vouches_for_the_new_model() -> None:
         "no held-out corrections to compare on (fewer than 2 corrections, or --heldout-corrections 0)",
         "no replay test to compare on (no --heldout data)",
     ]
+
+
+def test_each_correction_counts_correction_weight_times_an_epoch(source: Path, db_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    add_corrections(db_url, data("corr"))
+    seen = {}
+    real_fit = finetune_module.fit
+
+    def counting_fit(model, tokenizer, train, valid, settings, progress=True):
+        seen["texts"] = [listing.text for listing in train.listings]
+        return real_fit(model, tokenizer, train, valid, settings, progress)
+
+    monkeypatch.setattr(finetune_module, "fit", counting_fit)
+    replay = [listing("old " + text, spans, f"old-{i}") for i, (text, spans) in enumerate(TEXTS)]
+    with open_store(db_url) as store:
+        result = finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
+                          tmp_path / "photos", progress=False, correction_weight=3)
+
+    counts = {text: seen["texts"].count(text) for text in seen["texts"]}
+    assert result.metrics["finetune"]["train_corrections"] == 4  # 6 minus 2 held out
+    assert sorted(n for t, n in counts.items() if not t.startswith("old ")) == [3, 3, 3, 3]
+    assert sorted(n for t, n in counts.items() if t.startswith("old ")) == [1, 1, 1, 1]
+    assert result.metrics["finetune"]["correction_weight"] == 3
+
+
+def test_correction_weight_below_one_is_refused(source: Path, db_url: str, tmp_path: Path) -> None:
+    add_corrections(db_url, data("corr"))
+    with pytest.raises(FinetuneError, match="--correction-weight must be at least 1"):
+        run(source, db_url, tmp_path / "v1", tmp_path, correction_weight=0)
+    assert not (tmp_path / "v1").exists()
+
+
+def test_correction_weight_follows_the_number_of_corrections() -> None:
+    assert finetune_module.correction_weight_for(20) == finetune_module.MAX_CORRECTION_WEIGHT
+    assert finetune_module.correction_weight_for(400) == 2  # 800 views an epoch
+    assert finetune_module.correction_weight_for(5000) == 1

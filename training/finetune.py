@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -47,6 +48,16 @@ from training.train import add_training_arguments, train_settings_from
 log = logging.getLogger("training.finetune")
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
 MAX_REPLAY_DROP = 0.003  # TAG-F1 (a fraction): 0.3 points
+# Each correction is seen EPOCHS x weight times, a replayed listing EPOCHS times. Seen twice, 100
+# corrections of a new category taught it 44 value F1; 16 times, 90 (BENCHMARKS.md, "Fine-tuning budget").
+EPOCHS = 4
+MAX_CORRECTION_WEIGHT = 4
+CORRECTION_VIEWS = 800  # per epoch: past this many corrections, each is seen once an epoch
+
+
+def correction_weight_for(corrections: int) -> int:
+    """A few dozen corrections are weighted up against the replay; a few thousand are plenty as they are."""
+    return max(1, min(MAX_CORRECTION_WEIGHT, math.ceil(CORRECTION_VIEWS / max(1, corrections))))
 
 
 class FinetuneError(DramInputError):
@@ -177,16 +188,22 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
              photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
-             progress: bool = True, promote: bool = False, precision: str = "auto") -> FinetuneResult | None:
+             progress: bool = True, promote: bool = False, precision: str = "auto",
+             correction_weight: int | None = None) -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
 
     `activate=False` never activates the new version; `promote=True` activates it past the gate.
+    `correction_weight`: how many times each training correction is seen per epoch, against once for
+    a replayed listing: the corrections are what the model must learn, the replay only what it keeps
+    (None: `correction_weight_for` the number of training corrections).
     Under torchrun every rank trains its shard; only rank 0 returns a result (the others None).
     """
     started = time.monotonic()
     source, out = Path(source), Path(out)
     if out.exists():
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
+    if correction_weight is not None and correction_weight < 1:
+        raise FinetuneError(f"--correction-weight must be at least 1, got {correction_weight}.")
     fetched = fetch_corrections(store, photo_cache)
     model, tokenizer, _ = load_checkpoint(source, device, precision)
     corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
@@ -194,9 +211,11 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)
     if heldout:
         check_attributes(model.config.attributes, heldout)
+    correction_weight = correction_weight or correction_weight_for(len(corrections.train))
     replayed = replay_sample(replay, replay_size, corrections.train + corrections.heldout, settings.seed)
-    log.info("training on %d corrections + %d replayed listings; held out: %d corrections, %d listings",
-             len(corrections.train), len(replayed), len(corrections.heldout), len(heldout))
+    log.info("training on %d corrections (each %d times an epoch) + %d replayed listings; held out: %d corrections, "
+             "%d listings", len(corrections.train), correction_weight, len(replayed), len(corrections.heldout),
+             len(heldout))
 
     cache = settings.cache_dir
     old_lookup = model.value_lookup
@@ -204,9 +223,10 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     if old_lookup is not None:
         # Each training correction reads a lookup without its own values, as in training from scratch.
         new_lookup = old_lookup.learned(corrections.train)
-        train_lookups = (cross_fitted(corrections.train, seed=settings.seed, base=old_lookup)
+        train_lookups = (cross_fitted(corrections.train, seed=settings.seed, base=old_lookup) * correction_weight
                          + [new_lookup] * len(replayed))
-    train_data = prepare(model, tokenizer, corrections.train + replayed, cache, lookups=train_lookups)
+    train_data = prepare(model, tokenizer, corrections.train * correction_weight + replayed, cache,
+                         lookups=train_lookups)
     eval_sets = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
                  "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
     eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
@@ -229,7 +249,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
             "source": str(source.resolve()), "parent_version": parent.id,
             "corrections": len(corrections.train) + len(corrections.heldout),
             "train_corrections": len(corrections.train), "heldout_corrections": len(corrections.heldout),
-            "replay": len(replayed), "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
+            "correction_weight": correction_weight, "replay": len(replayed), "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
             "new_attributes": corrections.new_attributes, "dropped_spans": corrections.dropped_spans,
             "history": result["history"],
             "train_minutes": result["train_minutes"], "minutes": (time.monotonic() - started) / 60,
@@ -287,8 +307,11 @@ def main() -> None:
     parser.add_argument("--replay-size", type=int, default=400, help="replayed listings (0: corrections only)")
     parser.add_argument("--heldout", type=Path, default=BUNDLE / "test.jsonl", help="held-out data file")
     parser.add_argument("--heldout-corrections", type=float, default=0.2, help="share of corrections held out")
+    parser.add_argument("--correction-weight", type=int,
+                        help="times each correction is seen per epoch, a replayed listing once (default: "
+                             f"{MAX_CORRECTION_WEIGHT}, less once the corrections fill {CORRECTION_VIEWS} listings)")
     add_training_arguments(parser)
-    parser.set_defaults(epochs=2)
+    parser.set_defaults(epochs=EPOCHS)
     parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
     parser.add_argument("--no-activate", action="store_true", help="register the new version, never activate it")
     parser.add_argument("--promote", action="store_true",
@@ -304,7 +327,8 @@ def main() -> None:
         with open_store(existing_store_url(args.db)) as store:
             result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
                               args.replay_size, args.photo_cache, activate=not args.no_activate, device=device,
-                              promote=args.promote, precision=args.precision)
+                              promote=args.promote, precision=args.precision,
+                              correction_weight=args.correction_weight)
     finally:
         distributed.teardown()
     if result is None:
