@@ -130,6 +130,20 @@ def measure(checkpoint: Path, test: list[Listing], category: str, cache_dir: Pat
             "value_f1": score(model, data, predictions)["value"]["f1"]}
 
 
+def measured_once(checkpoint: Path, scenario: Scenario, out: Path, cache_dir: Path | None) -> dict:
+    """`measure`, kept in OUT/measured.json so that every process sharing OUT scores the start and
+    the reference once (keyed by the checkpoint's folder, weights file time and category)."""
+    weights = max((p.stat().st_mtime for p in checkpoint.glob("*.safetensors")), default=0.0)
+    key = f"{checkpoint.resolve()}|{weights}|{scenario.category}"
+    kept = out / "measured.json"
+    known = json.loads(kept.read_text()) if kept.exists() else {}
+    if key not in known:
+        known[key] = measure(checkpoint, scenario.test, scenario.category, cache_dir)
+        latest = json.loads(kept.read_text()) if kept.exists() else {}  # another process may have added some
+        write_atomically(kept, json.dumps({**latest, **known}, indent=2))
+    return known[key]
+
+
 def record_predictions(store: Store, checkpoint: Path, version_id: int, listing_ids: list[int]) -> None:
     """The serving version's output on the listings still waiting: what the review queue orders by."""
     extractor = Extractor.load(checkpoint)
@@ -171,12 +185,15 @@ def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: li
     """One seed and queue order: every round's corrections, fine-tune and test figures (in a new folder).
 
     A finished chain leaves its rows in OUT/chain.json and is read back instead of run again, so
-    chains can run in separate processes (one per order or seed) and a last run gathers them."""
+    chains can run in separate processes (one per order or seed) and a last run gathers them. A
+    finished chain is read back as far as its rounds are the ones asked for: a queue order compared
+    only up to 50 corrections joins a table that goes on to 188."""
     finished = out / "chain.json"
     if finished.exists():
         rows = json.loads(finished.read_text())
-        if [r["corrections"] for r in rows] == rounds:
-            log.info("reusing the finished chain %s", out)
+        rows = rows[:min(len(rows), len(rounds))]
+        if [r["corrections"] for r in rows] == rounds[:len(rows)]:
+            log.info("reusing the finished chain %s (%s corrections)", out, ", ".join(str(r["corrections"]) for r in rows))
             return rows
         raise SystemExit(f"error: {out} holds a chain of other rounds; move it away to run this one.")
     if out.exists():
@@ -246,7 +263,10 @@ def summary_table(rows: list[dict], start: dict, reference: dict, category: str)
         cells = []
         for key, scale in (("target_value_f1", 100), ("others_value_f1", 100), ("finetune_minutes", 1)):
             for o in orders:
-                m, sd = by_order[o].get(n, {}).get(key, (float("nan"), 0.0))
+                if n not in by_order[o]:
+                    cells.append("—")  # this order's chains stopped before n
+                    continue
+                m, sd = by_order[o][n][key]
                 cells.append(f"{m * scale:.2f} ± {sd * scale:.2f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines.append("| reference (all of train_large) | " + " | ".join(
@@ -317,8 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     start = args.start or train(scenario.start_train, scenario.start_valid, args.out / "start", args.start_seed,
                                 train_args)
     reference = args.reference or train(scenario.full_train, None, args.out / "reference", args.start_seed, train_args)
-    start_figures = measure(start, scenario.test, args.category, args.cache_dir)
-    reference_figures = measure(reference, scenario.test, args.category, args.cache_dir)
+    start_figures, reference_figures = (measured_once(checkpoint, scenario, args.out, args.cache_dir)
+                                        for checkpoint in (start, reference))
     rows = []
     for seed in seeds:
         for order in orders:

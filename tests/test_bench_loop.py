@@ -133,7 +133,11 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     def no_fine_tune(*args, **kwargs):
         raise AssertionError("a finished chain was fine-tuned again")
 
+    def no_measure(*args, **kwargs):
+        raise AssertionError("the start or the reference was scored again")
+
     monkeypatch.setattr(bench_loop, "run", no_fine_tune)
+    monkeypatch.setattr(bench_loop, "measure", no_measure)  # chains and the start/reference figures are kept
     (out / "results.json").unlink()
     bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14",
                      "--rounds", "2,4", "--start", str(start), "--reference", str(start),
@@ -141,7 +145,7 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     assert json.loads((out / "results.json").read_text())["rounds_measured"] == rows
     with pytest.raises(SystemExit, match="other rounds"):
         bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13",
-                         "--rounds", "2", "--start", str(start), "--reference", str(start),
+                         "--rounds", "4", "--start", str(start), "--reference", str(start),
                          "--orders", "uncertainty,random"])
 
 
@@ -155,3 +159,20 @@ def test_text_orders_serve_what_review_ordering_chooses_among_the_waiting(order,
         batch = bench_loop.next_batch(store, order, waiting_shuffled, 2, 0.5, dict(zip(ids, texts)))
     candidates = [(i, texts[ids.index(i)]) for i in waiting_shuffled if i != ids[0]]
     assert batch == text_order(candidates, [texts[0]], 2) and ids[0] not in batch
+
+
+def test_a_shorter_finished_chain_joins_a_longer_table_and_its_missing_rounds_show_as_dashes(tmp_path: Path) -> None:
+    out = tmp_path / "coverage-seed13"
+    out.mkdir()
+    rows = [{"seed": 13, "order": "coverage", "corrections": n, "target_value_f1": 0.5, "others_value_f1": 0.8,
+             "finetune_minutes": 1.0} for n in (2, 4)]
+    (out / "chain.json").write_text(json.dumps(rows))
+    assert bench_loop.run_chain(None, Path("start"), 13, "coverage", [2, 4, 6], out, [], None) == rows
+    assert bench_loop.run_chain(None, Path("start"), 13, "coverage", [2], out, [], None) == rows[:1]
+    with pytest.raises(SystemExit, match="other rounds"):
+        bench_loop.run_chain(None, Path("start"), 13, "coverage", [4, 6], out, [], None)
+    longer = rows + [{**rows[0], "order": "random", "corrections": n} for n in (2, 4, 6)]
+    figures = {"target_value_f1": 0.2, "others_value_f1": 0.8}
+    row_6 = next(l for l in bench_loop.summary_table(longer, figures, figures, "Watches").splitlines()
+                 if l.startswith("| 6 |"))
+    assert row_6.split(" | ")[1:3] == ["—", "50.00 ± 0.00"]
