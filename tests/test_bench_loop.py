@@ -15,7 +15,7 @@ from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.metrics import SlotScorer, best_answers
 from dram.nn.value_lookup import ValueLookup
-from review.ordering import coverage_order, diversity_order
+from store.queue_order import coverage_order, diversity_order
 from store import open_store
 from tests.tiny_model import tiny_model, train_listings, write_text_encoder
 
@@ -150,7 +150,7 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
 
 
 @pytest.mark.parametrize("order, text_order", [("coverage", coverage_order), ("diversity", diversity_order)])
-def test_text_orders_serve_what_review_ordering_chooses_among_the_waiting(order, text_order, tmp_path: Path) -> None:
+def test_text_orders_serve_what_queue_order_chooses_among_the_waiting(order, text_order, tmp_path: Path) -> None:
     texts = ["gold ring size 7", "crystal vase", "gold ring size 8", "silver chain", "gold chain"]
     with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
         ids = [store.add_listing(t) for t in texts]
