@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_loop [--data ../shared/data/wdc-pave] [--out runs/loop] [--seeds 13,14,15]
         [--rounds 25,50,100,188] [--orders uncertainty,random,coverage,diversity] [--start CKPT] [--reference CKPT]
-        [--train-args "..."] [--finetune-args "--epochs 2"] [--threads N]
+        [--train-args "..."] [--finetune-args "--epochs 2"] [--threads N] [--gather-only]
 
 The scenario of issue 11 on WDC-PAVE, through the real store and the real commands:
 
@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-args", default="", help="more training.train flags, e.g. '--max-minutes 30'")
     parser.add_argument("--finetune-args", default="", help="more training.finetune flags, e.g. '--epochs 1'")
     parser.add_argument("--cache-dir", type=Path, help="region feature cache for the measurements")
+    parser.add_argument("--gather-only", action="store_true",
+                        help="run no chain: gather the finished ones in OUT into the table and the curves")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -342,8 +344,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for seed in seeds:
         for order in orders:
-            rows += run_chain(scenario, start, seed, order, rounds, args.out / f"{order}-seed{seed}",
-                              shlex.split(args.finetune_args), args.cache_dir)
+            chain = args.out / f"{order}-seed{seed}"
+            if args.gather_only and not (chain / "chain.json").exists():
+                log.warning("--gather-only: no finished chain %s; left out of the table", chain)
+                continue
+            rows += run_chain(scenario, start, seed, order, rounds, chain, shlex.split(args.finetune_args),
+                              args.cache_dir)
     results = {"category": args.category, "pool": len(scenario.pool), "rounds": rounds, "seeds": seeds,
                "start": {"checkpoint": str(start), **start_figures},
                "reference": {"checkpoint": str(reference), **reference_figures}, "rounds_measured": rows}

@@ -143,6 +143,12 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
                      "--rounds", "2,4", "--start", str(start), "--reference", str(start),
                      "--orders", "uncertainty,random"])
     assert json.loads((out / "results.json").read_text())["rounds_measured"] == rows
+    # --gather-only leaves out a chain that never ran (seed 15) instead of running it.
+    bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13,14,15",
+                     "--rounds", "2,4", "--start", str(start), "--reference", str(start),
+                     "--orders", "uncertainty,random", "--gather-only"])
+    assert json.loads((out / "results.json").read_text())["rounds_measured"] == rows
+    assert not (out / "random-seed15").exists()
     with pytest.raises(SystemExit, match="other rounds"):
         bench_loop.main(["--data", str(data), "--category", "Watches", "--out", str(out), "--seeds", "13",
                          "--rounds", "4", "--start", str(start), "--reference", str(start),
