@@ -31,8 +31,8 @@ The scenario of issue 11 on WDC-PAVE, through the real store and the real comman
   the reference; and each fine-tune's minutes.
 
 Seeds: the start and the reference model are trained once, with --start-seed (each costs 20-45
-minutes on 2 CPU cores), which also carves their validation tenth; every seed runs its own fine-tune chains (the fine-tune's seed: held-out
-split, replay sample, batch order) and its own random order. A start or reference checkpoint that
+minutes on 2 CPU cores), which also carves their validation tenth; every seed runs its own fine-tune
+chains (the fine-tune's seed: held-out split, replay sample, batch order) and its own random order. A start or reference checkpoint that
 exists in OUT is reused, and so is a finished chain (its chain.json): run one process per order or
 seed on the same OUT, then once more with all of them to gather the table and the curves.
 Writes OUT/results.json (every round: its corrections, the listings added, the fine-tune it came
@@ -57,8 +57,8 @@ from dram.data.listings import Listing
 from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
-from store.queue_order import coverage_order, diversity_order
 from store import Store, open_store
+from store.queue_order import coverage_order, diversity_order
 from training.common import split_validation
 from training.loop import predict, prepare, score
 
