@@ -22,7 +22,7 @@ The scenario of issue 11 on WDC-PAVE, through the real store and the real comman
   the model does not have yet have no score and contribute nothing; until the first fine-tune the
   queue orders Jewelry listings by the start model's uncertainty about the attributes it has: the two
   Jewelry shares (Brand, Product Type) and the other categories' ("is this a Color?"). `random` is a
-  seeded shuffle of the pool. `coverage` and `diversity` read only the texts (store/queue_order.py):
+  seeded shuffle of the pool. `coverage` and `diversity` read only the texts (benchmarks/queue_orders.py):
   the listing whose unseen words are the most common in the pool, or the one least like anything
   reviewed; the seeded shuffle breaks their ties.
 - reference: `training.train` with the defaults on all of train_large.
@@ -52,13 +52,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_open_schema import run
+from benchmarks.queue_orders import coverage_order, diversity_order
 from dram.checkpoint import load_checkpoint
 from dram.data.listings import Listing
 from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
 from store import Store, open_store
-from store.queue_order import coverage_order, diversity_order
 from training.common import split_validation
 from training.loop import predict, prepare, score
 

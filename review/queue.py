@@ -9,18 +9,16 @@ from __future__ import annotations
 from typing import Sequence
 
 from review.edits import ReviewItem
-from store.repository import DEFAULT_QUEUE_ORDER, Store
+from store.repository import Store
 
 
-def next_item(store: Store, tau: float, annotator: str | None = None,
-              order: str = DEFAULT_QUEUE_ORDER) -> ReviewItem | None:
-    """The next listing to review in the queue's `order`: claimed for the annotator when named (no one
-    else gets it until they save or the claim expires), else a look at the first listing nobody is
-    working on."""
+def next_item(store: Store, tau: float, annotator: str | None = None) -> ReviewItem | None:
+    """The next listing to review: claimed for the annotator when named (no one else gets it until they
+    save or the claim expires), else a look at the first listing nobody is working on."""
     if annotator and annotator.strip():
-        top = store.claim_next(annotator, tau, order=order)
+        top = store.claim_next(annotator, tau)
     else:
-        queue = store.review_queue(tau, limit=1, unclaimed=True, order=order)
+        queue = store.review_queue(tau, limit=1, unclaimed=True)
         top = queue[0] if queue else None
     return ReviewItem.from_queue(top) if top is not None else None
 

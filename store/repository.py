@@ -27,7 +27,6 @@ from dram.data.spans import Span, SpanError, checked_span, clash, reading_order
 from dram.errors import ImageError
 from store.db import Database, open_database
 from store.errors import ClaimError, CorrectionError, StoreError
-from store.queue_order import coverage_order
 from store.models import (
     CORRECTION_STATUSES,
     Attribute,
@@ -45,11 +44,6 @@ log = logging.getLogger(__name__)
 
 # How long a listing handed to an annotator stays theirs without a save (then it returns to the queue).
 CLAIM_TTL = timedelta(minutes=30)
-QUEUE_ORDERS = ("uncertainty", "coverage")
-DEFAULT_QUEUE_ORDER = "uncertainty"
-# Listings ranked by coverage when the whole queue is asked for (a claim): greedy picks cost a pass over
-# the waiting listings each, about 0.15 s per 40,000; the rest follow in the uncertainty order.
-COVERAGE_PICKS = 10
 
 
 @dataclass(frozen=True)
@@ -227,22 +221,9 @@ def _annotator_name(annotator: str) -> str:
     return annotator.strip()
 
 
-def _by_coverage(session: Session, items: list[QueueItem], count: int) -> list[QueueItem]:
-    """The first `count` items by `coverage_order` against what was reviewed (skipped listings taught
-    nothing), then the rest as they came."""
-    reviewed = session.scalars(select(ListingRow.text).where(
-        exists().where(Correction.listing_id == ListingRow.id, Correction.status != "skipped")))
-    by_id = {q.listing_id: q for q in items}
-    first = coverage_order([(q.listing_id, q.text) for q in items], list(reviewed), count)
-    chosen = set(first)
-    return [by_id[i] for i in first] + [q for q in items if q.listing_id not in chosen]
-
-
 def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: bool,
-           annotator: str | None = None, order: str = "uncertainty") -> list[QueueItem]:
+           annotator: str | None = None) -> list[QueueItem]:
     """The review queue (see `Store.review_queue`); `skip_claimed` leaves out live claims not `annotator`'s."""
-    if order not in QUEUE_ORDERS:
-        raise StoreError(f"Unknown review queue order {order!r}; choose from {', '.join(QUEUE_ORDERS)}.")
     latest = _latest_prediction_ids()
     query = (
         select(ListingRow, Prediction)
@@ -270,8 +251,6 @@ def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: b
             )
         )
     items.sort(key=lambda q: (q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
-    if order == "coverage":
-        items = _by_coverage(session, items, limit or COVERAGE_PICKS)
     return items if limit is None else items[:limit]
 
 
@@ -541,25 +520,18 @@ class Store:
         with self.db.transaction(write=False) as session:
             return [_correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
-    def review_queue(self, tau_r: float, limit: int = 50, *, unclaimed: bool = False,
-                     order: str = DEFAULT_QUEUE_ORDER) -> list[QueueItem]:
-        """Listings nobody has reviewed yet, in `order`.
+    def review_queue(self, tau_r: float, limit: int = 50, *, unclaimed: bool = False) -> list[QueueItem]:
+        """Listings nobody has reviewed yet, the ones the model is least sure about first.
 
-        `uncertainty`: the ones the model is least sure about first: the smallest |attribute score -
-        tau_r| of the latest prediction, ties broken by the least confident predicted span; listings
-        without a prediction come last. `coverage` (store/queue_order.py): the listing whose words not
-        yet in any reviewed listing are the most common among those waiting, which reads only the texts
-        and so works for a category or attributes the model does not know; past the first
-        `COVERAGE_PICKS` the uncertainty order goes on. `unclaimed` leaves out the listings another
-        annotator is working on (see `claim_next`).
+        Uncertainty is the smallest |attribute score - tau_r| of the latest prediction, ties broken by
+        the least confident predicted span; listings without a prediction come last. `unclaimed`
+        leaves out the listings another annotator is working on (see `claim_next`).
         """
         with self.db.transaction(write=False) as session:
-            return _queue(session, tau_r, limit, skip_claimed=unclaimed, order=order)
+            return _queue(session, tau_r, limit, skip_claimed=unclaimed)
 
-    def claim_next(self, annotator: str, tau_r: float, ttl: timedelta = CLAIM_TTL,
-                   order: str = DEFAULT_QUEUE_ORDER) -> QueueItem | None:
-        """Hand the annotator the first listing of the queue (in `order`) nobody else is working on, theirs
-        until `ttl` passes.
+    def claim_next(self, annotator: str, tau_r: float, ttl: timedelta = CLAIM_TTL) -> QueueItem | None:
+        """Hand the annotator the most uncertain listing nobody else is working on, theirs until `ttl` passes.
 
         An annotator who already holds a live claim on an unreviewed listing gets that one back
         (a reload shows the same listing). Across app processes each listing goes to one annotator
@@ -571,7 +543,7 @@ class Store:
         with self.db.transaction() as session:
             now = utcnow()
             own = set(session.scalars(select(Claim.listing_id).where(Claim.annotator == name, Claim.expires_at > now)))
-            candidates = _queue(session, tau_r, None, skip_claimed=True, annotator=name, order=order)
+            candidates = _queue(session, tau_r, None, skip_claimed=True, annotator=name)
             candidates.sort(key=lambda q: q.listing_id not in own)  # stable: queue order otherwise
             for item in candidates:
                 locked = session.scalar(

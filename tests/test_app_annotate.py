@@ -74,12 +74,6 @@ def test_queue_starts_with_the_listing_the_model_is_least_sure_about(client: Cli
     assert shown["attributes"] == ATTRIBUTES
 
 
-def test_the_coverage_order_serves_the_listing_with_the_most_common_new_words(client: Client) -> None:
-    # "men" and "shoes" are in two listings each: SURE has both (7/sqrt(5)), UNSURE one of them (7/sqrt(6)).
-    assert view(client.predict("", "coverage", api_name="/review_next"))["text"] == SURE
-    assert view(client.predict("", "uncertainty", api_name="/review_next"))["text"] == UNSURE
-
-
 def test_edit_and_save_a_correction(client: Client, db_url: str) -> None:
     client.predict(api_name="/review_next")
     # the selection as character offsets: "avy Bl" is widened to the whole words "Navy Blue"

@@ -19,7 +19,7 @@ from PIL import Image
 from dram.data.spans import Span
 from dram.errors import ImageError
 from review.training_data import corrections_as_listings
-from store import ClaimError, CorrectionError, StoreBusyError, StoreError, StoreUnavailableError, open_store
+from store import ClaimError, CorrectionError, StoreBusyError, StoreUnavailableError, open_store
 from store.label_studio import (
     LabelStudioError,
     export_to_label_studio,
@@ -131,33 +131,6 @@ def test_review_queue_puts_the_least_certain_first_and_leaves_out_reviewed(store
     assert queue[0].margin == pytest.approx(0.02)
     assert [item.listing_id for item in store.review_queue(tau, limit=2)] == [unsure, tie_low]
     assert store.progress() == (2, 5)
-
-
-def test_coverage_order_serves_the_listing_with_the_most_common_unseen_words(store) -> None:
-    gold_ring = store.add_listing("gold ring")
-    gold_chain = store.add_listing("gold chain")
-    silver_ring = store.add_listing("silver ring")
-    vase = store.add_listing("crystal vase")
-    store.add_prediction(vase, None, [], {"Color": 0.5}, 0.5)  # the model's least sure: first by uncertainty
-    assert store.review_queue(0.5, limit=1)[0].listing_id == vase
-    # Waiting words' document frequency: gold 2, ring 2, others 1; "gold ring" teaches 4/sqrt(2).
-    assert [q.listing_id for q in store.review_queue(0.5, limit=None, order="coverage")][:2] == [gold_ring, vase]
-    store.save_correction(gold_ring, "alice", [])
-    # gold and ring were seen: the vase's two new words win over one each.
-    assert [q.listing_id for q in store.review_queue(0.5, limit=3, order="coverage")] == [vase, gold_chain, silver_ring]
-    assert store.claim_next("bob", 0.5, order="coverage").listing_id == vase
-    with pytest.raises(StoreError, match="Unknown review queue order 'newest'"):
-        store.review_queue(0.5, order="newest")
-
-
-def test_a_skipped_listing_teaches_the_coverage_order_nothing(store) -> None:
-    skipped = store.add_listing("gold ring")
-    gold_chain = store.add_listing("gold chain")
-    store.add_listing("crystal vase")
-    store.add_listing("gold necklace")
-    store.save_correction(skipped, "alice", [], status="skipped")
-    # Had the skip counted as reviewed, gold would be seen and the vase's two new words come first.
-    assert store.review_queue(0.5, limit=1, order="coverage")[0].listing_id == gold_chain
 
 
 def test_queue_uses_the_newest_prediction_of_a_listing(store) -> None:

@@ -21,15 +21,11 @@ from review import edits, queue
 from review.edits import ReviewItem
 from review.intake import IntakeRow, import_for_review
 from review.versions import version_choices
-from store import DEFAULT_QUEUE_ORDER, Store
+from store import Store
 from store.label_studio import export_to_label_studio, import_from_label_studio
 from ui.audit import BATCH_CHUNK, read_rows, unpack_photos
 from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors
 from ui.visualize import highlight_segments
-
-
-QUEUE_ORDER_CHOICES = [("the model's least sure first", "uncertainty"),
-                       ("new words first (a new category or attribute)", "coverage")]
 
 
 def _progress_markdown(store: Store) -> str:
@@ -84,9 +80,9 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         """The model's attributes, then those annotators added (the store's attribute set)."""
         return [*handle.attributes, *(a for a in store.attributes() if a not in handle.attributes)]
 
-    def load_next(annotator: str | None = None, order: str = DEFAULT_QUEUE_ORDER) -> tuple:
+    def load_next(annotator: str | None = None) -> tuple:
         store = stores.get()
-        return _show(store, queue.next_item(store, handle.default_tau, annotator, order), known_attributes(store))
+        return _show(store, queue.next_item(store, handle.default_tau, annotator), known_attributes(store))
 
     def edit(change: Callable[..., list]) -> Callable:
         @user_errors
@@ -140,12 +136,12 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
 
     def verdict(skip: bool) -> Callable:
         @user_errors
-        def handler(annotator: str, item: ReviewItem | None, order: str = DEFAULT_QUEUE_ORDER) -> tuple:
+        def handler(annotator: str, item: ReviewItem | None) -> tuple:
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
             status = queue.save_verdict(stores.get(), annotator, item, skip=skip, attributes=known_attributes(stores.get()))
             gr.Info(f"Listing {item.listing_id}: {status}.")
-            return load_next(annotator, order)
+            return load_next(annotator)
 
         return handler
 
@@ -198,17 +194,13 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
                 gr.Dropdown(choices=version_choices(store), value=version.id))
 
     with gr.Tab("Annotate"):
-        gr.Markdown("Fix the model's values on the listings the queue serves: those the model is least sure about, "
-                    "or, to teach it a new category or attribute, those with the most words nothing reviewed had "
-                    "yet. Saved corrections are what "
+        gr.Markdown("Fix the model's values on the listings it is least sure about; saved corrections are what "
                     "`python -m training.finetune` learns from. Listings enter the queue when extracted in the "
                     "Extract tab or imported below.")
         with gr.Row():
             annotator = gr.Textbox(label="Your name (required to save)", elem_id="annotator", scale=2)
             progress = gr.Markdown(elem_id="review-progress")
             next_button = gr.Button("Load next listing", elem_id="review-next", scale=1)
-        queue_order = gr.Radio(QUEUE_ORDER_CHOICES, value=DEFAULT_QUEUE_ORDER, label="Queue order",
-                               elem_id="review-order")
         current = gr.State(None)
         with gr.Row():
             with gr.Column(scale=3):
@@ -246,7 +238,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
             """Attributes another annotator added meanwhile join the list when the next listing loads."""
             return gr.Dropdown(choices=known_attributes(stores.get()))
 
-        next_button.click(user_errors(load_next), [annotator, queue_order], shown, api_name="review_next").then(
+        next_button.click(user_errors(load_next), [annotator], shown, api_name="review_next").then(
             refresh_attributes, None, attribute, api_visibility="private")
         choices = [current, span_pick, attribute, selection_start, selection_end]
         add_button.click(add, choices, shown, api_name="review_add")
@@ -259,7 +251,7 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         new_attribute_button.click(add_attribute, [annotator, new_attribute], [attribute, new_attribute],
                                    api_name="review_add_attribute")
         for button, skip, name in ((save_button, False, "review_save"), (skip_button, True, "review_skip")):
-            button.click(verdict(skip=skip), [annotator, current, queue_order], shown, api_name=name).then(
+            button.click(verdict(skip=skip), [annotator, current], shown, api_name=name).then(
                 refresh_attributes, None, attribute, api_visibility="private")
 
         with gr.Accordion("Import listings for review", open=False):

@@ -1,9 +1,11 @@
-"""Queue orders that read only the texts: cover the variety of the waiting listings first.
+"""Two queue orders the loop benchmark compares with the app's (uncertainty) and with random: they
+read only the texts, so they see a category and attributes the model does not know.
 
 A model that never saw a category is not usefully unsure about it: it has no score at all for the
-attributes it lacks. These orders ask nothing of the model; they choose listings that teach the
+attributes it lacks. These orders ask nothing of the model; they choose the listings that teach the
 most words, or the most different listings, not yet seen in anything reviewed. Both are greedy:
-every pick counts as reviewed for the next one, and ties go to the earlier candidate.
+every pick counts as reviewed for the next one, and ties go to the earlier candidate. Neither beat
+the uncertainty order at 50 corrections (BENCHMARKS.md), so the app's queue does not offer them.
 """
 from __future__ import annotations
 

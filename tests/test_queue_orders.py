@@ -1,7 +1,7 @@
-"""The text-only queue orders (store/queue_order.py) on hand-made pools whose answer is worked out by hand."""
+"""The text-only queue orders (benchmarks/queue_orders.py) on hand-made pools whose answer is worked out by hand."""
 from __future__ import annotations
 
-from store.queue_order import coverage_order, diversity_order, similarity, words
+from benchmarks.queue_orders import coverage_order, diversity_order, similarity, words
 
 
 def test_words_are_lower_cased_word_sets() -> None:
