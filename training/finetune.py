@@ -2,9 +2,10 @@
 (or `torchrun --nproc-per-node N -m training.finetune ...`: DistributedDataParallel, see training/distributed.py).
 
 Continues from the checkpoint's weights on the store's corrections mixed with a seeded replay sample
-of the original training data, so the model learns the fixes without forgetting the rest. A seeded
-share of the corrections is held out: the old and the new model are scored on it and on a held-out
-data file (the replay test), side by side. The new checkpoint is written atomically and only then
+of the original training data, so the model learns the fixes without forgetting the rest; each
+correction counts up to 4 times an epoch against once for a replayed listing
+(`correction_weight_for`). A seeded share of the corrections is held out: the old and the new model
+are scored on it and on a held-out data file (the replay test), side by side. The new checkpoint is written atomically and only then
 registered in the store, so a crash at any point leaves the current model and the store's active
 version as they were.
 
@@ -249,7 +250,8 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
             "source": str(source.resolve()), "parent_version": parent.id,
             "corrections": len(corrections.train) + len(corrections.heldout),
             "train_corrections": len(corrections.train), "heldout_corrections": len(corrections.heldout),
-            "correction_weight": correction_weight, "replay": len(replayed), "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
+            "correction_weight": correction_weight, "replay": len(replayed),
+            "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
             "new_attributes": corrections.new_attributes, "dropped_spans": corrections.dropped_spans,
             "history": result["history"],
             "train_minutes": result["train_minutes"], "minutes": (time.monotonic() - started) / 60,
