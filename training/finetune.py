@@ -5,9 +5,9 @@ Continues from the checkpoint's weights on the store's corrections mixed with a 
 of the original training data, so the model learns the fixes without forgetting the rest; each
 correction counts up to 4 times an epoch against once for a replayed listing
 (`correction_weight_for`). A seeded share of the corrections is held out: the old and the new model
-are scored on it and on a held-out data file (the replay test), side by side. The new checkpoint is written atomically and only then
-registered in the store, so a crash at any point leaves the current model and the store's active
-version as they were.
+are scored on it and on a held-out data file (the replay test), side by side. The new checkpoint is
+written atomically and only then registered in the store, so a crash at any point leaves the
+current model and the store's active version as they were.
 
 Attributes the checkpoint does not know (an annotator added them to the store's attribute set and
 marked their values) grow the model: they get their own outputs and parameters
