@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import shlex
 import statistics
@@ -56,6 +55,7 @@ from benchmarks.queue_orders import coverage_order, diversity_order
 from dram.checkpoint import load_checkpoint
 from dram.data.listings import Listing
 from dram.data.readers import read_listings
+from dram.files import write_atomically
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
 from store import Store, open_store
@@ -80,13 +80,6 @@ class Scenario:
     test: list[Listing]
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Another process's fine-tune may be reading the file: it sees the old text or the new, never half."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
-
-
 def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
     """Write the start model's files (the records as they are, other categories only) and read the pool."""
     out.mkdir(parents=True, exist_ok=True)
@@ -97,8 +90,10 @@ def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
         raise SystemExit(f"error: no listing of {full_train} has the category {category!r}.")
     train, valid = split_validation(others, seed=seed)
     start_train, start_valid = out / "start-train.jsonl", out / "start-valid.jsonl"
-    write_atomically(start_train, "\n".join(train) + "\n")
-    write_atomically(start_valid, "\n".join(valid) + "\n")
+    # Another process's fine-tune may be reading them: it sees the old text or the new, never half.
+    for path, records in ((start_train, train), (start_valid, valid)):
+        text = "\n".join(records) + "\n"
+        write_atomically(path, lambda partial, text=text: partial.write_text(text, encoding="utf-8"))
     pool = [l for l in read_listings(full_train)[0] if l.meta.get("category") == category]
     test = read_listings(data / "test.jsonl")[0]
     return Scenario(category, start_train, start_valid, full_train, pool, test)
@@ -140,7 +135,8 @@ def measured_once(checkpoint: Path, scenario: Scenario, out: Path, cache_dir: Pa
     if key not in known:
         known[key] = measure(checkpoint, scenario.test, scenario.category, cache_dir)
         latest = json.loads(kept.read_text()) if kept.exists() else {}  # another process may have added some
-        write_atomically(kept, json.dumps({**latest, **known}, indent=2))
+        figures = json.dumps({**latest, **known}, indent=2)
+        write_atomically(kept, lambda partial: partial.write_text(figures))
     return known[key]
 
 

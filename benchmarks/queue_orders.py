@@ -47,7 +47,8 @@ def diversity_order(candidates: Sequence[tuple[int, str]], reviewed: Sequence[st
     """Ids of `count` candidates, each the one least like its nearest reviewed (or chosen) listing
     (greedy k-center over word sets)."""
     vocab = {key: words(text) for key, text in candidates}
-    nearest = {key: max((similarity(ws, words(t)) for t in reviewed), default=0.0) for key, ws in vocab.items()}
+    reviewed_words = [words(t) for t in reviewed]
+    nearest = {key: max((similarity(ws, r) for r in reviewed_words), default=0.0) for key, ws in vocab.items()}
     chosen: list[int] = []
     while nearest and len(chosen) < count:
         best = min(nearest, key=nearest.__getitem__)
