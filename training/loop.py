@@ -38,9 +38,9 @@ class TrainSettings:
     epochs: int | None = field(default=None, metadata={
         "help": "passes over the data",
         "default_help": "a budget of optimizer steps that follows the data, stopping early on the validation set"})
-    target_steps: int = 1000
-    min_epochs: int = 3
-    max_epochs: int = 40
+    target_steps: int = field(default=1000, metadata={"help": "optimizer steps the data-driven budget aims at"})
+    min_epochs: int = field(default=3, metadata={"help": "fewest passes of the data-driven budget"})
+    max_epochs: int = field(default=40, metadata={"help": "most passes of the data-driven budget"})
     patience: int | None = field(default=3, metadata={
         "help": "stop after this many epochs (at least a quarter of the planned ones) without a better "
                 "validation TAG-F1 (0: never)"})
