@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from dram.data.listings import LoadReport, listing_from_record
-from dram.data.spans import Span, SpanError, checked_span, clash, covered_words
+from dram.data.spans import Span, SpanError, char_spans, checked_span, clash, covered_words
 from dram.data.tagging import split_words
+from dram.nn.model import DecodedSpan
 from store.errors import CorrectionError
 from store.repository import check_spans
 
@@ -57,3 +58,15 @@ def test_covered_words_are_the_words_sharing_characters_with_the_span() -> None:
     words = split_words(TEXT)
     assert list(covered_words(words, Span(2, 6, "x"))) == [0, 1]
     assert list(covered_words(words, Span(3, 4, "x"))) == []
+
+
+def test_a_decoded_span_is_cut_at_a_line_break_and_each_piece_keeps_its_confidence() -> None:
+    text = "Steel Backsplash\nCountertop, 30 in"
+    words = split_words(text)
+    over_the_break = DecodedSpan(0, "Product Type", 1, 3, 0.8)  # "Backsplash\nCountertop"
+    within_a_line = DecodedSpan(0, "Material", 0, 1, 0.9)
+    spans = char_spans(text, words, [over_the_break, within_a_line])
+    assert [(s.text, s.attribute, s.confidence) for s in spans] == [
+        ("Steel", "Material", 0.9), ("Backsplash", "Product Type", 0.8), ("Countertop", "Product Type", 0.8)]
+    two_words = char_spans("Drum Unit", split_words("Drum Unit"), [DecodedSpan(0, "Product Type", 0, 2, 0.7)])
+    assert [s.text for s in two_words] == ["Drum Unit"]

@@ -122,9 +122,18 @@ def covered_words(words: Sequence[Word], span: Span) -> range:
 
 
 def char_spans(text: str, words: Sequence[Word], decoded: Iterable[DecodedSpan]) -> list[Span]:
-    """The decoder's word-level output as character spans of `text`, in reading order."""
+    """The decoder's word-level output as character spans of `text`, in reading order.
+
+    A value never runs across a line break (a title and its description are joined by one), but a
+    tagger can carry a span over it ("Backsplash\nCountertop"): such a span is cut there, each piece
+    keeping the span's confidence."""
     spans = []
     for d in decoded:
-        start, end = words[d.first_word].start, words[d.end_word - 1].end
-        spans.append(Span(start, end, d.attribute, text[start:end], round(d.confidence, 4)))
+        first = d.first_word
+        for end_word in range(d.first_word + 1, d.end_word + 1):
+            if end_word < d.end_word and "\n" not in text[words[end_word - 1].end:words[end_word].start]:
+                continue
+            start, end = words[first].start, words[end_word - 1].end
+            spans.append(Span(start, end, d.attribute, text[start:end], round(d.confidence, 4)))
+            first = end_word
     return sorted(spans, key=lambda s: (s.start, s.attribute))
