@@ -110,33 +110,16 @@ class DyNetGuidance(nn.Module):
 GUIDANCE = {"prototype": PrototypeGuidance, "dynet": DyNetGuidance, "bert": BertGuidance}
 
 
-class LockedDropout(nn.Module):
-    """Dropout of whole feature channels, the same for every word of a sequence (as flair's
-    sequence tagger does before its RNN): a word's neighbours cannot stand in for a dropped channel."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not self.p:
-            return x
-        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-
 class SpanDecoder(nn.Module):
     """BiLSTM + CRF over word positions. The CRF mask must start on and be contiguous."""
 
-    def __init__(self, input_size: int, lstm_hidden: int, n_tags: int, dropout: float = 0.0):
+    def __init__(self, input_size: int, lstm_hidden: int, n_tags: int):
         super().__init__()
-        self.dropout = LockedDropout(dropout)
         self.lstm = nn.LSTM(input_size, lstm_hidden, batch_first=True, bidirectional=True)
         self.emit = nn.Linear(2 * lstm_hidden, n_tags)
         self.crf = CRF(n_tags, batch_first=True)
 
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        features = self.dropout(features)
         lengths = mask.sum(1).clamp(min=1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
@@ -183,10 +166,10 @@ class AttributeRangeMinimizer(nn.Module):
     model itself, since the ARM-less variants train it too (for CLS-F1 and the UI's scores)."""
 
     def __init__(self, hidden_size: int, n_attributes: int, lstm_hidden: int, policy: str = "prototype",
-                 prior_size: int = 0, dropout: float = 0.0):
+                 prior_size: int = 0):
         super().__init__()
         self.guidance = GUIDANCE[policy](hidden_size, n_attributes)
-        self.decoder = SpanDecoder(2 * hidden_size + prior_size, lstm_hidden, 3, dropout)
+        self.decoder = SpanDecoder(2 * hidden_size + prior_size, lstm_hidden, 3)
 
     @staticmethod
     def select(scores: torch.Tensor, tau_r: float, gold: torch.Tensor | None = None) -> torch.Tensor:

@@ -55,8 +55,6 @@ class DramConfig:
     tem_dim: int = 200
     tem_softmax: bool = True
     lstm_hidden: int = 128
-    decoder_dropout: float = field(default=0.0, metadata={
-        "help": "share of the decoder's input channels dropped (the same for every word) in training"})
     # MiniLM reads 512 positions; longer texts are read in overlapping windows of this size.
     max_tokens: int = field(default=512, metadata={
         "help": "sub-word tokens per window; longer texts are read in overlapping windows"})

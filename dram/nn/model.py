@@ -105,13 +105,11 @@ class DramModel(nn.Module):
         self.value_lookup: ValueLookup | None = ValueLookup({}) if config.value_prior else None
         if config.use_arm:
             self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy,
-                                               prior_size=2 if config.value_prior else 0,
-                                               dropout=config.decoder_dropout)
+                                               prior_size=2 if config.value_prior else 0)
         else:
             self.arm = None
             prior_size = 2 * n_attr if config.value_prior else 0
-            self.joint_decoder = SpanDecoder(hidden + prior_size, config.lstm_hidden, len(config.tags),
-                                             config.decoder_dropout)
+            self.joint_decoder = SpanDecoder(hidden + prior_size, config.lstm_hidden, len(config.tags))
         self._set_name_ids(attribute_name_ids)
 
     def _set_name_ids(self, attribute_name_ids: list[list[int]] | None) -> None:
