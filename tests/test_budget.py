@@ -19,6 +19,12 @@ def test_planned_epochs_aim_at_a_step_budget_within_bounds(n_train: int, expecte
     assert planned_epochs(n_train, settings) == expected
 
 
+def test_the_default_budget_gives_a_few_hundred_listings_the_whole_step_target() -> None:
+    settings = TrainSettings()
+    assert planned_epochs(190, settings) * 12 >= settings.target_steps  # 12 steps an epoch at batch 16
+    assert planned_epochs(960, settings) == 17
+
+
 def test_explicit_epochs_win() -> None:
     assert planned_epochs(200, TrainSettings(epochs=2)) == 2
 
