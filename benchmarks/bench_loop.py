@@ -92,8 +92,7 @@ def split_scenario(data: Path, category: str, out: Path, seed: int) -> Scenario:
     start_train, start_valid = out / "start-train.jsonl", out / "start-valid.jsonl"
     # Another process's fine-tune may be reading them: it sees the old text or the new, never half.
     for path, records in ((start_train, train), (start_valid, valid)):
-        text = "\n".join(records) + "\n"
-        write_atomically(path, lambda partial, text=text: partial.write_text(text, encoding="utf-8"))
+        write_atomically(path, lambda partial: partial.write_text("\n".join(records) + "\n", encoding="utf-8"))
     pool = [l for l in read_listings(full_train)[0] if l.meta.get("category") == category]
     test = read_listings(data / "test.jsonl")[0]
     return Scenario(category, start_train, start_valid, full_train, pool, test)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks import bench_loop
+from benchmarks.queue_orders import coverage_order, diversity_order
 from dram.checkpoint import save_checkpoint
 from dram.data.readers import read_listings
 from dram.inference import Extractor
 from dram.metrics import SlotScorer, best_answers
 from dram.nn.value_lookup import ValueLookup
-from benchmarks.queue_orders import coverage_order, diversity_order
 from store import open_store
 from tests.tiny_model import tiny_model, train_listings, write_text_encoder
 

@@ -129,11 +129,8 @@ def char_spans(text: str, words: Sequence[Word], decoded: Iterable[DecodedSpan])
     keeping the span's confidence."""
     spans = []
     for d in decoded:
-        first = d.first_word
-        for end_word in range(d.first_word + 1, d.end_word + 1):
-            if end_word < d.end_word and "\n" not in text[words[end_word - 1].end:words[end_word].start]:
-                continue
+        breaks = [w for w in range(d.first_word + 1, d.end_word) if "\n" in text[words[w - 1].end:words[w].start]]
+        for first, end_word in zip([d.first_word, *breaks], [*breaks, d.end_word]):
             start, end = words[first].start, words[end_word - 1].end
             spans.append(Span(start, end, d.attribute, text[start:end], round(d.confidence, 4)))
-            first = end_word
     return sorted(spans, key=lambda s: (s.start, s.attribute))
