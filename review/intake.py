@@ -4,7 +4,6 @@ The one place that runs the model for the store (`store/` itself never does).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +19,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def listing_key(text: str, photo: bytes | None) -> str:
-    """A stable external id for a listing seen in the app, so extracting it again does not queue it twice."""
-    digest = hashlib.sha256(text.encode("utf-8"))
-    digest.update(b"\0" + hashlib.sha256(photo).digest() if photo is not None else b"\0")
-    return f"app-{digest.hexdigest()[:20]}"
-
-
 def record_extraction(store: Store, extraction: Extraction, photo: bytes | None, version_id: int | None,
                       external_id: str | None = None) -> int:
-    """Store a listing and the model's output on it, so it enters the review queue; returns the listing id."""
-    listing_id = store.add_listing(extraction.text, photo, external_id or listing_key(extraction.text, photo))
+    """Store a listing and the model's output on it, so it enters the review queue; returns the listing id.
+
+    Without an external id (a listing tried in the Extract tab) a listing already in the store with
+    the same text (up to case and spacing) and photo is that listing, already queued or reviewed: it
+    is left as it is.
+    """
+    if external_id is None and (known := store.find_listing(extraction.text, photo)) is not None:
+        return known
+    listing_id = store.add_listing(extraction.text, photo, external_id)
     store.add_prediction(listing_id, version_id, extraction.spans, extraction.attribute_scores,
                          extraction.tau_r)
     return listing_id

@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, NamedTuple, Sequence
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -27,6 +27,7 @@ from dram.data.spans import Span, SpanError, checked_span, clash, reading_order
 from dram.errors import ImageError
 from store.db import Database, open_database
 from store.errors import ClaimError, CorrectionError, StoreError
+from store.keys import content_key
 from store.models import (
     CORRECTION_STATUSES,
     Attribute,
@@ -79,6 +80,15 @@ class QueueItem:
     attribute_scores: dict[str, float] = field(default_factory=dict)
     margin: float = math.inf  # min over attributes of |score - tau_r|: small = the model is unsure
     min_confidence: float = 1.0
+    skipped: bool = False  # an annotator skipped it: it comes back after the listings nobody has seen
+
+
+class QueueCounts(NamedTuple):
+    """The review queue at a glance: listings saved (corrected or accepted), skipped, and never looked at."""
+
+    saved: int
+    skipped: int
+    waiting: int
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,13 @@ def _annotator_name(annotator: str) -> str:
     return annotator.strip()
 
 
+def _settled_ids(status_skipped: bool) -> Select:
+    """Listings whose current correction is a skip (`status_skipped`), or a saved verdict (not)."""
+    current = _current_correction_ids()
+    status = Correction.status == "skipped" if status_skipped else Correction.status != "skipped"
+    return select(Correction.listing_id).where(Correction.id.in_(select(current.c.id)), status)
+
+
 def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: bool,
            annotator: str | None = None) -> list[QueueItem]:
     """The review queue (see `Store.review_queue`); `skip_claimed` leaves out live claims not `annotator`'s."""
@@ -229,17 +246,20 @@ def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: b
         select(ListingRow, Prediction)
         .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
         .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
-        .where(~exists().where(Correction.listing_id == ListingRow.id))
+        .where(ListingRow.id.not_in(_settled_ids(status_skipped=False)))
     )
     if skip_claimed:
         held = select(Claim.listing_id).where(Claim.expires_at > utcnow())
         if annotator is not None:
             held = held.where(Claim.annotator != annotator)
         query = query.where(ListingRow.id.not_in(held))
+    skipped = set(session.scalars(_settled_ids(status_skipped=True)))
     items = []
     for listing, prediction in session.execute(query):
+        was_skipped = listing.id in skipped
         if prediction is None:
-            items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None))
+            items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None,
+                                   skipped=was_skipped))
             continue
         scores = prediction.attribute_scores or {}
         margin = min((abs(float(v) - tau_r) for v in scores.values()), default=math.inf)
@@ -247,10 +267,10 @@ def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: b
         items.append(
             QueueItem(
                 listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
-                prediction.model_version_id, _stored(prediction.spans), dict(scores), margin, confidence,
+                prediction.model_version_id, _stored(prediction.spans), dict(scores), margin, confidence, was_skipped,
             )
         )
-    items.sort(key=lambda q: (q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
+    items.sort(key=lambda q: (q.skipped, q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
     return items if limit is None else items[:limit]
 
 
@@ -314,10 +334,18 @@ class Store:
                 sha, mime, width, height = facts
                 session.add(Photo(sha256=sha, data=photo, mime_type=mime, width=width, height=height))
                 session.flush()  # the listing row below references it
-            row = ListingRow(external_id=external_id, text=text, photo_sha256=facts[0] if facts else None)
+            photo_sha = facts[0] if facts else None
+            row = ListingRow(external_id=external_id, text=text, photo_sha256=photo_sha,
+                             content_key=content_key(text, photo_sha))
             session.add(row)
             session.flush()
             return row.id
+
+    def find_listing(self, text: str, photo: bytes | None = None) -> int | None:
+        """The id of a stored listing with the same text (up to case and spacing) and photo, if any."""
+        key = content_key(text, hashlib.sha256(photo).hexdigest() if photo is not None else None)
+        with self.db.transaction(write=False) as session:
+            return session.scalar(select(func.min(ListingRow.id)).where(ListingRow.content_key == key))
 
     def get_listing(self, listing_id: int) -> ListingInfo:
         with self.db.transaction(write=False) as session:
@@ -553,7 +581,7 @@ class Store:
                 if locked is None:
                     continue  # being claimed or saved by someone else right now
                 # Read again under the lock: a claim or a save committed since the queue was read counts.
-                if session.scalar(select(exists().where(Correction.listing_id == item.listing_id))):
+                if session.scalar(_settled_ids(False).where(Correction.listing_id == item.listing_id).exists().select()):
                     continue
                 claim = session.get(Claim, item.listing_id, populate_existing=True)
                 if claim is not None and claim.annotator != name and _live(session, item.listing_id):
@@ -578,12 +606,13 @@ class Store:
         with self.db.transaction(write=False) as session:
             return dict(session.execute(select(Claim.listing_id, Claim.annotator).where(Claim.expires_at > utcnow())).all())
 
-    def progress(self) -> tuple[int, int]:
-        """(listings reviewed — corrected, accepted or skipped — and listings still waiting)."""
+    def progress(self) -> QueueCounts:
+        """How many listings are saved, skipped (they come back last) and waiting, by current correction."""
         with self.db.transaction(write=False) as session:
             total = session.scalar(select(func.count(ListingRow.id))) or 0
-            done = session.scalar(select(func.count(func.distinct(Correction.listing_id)))) or 0
-            return done, total - done
+            saved = session.scalar(select(func.count()).select_from(_settled_ids(False).subquery())) or 0
+            skipped = session.scalar(select(func.count()).select_from(_settled_ids(True).subquery())) or 0
+            return QueueCounts(saved, skipped, total - saved - skipped)
 
     def current_corrections(self) -> list[CurrentCorrection]:
         """Each reviewed listing's current correction (the one made last; skipped ones left out), with its photo."""

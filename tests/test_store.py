@@ -28,6 +28,8 @@ from store.label_studio import (
     to_ls_offset,
 )
 from store.models import Correction
+from store.keys import content_key
+from store.repository import QueueCounts
 
 TEXT = "Red cotton shirt, size M"
 
@@ -107,7 +109,7 @@ def test_same_external_id_returns_the_stored_listing(store) -> None:
     assert len(store.list_listings()) == 1
 
 
-def test_review_queue_puts_the_least_certain_first_and_leaves_out_reviewed(store) -> None:
+def test_review_queue_puts_the_least_certain_first_skipped_last_and_leaves_out_saved(store) -> None:
     tau = 0.5
     confident = store.add_listing("confident listing")
     unsure = store.add_listing("unsure listing")
@@ -127,10 +129,14 @@ def test_review_queue_puts_the_least_certain_first_and_leaves_out_reviewed(store
     store.save_correction(skipped, "alice", [], status="skipped")
 
     queue = store.review_queue(tau)
-    assert [item.listing_id for item in queue] == [unsure, tie_low, tie_high, confident, unpredicted]
-    assert queue[0].margin == pytest.approx(0.02)
+    assert [item.listing_id for item in queue] == [unsure, tie_low, tie_high, confident, unpredicted, skipped]
+    assert queue[0].margin == pytest.approx(0.02) and queue[-1].skipped and not queue[0].skipped
     assert [item.listing_id for item in store.review_queue(tau, limit=2)] == [unsure, tie_low]
-    assert store.progress() == (2, 5)
+    assert store.progress() == QueueCounts(saved=1, skipped=1, waiting=5)
+    # a skipped listing saved later counts as saved, and leaves the queue
+    store.save_correction(skipped, "bob", [])
+    assert skipped not in [item.listing_id for item in store.review_queue(tau)]
+    assert store.progress() == QueueCounts(saved=2, skipped=0, waiting=5)
 
 
 def test_queue_uses_the_newest_prediction_of_a_listing(store) -> None:
@@ -203,7 +209,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
     with open_store(db_url) as store:
         assert [c.spans for c in store.all_corrections()] == [[Span(0, 3, "Color")]]
         with store.db.engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -318,7 +324,7 @@ def test_an_exception_inside_a_save_leaves_nothing_half_written(store) -> None:
         session.flush()  # the row is in the database transaction...
         raise RuntimeError("simulated crash")  # ...when the save dies
     assert store.all_corrections() == []
-    assert store.progress() == (0, 1)
+    assert store.progress() == QueueCounts(saved=0, skipped=0, waiting=1)
 
 
 def _die_mid_save(url: str, listing_id: int) -> None:
@@ -421,8 +427,11 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
         (listing,) = corrections_as_listings(store, tmp_path / "cache")
         assert listing.spans == [Span(4, 10, "Material")]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
         assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
+        assert raw.execute("SELECT content_key FROM listings").fetchone() == (content_key(TEXT, None),)
+    with open_store(f"sqlite:///{path}") as store:  # the old listing is found by its content, as a new one would be
+        assert store.find_listing("  " + TEXT.upper()) == 1
 
 
 def test_the_import_message_shows_every_count_conflict_and_refusal() -> None:
