@@ -87,7 +87,7 @@ def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
             gr.Markdown(f"## ⚠️ The model is not available\n\n{handle.error}", elem_id="model-missing")
         build_extract_tab(handle, stores, colours)
         build_audit_tab(handle)
-        model_switched = build_annotate_tab(handle, stores, colours)
+        model_switched = build_annotate_tab(handle, stores)
         build_model_tab(handle, stores, model_switched)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

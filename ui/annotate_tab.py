@@ -1,8 +1,10 @@
-"""The Annotate tab: the review queue, span edits by text selection, new attributes, imports, Label
-Studio sync and model versions.
+"""The Annotate tab: the review queue walked with the mouse and keyboard in a span editor, new
+attributes, imports, Label Studio sync and model versions.
 
-The logic is the review package's (`review.edits`, `review.intake`, `review.versions`); the listing
-under review is a `review.edits.ReviewItem` kept in the user's gr.State.
+The editor (`ui.span_editor`, its script in `ui/static/`) sends each action here; the edit rules
+are `review.edits`', the queue is `review.queue`. The listing under review is a
+`review.edits.ReviewItem` in the user's gr.State. Problems on the page are toasts that leave the
+panel as it was; the `/review_*` API endpoints (for scripts) raise errors instead.
 """
 from __future__ import annotations
 
@@ -18,38 +20,24 @@ import gradio as gr
 from PIL import Image
 
 from review import edits, queue
-from review.edits import ReviewItem
+from review.edits import ReviewError, ReviewItem
 from review.intake import IntakeRow, import_for_review
 from review.versions import version_choices
 from store import Store
 from store.label_studio import export_to_label_studio, import_from_label_studio
 from ui.audit import BATCH_CHUNK, read_rows, unpack_photos
-from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors
-from ui.visualize import highlight_segments
+from ui.colours import home_colours
+from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors, warn_errors
+from ui.span_editor import editor_css, editor_script, editor_view
+
+EDITS = ("add", "relabel", "rebound", "remove", "undo")
+VERDICTS = {"save": "save", "accept": "accept", "skip": "skip"}
+SHOWN = 5  # current, editor, photo, progress, view
 
 
 def _progress_markdown(store: Store) -> str:
-    done, left = store.progress()
-    return f"**Reviewed:** {done} · **left:** {left}"
-
-
-def _show(store: Store, item: ReviewItem | None, attributes: list[str]) -> tuple:
-    """Annotate-tab outputs for the listing being reviewed (or the empty queue); the selection is cleared."""
-    progress = _progress_markdown(store)
-    if item is None:
-        return (None, "The review queue is empty: extract listings or import a file below.", "", [],
-                gr.Dropdown(choices=[], value=None), None, None, "", None, progress, {"listing": None})
-    text, spans = item.text, list(item.spans)
-    photo = None
-    if item.photo_sha256:
-        data = store.photo_bytes(item.photo_sha256)
-        photo = Image.open(io.BytesIO(data)) if data else None
-    header = f"**Listing {item.listing_id}**" + (f" (`{html.escape(item.external_id)}`)" if item.external_id else "")
-    api_view = {"listing": item.listing_id, "text": text, "spans": [s.to_dict() for s in spans],
-                "predicted": [s.to_dict() for s in item.predicted], "attributes": attributes}
-    return (item, header, text, highlight_segments(text, spans),
-            gr.Dropdown(choices=edits.span_choices(text, spans), value=None), None, None, "", photo, progress,
-            api_view)
+    counts = store.progress()
+    return f"**Saved:** {counts.saved} · **skipped:** {counts.skipped} · **waiting:** {counts.waiting}"
 
 
 def _report_markdown(lines: list[str]) -> str:
@@ -71,80 +59,156 @@ def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[Inta
     return queued, notes
 
 
-def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[str, str]) -> Any:
-    """The "Annotate" tab: review queue, span editing, imports, Label Studio sync and model versions.
+class Annotation:
+    """What the tab's events do, kept out of the layout so each stays short."""
 
-    Returns the "use this model" event so the caller can refresh what else shows the model.
-    """
-    def known_attributes(store: Store) -> list[str]:
+    def __init__(self, handle: ModelHandle, stores: StoreHandle) -> None:
+        self.handle, self.stores = handle, stores
+
+    def known_attributes(self, store: Store) -> list[str]:
         """The model's attributes, then those annotators added (the store's attribute set)."""
-        return [*handle.attributes, *(a for a in store.attributes() if a not in handle.attributes)]
+        return [*self.handle.attributes, *(a for a in store.attributes() if a not in self.handle.attributes)]
 
-    def load_next(annotator: str | None = None) -> tuple:
-        store = stores.get()
-        return _show(store, queue.next_item(store, handle.default_tau, annotator), known_attributes(store))
+    def show(self, store: Store, item: ReviewItem | None, *, new_listing: bool, confirm: str | None = None) -> tuple:
+        """The tab's outputs for `item`: state, editor, photo (only when the listing changed), counts, API view."""
+        attributes = self.known_attributes(store)
+        photo: Any = gr.skip()
+        if new_listing:
+            data = store.photo_bytes(item.photo_sha256) if item is not None and item.photo_sha256 else None
+            photo = Image.open(io.BytesIO(data)) if data else None
+        api_view = {"listing": None} if item is None else {
+            "listing": item.listing_id, "text": item.text, "spans": [s.to_dict() for s in item.spans],
+            "predicted": [s.to_dict() for s in item.predicted], "attributes": attributes}
+        return (item, editor_view(item, attributes, home_colours(attributes), confirm), photo,
+                _progress_markdown(store), api_view)
 
-    def edit(change: Callable[..., list]) -> Callable:
-        @user_errors
-        def handler(item: ReviewItem | None, *choices: Any) -> tuple:
-            if item is None:
-                raise UserFacingError("Load a listing from the review queue first.")
-            store = stores.get()
-            attributes = known_attributes(store)
-            return _show(store, item.with_spans(change(item, attributes, *choices)), attributes)
+    def load_next(self, annotator: str | None = None) -> tuple:
+        store = self.stores.get()
+        return self.show(store, queue.next_item(store, self.handle.default_tau, annotator), new_listing=True)
 
-        return handler
+    def edit(self, item: ReviewItem | None, action: str, **where: Any) -> tuple:
+        if item is None:
+            raise UserFacingError("Load a listing from the review queue first.")
+        store = self.stores.get()
+        changed = edits.apply_edit(item, action, self.known_attributes(store), **where)
+        return self.show(store, changed, new_listing=False)
 
-    add = edit(lambda item, known, _span, attribute, start, end: edits.add_span(item.text, item.spans, start, end,
-                                                                                attribute, known))
-    remove = edit(lambda item, _known, span, *_: edits.remove_span(item.spans, span))
-    relabel = edit(lambda item, known, span, attribute, *_: edits.relabel_span(item.spans, span, attribute, known))
-    rebound = edit(lambda item, _known, span, _attribute, start, end: edits.rebound_span(item.text, item.spans, span,
-                                                                                         start, end))
+    def verdict(self, annotator: str, item: ReviewItem | None, kind: str) -> tuple:
+        """Save (corrected or accepted), accept the model's values as they were predicted, or skip."""
+        if item is None:
+            raise UserFacingError("Load a listing from the review queue first.")
+        store = self.stores.get()
+        if kind in ("accept", "skip"):  # a skip keeps nothing of what was changed (the page asked first)
+            item = item.with_spans(item.predicted)
+        status = queue.save_verdict(store, annotator, item, skip=kind == "skip",
+                                    attributes=self.known_attributes(store))
+        gr.Info(f"Listing {item.listing_id}: {status}.")
+        return self.load_next(annotator)
 
-    @user_errors
-    def pick_span(item: ReviewItem | None, span: int | None) -> Any:
-        if item is None or span is None or not 0 <= span < len(item.spans):
-            return gr.skip()
-        return item.spans[span].attribute
+    def on_editor(self, annotator: str, item: ReviewItem | None, event: gr.EventData) -> tuple:
+        """One action sent by the editor's script: an edit, a verdict, or loading the next listing."""
+        data = dict(getattr(event, "_data", None) or {})
+        action = data.get("action")
+        if action == "next":
+            if item is not None:
+                raise ReviewError("Save (S), accept (A) or skip (K) this listing to move on.")
+            return self.load_next(annotator)
+        if item is None:
+            raise UserFacingError("Load a listing from the review queue first: type your name, then press N.")
+        if data.get("listing") != item.listing_id or data.get("revision") != item.revision:
+            raise ReviewError("The listing changed while that action was on its way; please do it again.")
+        store = self.stores.get()
+        if action == "stay":
+            return self.show(store, item, new_listing=False)
+        if action in ("accept", "skip") and item.unsaved and not data.get("force"):
+            return self.show(store, item, new_listing=False, confirm=action)  # asks before dropping edits
+        if action in VERDICTS:
+            return self.verdict(annotator, item, VERDICTS[action])
+        if action in EDITS:
+            where = {k: data.get(k) for k in ("span", "first", "last", "attribute")}
+            return self.edit(item, action, **where)
+        raise ReviewError(f"Unknown action {action!r}.")
 
-    def select_text(item: ReviewItem | None, event: gr.SelectData) -> tuple:
-        """The annotator's selection in the listing text, as character offsets, and what it will mark."""
-        if item is None or not isinstance(event.index, (list, tuple)):
-            return None, None, ""
-        start, end = edits.selection_offsets(item.text, *event.index, selected=event.value or None)
-        try:
-            span = edits.span_from_selection(item.text, start, end, "")
-        except edits.ReviewError as err:
-            return start, end, str(err)
-        return start, end, f"Selected: **{html.escape(item.text[span.start:span.end], quote=False)}**"
-
-    def keep_text(item: ReviewItem | None) -> str:
-        """The listing text is for selecting, not editing: typing in it is undone."""
-        return item.text if item is not None else ""
-
-    @user_errors
-    def add_attribute(annotator: str, name: str) -> tuple:
-        store = stores.get()
+    def add_attribute(self, annotator: str, name: str, item: ReviewItem | None) -> tuple:
+        store = self.stores.get()
         name = (name or "").strip()
         if not name:
             raise UserFacingError("Type the new attribute's name first, e.g. 'metal type'.")
         added = store.add_attribute(name, added_by=(annotator or "").strip() or None)
-        gr.Info(f"Attribute {name!r} {'added' if added else 'was already there'}: mark its values and save; "
-                "`python -m training.finetune` teaches it to the model.")
-        return gr.Dropdown(choices=known_attributes(store), value=name), ""
+        gr.Info(f"Attribute {name!r} {'added' if added else 'was already there'}: type its name in the editor's "
+                "filter to mark its values; `python -m training.finetune` teaches it to the model.")
+        return (*self.show(store, item, new_listing=False), "")
 
-    def verdict(skip: bool) -> Callable:
-        @user_errors
-        def handler(annotator: str, item: ReviewItem | None) -> tuple:
+
+def build_annotate_tab(handle: ModelHandle, stores: StoreHandle) -> Any:
+    """The "Annotate" tab. Returns the "use this model" event so the caller can refresh what else shows the model."""
+    actions = Annotation(handle, stores)
+    with gr.Tab("Annotate"):
+        gr.Markdown("Fix the model's values on the listings it is least sure about; saved corrections are what "
+                    "`python -m training.finetune` learns from. Listings enter the queue when extracted in the "
+                    "Extract tab or imported below.")
+        with gr.Row():
+            annotator = gr.Textbox(label="Your name (required to save)", elem_id="annotator", scale=2)
+            progress = gr.Markdown(elem_id="review-progress")
+        current = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                editor = gr.HTML(editor_view(None, [], {}), html_template="<div class='se-root'></div>",
+                                 css_template=editor_css(), js_on_load=editor_script(), elem_id="span-editor")
+            with gr.Column(scale=2):
+                photo = gr.Image(label="Photo", type="pil", interactive=False, height=280, elem_id="review-photo")
+                with gr.Row():
+                    new_attribute = gr.Textbox(label="An attribute the model does not have yet", scale=3,
+                                               placeholder="e.g. metal type", elem_id="review-new-attribute")
+                    new_attribute_button = gr.Button("Add attribute", scale=1, elem_id="review-add-attribute")
+        view = gr.JSON(visible=False)
+        shown = [current, editor, photo, progress, view]
+        editor.submit(warn_errors(SHOWN)(actions.on_editor), [annotator, current], shown, api_visibility="private")
+        new_attribute_button.click(warn_errors(SHOWN + 1)(actions.add_attribute), [annotator, new_attribute, current],
+                                   [*shown, new_attribute], api_visibility="private")
+        _api_endpoints(actions, annotator, current, shown)
+        _build_import(handle, stores, progress)
+        _build_label_studio(actions, progress)
+        return _build_versions(handle, stores)
+
+
+def _api_endpoints(actions: Annotation, annotator: gr.Textbox, current: gr.State, shown: list) -> None:
+    """The `/review_*` endpoints scripts call (gradio_client), on hidden controls: span index,
+    attribute and character offsets in; the same outputs as the page, the API view last."""
+    with gr.Row(visible=False):
+        span, attribute = gr.Number(precision=0), gr.Textbox()
+        start, end = gr.Number(precision=0), gr.Number(precision=0)
+        new_attribute = gr.Textbox()
+        buttons = {name: gr.Button(name) for name in
+                   ("next", "add", "relabel", "rebound", "remove", "save", "skip", "add_attribute")}
+
+    def edit(action: str) -> Callable:
+        def run(item: ReviewItem | None, index: int | None, name: str | None, first: int | None,
+                last: int | None) -> tuple:
             if item is None:
                 raise UserFacingError("Load a listing from the review queue first.")
-            status = queue.save_verdict(stores.get(), annotator, item, skip=skip, attributes=known_attributes(stores.get()))
-            gr.Info(f"Listing {item.listing_id}: {status}.")
-            return load_next(annotator)
+            store = actions.stores.get()
+            known = actions.known_attributes(store)
+            spans = {"add": lambda: edits.add_span(item.text, item.spans, first, last, name, known),
+                     "relabel": lambda: edits.relabel_span(item.text, item.spans, index, name, known),
+                     "rebound": lambda: edits.rebound_span(item.text, item.spans, index, first, last),
+                     "remove": lambda: edits.remove_span(item.spans, index)}[action]()
+            return actions.show(store, item.with_spans(spans), new_listing=False)
 
-        return handler
+        return user_errors(run)
 
+    buttons["next"].click(user_errors(actions.load_next), [annotator], shown, api_name="review_next")
+    for action in ("add", "relabel", "rebound", "remove"):
+        buttons[action].click(edit(action), [current, span, attribute, start, end], shown, api_name=f"review_{action}")
+    for kind in ("save", "skip"):
+        buttons[kind].click(user_errors(lambda who, item, kind=kind: actions.verdict(who, item, kind)),
+                            [annotator, current], shown, api_name=f"review_{kind}")
+    buttons["add_attribute"].click(user_errors(lambda who, name, item: actions.add_attribute(who, name, item)[-2:]),
+                                   [annotator, new_attribute, current], [shown[-1], new_attribute],
+                                   api_name="review_add_attribute")
+
+
+def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdown) -> None:
     @user_errors
     def import_file(listing_file: str | None, photos_zip: str | None) -> tuple[str, str]:
         if not listing_file:
@@ -158,29 +222,54 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
                                        batch_size=BATCH_CHUNK)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        problems = notes + report.problems
-        details = "\n".join(f"- {html.escape(p, quote=False)}" for p in problems)
+        details = "\n".join(f"- {html.escape(p, quote=False)}" for p in notes + report.problems)
         return f"**{report.summary()}**\n\n{details}", _progress_markdown(store)
 
+    with gr.Accordion("Import listings for review", open=False):
+        gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
+                    "model runs on each and they join the queue.")
+        with gr.Row():
+            intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
+                                  type="filepath", elem_id="review-import-file")
+            intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath")
+        intake_button = gr.Button("Import listings for review", elem_id="review-import")
+        intake_report = gr.Markdown()
+        intake_button.click(import_file, [intake_file, intake_zip], [intake_report, progress],
+                            api_name="review_import", concurrency_id="audit", concurrency_limit=1)
+
+
+def _build_label_studio(actions: Annotation, progress: gr.Markdown) -> None:
     @user_errors
     def export_ls(url: str, key: str) -> str:
-        store = stores.get()
-        report = export_to_label_studio(store, url or None, key or None, attributes=known_attributes(store))
+        store = actions.stores.get()
+        report = export_to_label_studio(store, url or None, key or None, attributes=actions.known_attributes(store))
         return _report_markdown(report.lines())
 
     @user_errors
     def import_ls(url: str, key: str) -> tuple[str, str]:
-        store = stores.get()
-        report = import_from_label_studio(store, url or None, key or None, attributes=known_attributes(store))
+        store = actions.stores.get()
+        report = import_from_label_studio(store, url or None, key or None, attributes=actions.known_attributes(store))
         return _report_markdown(report.lines()), _progress_markdown(store)
 
+    with gr.Accordion("Label Studio", open=False):
+        with gr.Row():
+            ls_url = gr.Textbox(label="Label Studio URL", value=os.environ.get("LABEL_STUDIO_URL", ""))
+            ls_key = gr.Textbox(label="API key", type="password", placeholder="default: LABEL_STUDIO_API_KEY")
+        with gr.Row():
+            export_button = gr.Button("Export to Label Studio")
+            import_button = gr.Button("Import from Label Studio")
+        ls_report = gr.Markdown()
+        export_button.click(export_ls, [ls_url, ls_key], ls_report, api_visibility="private")
+        import_button.click(import_ls, [ls_url, ls_key], [ls_report, progress], api_visibility="private")
+
+
+def _build_versions(handle: ModelHandle, stores: StoreHandle) -> Any:
     @user_errors
     def list_versions() -> gr.Dropdown:
         store = stores.get()
         handle.version_in(store)
-        choices = version_choices(store)
         active = store.active_model_version()
-        return gr.Dropdown(choices=choices, value=active.id if active else None)
+        return gr.Dropdown(choices=version_choices(store), value=active.id if active else None)
 
     @user_errors
     def use_version(version_id: int | None) -> tuple[str, gr.Dropdown]:
@@ -193,95 +282,11 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[s
         return (f"Now serving **#{version.id} {html.escape(version.name)}** (`{version.checkpoint_path}`).",
                 gr.Dropdown(choices=version_choices(store), value=version.id))
 
-    with gr.Tab("Annotate"):
-        gr.Markdown("Fix the model's values on the listings it is least sure about; saved corrections are what "
-                    "`python -m training.finetune` learns from. Listings enter the queue when extracted in the "
-                    "Extract tab or imported below.")
+    with gr.Accordion("Model version", open=False):
         with gr.Row():
-            annotator = gr.Textbox(label="Your name (required to save)", elem_id="annotator", scale=2)
-            progress = gr.Markdown(elem_id="review-progress")
-            next_button = gr.Button("Load next listing", elem_id="review-next", scale=1)
-        current = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=3):
-                listing = gr.Markdown(elem_id="review-listing")
-                text = gr.Textbox(label="Listing text: select a value's words with the mouse", lines=4, max_lines=14,
-                                  elem_id="review-text")
-                selection_note = gr.Markdown(elem_id="review-selection")
-                # the selection as character offsets; scripts pass them straight to /review_add
-                selection_start = gr.Number(visible=False, precision=0)
-                selection_end = gr.Number(visible=False, precision=0)
-                spans = gr.HighlightedText(label="Values (as you will save them)", color_map=colours, show_legend=True,
-                                           elem_id="review-spans")
-                with gr.Row():
-                    attribute = gr.Dropdown(label="Attribute", choices=handle.attributes, elem_id="review-attribute")
-                    span_pick = gr.Dropdown(label="Value to change", choices=[], elem_id="review-span")
-                with gr.Row():
-                    add_button = gr.Button("Add the selection as a value of the attribute", elem_id="review-add")
-                    rebound_button = gr.Button("Re-bound the value to the selection")
-                    relabel_button = gr.Button("Relabel the value")
-                    remove_button = gr.Button("Remove the value")
-                with gr.Row():
-                    new_attribute = gr.Textbox(label="An attribute the model does not have yet", scale=3,
-                                               placeholder="e.g. metal type", elem_id="review-new-attribute")
-                    new_attribute_button = gr.Button("Add attribute", scale=1, elem_id="review-add-attribute")
-                with gr.Row():
-                    save_button = gr.Button("Save", variant="primary", elem_id="review-save")
-                    skip_button = gr.Button("Skip", elem_id="review-skip")
-            with gr.Column(scale=2):
-                photo = gr.Image(label="Photo", type="pil", interactive=False, height=280, elem_id="review-photo")
-        view = gr.JSON(visible=False)
-        shown = [current, listing, text, spans, span_pick, selection_start, selection_end, selection_note, photo,
-                 progress, view]
-
-        def refresh_attributes() -> gr.Dropdown:
-            """Attributes another annotator added meanwhile join the list when the next listing loads."""
-            return gr.Dropdown(choices=known_attributes(stores.get()))
-
-        next_button.click(user_errors(load_next), [annotator], shown, api_name="review_next").then(
-            refresh_attributes, None, attribute, api_visibility="private")
-        choices = [current, span_pick, attribute, selection_start, selection_end]
-        add_button.click(add, choices, shown, api_name="review_add")
-        relabel_button.click(relabel, choices, shown, api_name="review_relabel")
-        rebound_button.click(rebound, choices, shown, api_name="review_rebound")
-        remove_button.click(remove, choices, shown, api_name="review_remove")
-        span_pick.change(pick_span, [current, span_pick], attribute, api_visibility="private")
-        text.select(select_text, current, [selection_start, selection_end, selection_note], api_visibility="private")
-        text.input(keep_text, current, text, api_visibility="private")
-        new_attribute_button.click(add_attribute, [annotator, new_attribute], [attribute, new_attribute],
-                                   api_name="review_add_attribute")
-        for button, skip, name in ((save_button, False, "review_save"), (skip_button, True, "review_skip")):
-            button.click(verdict(skip=skip), [annotator, current], shown, api_name=name).then(
-                refresh_attributes, None, attribute, api_visibility="private")
-
-        with gr.Accordion("Import listings for review", open=False):
-            gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
-                        "model runs on each and they join the queue.")
-            with gr.Row():
-                intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
-                                      type="filepath", elem_id="review-import-file")
-                intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath")
-            intake_button = gr.Button("Import listings for review", elem_id="review-import")
-            intake_report = gr.Markdown()
-            intake_button.click(import_file, [intake_file, intake_zip], [intake_report, progress],
-                                api_name="review_import", concurrency_id="audit", concurrency_limit=1)
-
-        with gr.Accordion("Label Studio", open=False):
-            with gr.Row():
-                ls_url = gr.Textbox(label="Label Studio URL", value=os.environ.get("LABEL_STUDIO_URL", ""))
-                ls_key = gr.Textbox(label="API key", type="password", placeholder="default: LABEL_STUDIO_API_KEY")
-            with gr.Row():
-                export_button = gr.Button("Export to Label Studio")
-                import_button = gr.Button("Import from Label Studio")
-            ls_report = gr.Markdown()
-            export_button.click(export_ls, [ls_url, ls_key], ls_report, api_visibility="private")
-            import_button.click(import_ls, [ls_url, ls_key], [ls_report, progress], api_visibility="private")
-
-        with gr.Accordion("Model version", open=False):
-            with gr.Row():
-                versions = gr.Dropdown(label="Registered model versions", choices=[], elem_id="model-versions")
-                refresh_button = gr.Button("Refresh list")
-                use_button = gr.Button("Use this model", variant="primary", elem_id="use-model")
-            version_note = gr.Markdown()
-            refresh_button.click(list_versions, None, versions, api_name="model_versions")
-            return use_button.click(use_version, versions, [version_note, versions], api_name="use_model")
+            versions = gr.Dropdown(label="Registered model versions", choices=[], elem_id="model-versions")
+            refresh_button = gr.Button("Refresh list")
+            use_button = gr.Button("Use this model", variant="primary", elem_id="use-model")
+        version_note = gr.Markdown()
+        refresh_button.click(list_versions, None, versions, api_name="model_versions")
+        return use_button.click(use_version, versions, [version_note, versions], api_name="use_model")

@@ -24,6 +24,11 @@ class UserFacingError(Exception):
     """Raised inside handlers for problems whose message is meant for the person using the app."""
 
 
+USER_ERRORS = (DramInputError, CheckpointError, UserFacingError, StoreError, LabelStudioError)
+UNEXPECTED = ("Something went wrong on the server while processing this request; "
+              "the details are in the server log.")
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn input errors into a readable gr.Error and anything unexpected into a short one, never a trace."""
 
@@ -33,14 +38,34 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (DramInputError, CheckpointError, UserFacingError, StoreError, LabelStudioError) as err:
+        except USER_ERRORS as err:
             raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
         except Exception as err:  # a bug, not the user's fault: log it, show a short note
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error("Something went wrong on the server while processing this request; "
-                           "the details are in the server log.", print_exception=False) from err
+            raise gr.Error(UNEXPECTED, print_exception=False) from err
 
     return wrapper
+
+
+def warn_errors(outputs: int) -> Callable[[Callable], Callable]:
+    """For a panel someone works in: a problem is a toast (gr.Warning) and every output stays as it
+    was (`outputs` of them), so nothing on screen is covered or lost and work goes on at once."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except USER_ERRORS as err:
+                gr.Warning(html.escape(str(err), quote=False))
+            except Exception:
+                log.exception("unexpected error in %s", fn.__name__)
+                gr.Warning(UNEXPECTED)
+            return tuple(gr.skip() for _ in range(outputs)) if outputs > 1 else gr.skip()
+
+        return wrapper
+
+    return decorate
 
 
 class ModelHandle:
