@@ -209,7 +209,7 @@ def _api_endpoints(actions: Annotation, annotator: gr.Textbox, current: gr.State
 
 
 def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdown) -> None:
-    @user_errors
+    @user_errors  # an API endpoint too: scripts get the error
     def import_file(listing_file: str | None, photos_zip: str | None) -> tuple[str, str]:
         if not listing_file:
             raise UserFacingError("Upload a CSV or JSONL file of listings first.")
@@ -239,13 +239,13 @@ def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdow
 
 
 def _build_label_studio(actions: Annotation, progress: gr.Markdown) -> None:
-    @user_errors
+    @warn_errors(1)
     def export_ls(url: str, key: str) -> str:
         store = actions.stores.get()
         report = export_to_label_studio(store, url or None, key or None, attributes=actions.known_attributes(store))
         return _report_markdown(report.lines())
 
-    @user_errors
+    @warn_errors(2)
     def import_ls(url: str, key: str) -> tuple[str, str]:
         store = actions.stores.get()
         report = import_from_label_studio(store, url or None, key or None, attributes=actions.known_attributes(store))
