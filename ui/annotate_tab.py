@@ -70,17 +70,19 @@ class Annotation:
         return [*self.handle.attributes, *(a for a in store.attributes() if a not in self.handle.attributes)]
 
     def show(self, store: Store, item: ReviewItem | None, *, new_listing: bool, confirm: str | None = None) -> tuple:
-        """The tab's outputs for `item`: state, editor, photo (only when the listing changed), counts, API view."""
+        """The tab's outputs for `item`: state, editor, then photo and counts (only when the listing
+        changed: an edit leaves both as they are, which keeps an edit's round trip short), API view."""
         attributes = self.known_attributes(store)
         photo: Any = gr.skip()
+        progress: Any = gr.skip()
         if new_listing:
             data = store.photo_bytes(item.photo_sha256) if item is not None and item.photo_sha256 else None
             photo = Image.open(io.BytesIO(data)) if data else None
+            progress = _progress_markdown(store)
         api_view = {"listing": None} if item is None else {
             "listing": item.listing_id, "text": item.text, "spans": [s.to_dict() for s in item.spans],
             "predicted": [s.to_dict() for s in item.predicted], "attributes": attributes}
-        return (item, editor_view(item, attributes, home_colours(attributes), confirm), photo,
-                _progress_markdown(store), api_view)
+        return item, editor_view(item, attributes, home_colours(attributes), confirm), photo, progress, api_view
 
     def load_next(self, annotator: str | None = None) -> tuple:
         store = self.stores.get()
