@@ -233,7 +233,8 @@ def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdow
         with gr.Row():
             intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
                                   type="filepath", elem_id="review-import-file")
-            intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath")
+            intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath",
+                                 elem_id="review-import-zip")
         intake_button = gr.Button("Import listings for review", elem_id="review-import")
         intake_report = gr.Markdown()
         intake_button.click(import_file, [intake_file, intake_zip], [intake_report, progress],

@@ -44,7 +44,7 @@ def build_audit_tab(handle: ModelHandle) -> None:
         if (EXAMPLES / "batch.csv").exists():
             gr.Examples([[str(EXAMPLES / "batch.csv"), str(EXAMPLES / "batch_photos.zip")]],
                         inputs=[listing_file, photos_zip], label="Sample batch (24 real Myntra listings)")
-        summary = gr.Markdown()
+        summary = gr.Markdown(elem_id="audit-summary")
         attributes_csv = gr.File(label="Extracted attributes (CSV: id, attribute, value, confidence)")
         gr.Markdown(RULE)
         missing = gr.Dataframe(headers=["id", "category", "missing", "listings in category", "text"],
