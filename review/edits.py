@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 from dram.data.spans import Span, clash, covered_words, reading_order
 from dram.data.tagging import split_words
 from store.errors import CorrectionError
-from store.repository import QueueItem
+from store.records import QueueItem
 
 
 class ReviewError(CorrectionError):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from dram.data.listings import Listing
 from dram.files import write_atomically
-from store.repository import CurrentCorrection, Store
+from store.records import CurrentCorrection
+from store.repository import Store
 
 PHOTO_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}
 

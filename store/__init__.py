@@ -1,6 +1,19 @@
 """Corrections store: listings, predictions and annotators' corrections in SQLite or PostgreSQL."""
-from store.errors import ClaimError, CorrectionError, StoreBusyError, StoreError, StoreUnavailableError
-from store.repository import CorrectionInfo, ListingInfo, ModelVersionInfo, PredictionInfo, QueueItem, Store, open_store
+from store.errors import (
+    ClaimError,
+    CorrectionError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+)
+from store.records import (
+    CorrectionInfo,
+    ListingInfo,
+    ModelVersionInfo,
+    PredictionInfo,
+    QueueItem,
+)
+from store.repository import Store, open_store
 
 __all__ = [
     "ClaimError",

@@ -31,7 +31,8 @@ from label_studio_sdk.core.api_error import ApiError
 
 from dram.data.spans import Span
 from store.errors import CorrectionError, StoreBusyError, StoreError
-from store.repository import CorrectionInfo, ListingInfo, PredictionInfo, Store
+from store.records import CorrectionInfo, ListingInfo, PredictionInfo
+from store.repository import Store
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ class ListingRow(Base):
     external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     text: Mapped[str] = mapped_column(Text)
     photo_sha256: Mapped[str | None] = mapped_column(ForeignKey("photos.sha256"), index=True)
-    content_key: Mapped[str | None] = mapped_column(String(64), index=True)  # see store.repository.content_key
+    content_key: Mapped[str | None] = mapped_column(String(64), index=True)  # see store.keys.content_key
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -16,7 +16,7 @@ from label_studio_sdk import LabelStudio
 
 from review.training_data import corrections_as_listings
 from store import CorrectionError, Store
-from store.repository import check_spans
+from store.records import check_spans
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,18 @@ from pathlib import Path
 import pytest
 
 from dram.data.listings import LoadReport, listing_from_record
-from dram.data.spans import Span, SpanError, char_spans, checked_span, clash, covered_words
+from dram.data.spans import (
+    Span,
+    SpanError,
+    char_spans,
+    checked_span,
+    clash,
+    covered_words,
+)
 from dram.data.tagging import split_words
 from dram.nn.model import DecodedSpan
 from store.errors import CorrectionError
-from store.repository import check_spans
+from store.records import check_spans
 
 TEXT = "Red Cotton Shirt"
 

@@ -19,7 +19,14 @@ from PIL import Image
 from dram.data.spans import Span
 from dram.errors import ImageError
 from review.training_data import corrections_as_listings
-from store import ClaimError, CorrectionError, StoreBusyError, StoreUnavailableError, open_store
+from store import (
+    ClaimError,
+    CorrectionError,
+    StoreBusyError,
+    StoreUnavailableError,
+    open_store,
+)
+from store.keys import content_key
 from store.label_studio import (
     LabelStudioError,
     export_to_label_studio,
@@ -28,8 +35,7 @@ from store.label_studio import (
     to_ls_offset,
 )
 from store.models import Correction
-from store.keys import content_key
-from store.repository import QueueCounts
+from store.records import QueueCounts
 
 TEXT = "Red cotton shirt, size M"
 

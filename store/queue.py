@@ -1,0 +1,170 @@
+"""The review queue: the listings the model is least sure about first, each handed to one annotator at a time."""
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import Session
+
+from store.errors import ClaimError, CorrectionError
+from store.models import (
+    Claim,
+    Correction,
+    ListingRow,
+    Prediction,
+    utcnow,
+)
+from store.records import (
+    QueueCounts,
+    QueueItem,
+    Room,
+    current_correction_ids,
+    latest_prediction_ids,
+    stored_spans,
+)
+
+# How long a listing handed to an annotator stays theirs without a save (then it returns to the queue).
+CLAIM_TTL = timedelta(minutes=30)
+
+
+def _annotator_name(annotator: str) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise CorrectionError("Enter your annotator name first, so listings can be handed to you and traced to you.")
+    return annotator.strip()
+
+
+def _settled_ids(status_skipped: bool) -> Select:
+    """Listings whose current correction is a skip (`status_skipped`), or a saved verdict (not)."""
+    current = current_correction_ids()
+    status = Correction.status == "skipped" if status_skipped else Correction.status != "skipped"
+    return select(Correction.listing_id).where(Correction.id.in_(select(current.c.id)), status)
+
+
+def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: bool,
+           annotator: str | None = None) -> list[QueueItem]:
+    """The review queue (see `Store.review_queue`); `skip_claimed` leaves out live claims not `annotator`'s."""
+    latest = latest_prediction_ids()
+    query = (
+        select(ListingRow, Prediction)
+        .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
+        .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
+        .where(ListingRow.id.not_in(_settled_ids(status_skipped=False)))
+    )
+    if skip_claimed:
+        held = select(Claim.listing_id).where(Claim.expires_at > utcnow())
+        if annotator is not None:
+            held = held.where(Claim.annotator != annotator)
+        query = query.where(ListingRow.id.not_in(held))
+    skipped = set(session.scalars(_settled_ids(status_skipped=True)))
+    items = []
+    for listing, prediction in session.execute(query):
+        was_skipped = listing.id in skipped
+        if prediction is None:
+            items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None,
+                                   skipped=was_skipped))
+            continue
+        scores = prediction.attribute_scores or {}
+        margin = min((abs(float(v) - tau_r) for v in scores.values()), default=math.inf)
+        confidence = min((float(s.get("confidence", 1.0)) for s in prediction.spans), default=1.0)
+        items.append(
+            QueueItem(
+                listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
+                prediction.model_version_id, stored_spans(prediction.spans), dict(scores), margin, confidence, was_skipped,
+            )
+        )
+    items.sort(key=lambda q: (q.skipped, q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
+    return items if limit is None else items[:limit]
+
+
+def _live(session: Session, listing_id: int) -> bool:
+    """Whether the listing's claim has not expired (compared in SQL: SQLite keeps times without a zone)."""
+    return bool(session.scalar(select(Claim.expires_at > utcnow()).where(Claim.listing_id == listing_id)))
+
+
+def settle_claim(session: Session, listing_id: int, annotator: str) -> None:
+    """A save ends the annotator's claim on the listing; another annotator's live claim refuses the save.
+
+    Called with the listing row locked, so a claim cannot be taken between this check and the save.
+    An expired claim (its annotator crashed or left) no longer protects the listing.
+    """
+    claim = session.get(Claim, listing_id, populate_existing=True)
+    if claim is None:
+        return
+    if claim.annotator != annotator and _live(session, listing_id):
+        raise ClaimError(
+            f"Listing {listing_id} is being reviewed by {claim.annotator} until "
+            f"{claim.expires_at:%Y-%m-%d %H:%M} UTC, so your correction was not saved (your edits are still "
+            "on screen). Load the next listing to get one of your own, or save this one after that time."
+        )
+    session.delete(claim)
+
+
+class QueueRoom(Room):
+    """The queue read, claimed, released and counted."""
+
+    def review_queue(self, tau_r: float, limit: int = 50, *, unclaimed: bool = False) -> list[QueueItem]:
+        """Listings nobody has reviewed yet, the ones the model is least sure about first.
+
+        Uncertainty is the smallest |attribute score - tau_r| of the latest prediction, ties broken by
+        the least confident predicted span; listings without a prediction come last. `unclaimed`
+        leaves out the listings another annotator is working on (see `claim_next`).
+        """
+        with self.db.transaction(write=False) as session:
+            return _queue(session, tau_r, limit, skip_claimed=unclaimed)
+
+    def claim_next(self, annotator: str, tau_r: float, ttl: timedelta = CLAIM_TTL) -> QueueItem | None:
+        """Hand the annotator the most uncertain listing nobody else is working on, theirs until `ttl` passes.
+
+        An annotator who already holds a live claim on an unreviewed listing gets that one back
+        (a reload shows the same listing). Across app processes each listing goes to one annotator
+        at a time: the candidate's row is locked with `SELECT ... FOR UPDATE SKIP LOCKED` on
+        PostgreSQL (another annotator claiming it at this instant makes us move to the next one),
+        and SQLite's `BEGIN IMMEDIATE` runs claims one after another. None when the queue is empty.
+        """
+        name = _annotator_name(annotator)
+        with self.db.transaction() as session:
+            now = utcnow()
+            own = set(session.scalars(select(Claim.listing_id).where(Claim.annotator == name, Claim.expires_at > now)))
+            candidates = _queue(session, tau_r, None, skip_claimed=True, annotator=name)
+            candidates.sort(key=lambda q: q.listing_id not in own)  # stable: queue order otherwise
+            for item in candidates:
+                locked = session.scalar(
+                    select(ListingRow.id).where(ListingRow.id == item.listing_id)
+                    .with_for_update(skip_locked=True, key_share=True)
+                )
+                if locked is None:
+                    continue  # being claimed or saved by someone else right now
+                # Read again under the lock: a claim or a save committed since the queue was read counts.
+                if session.scalar(_settled_ids(False).where(Correction.listing_id == item.listing_id).exists().select()):
+                    continue
+                claim = session.get(Claim, item.listing_id, populate_existing=True)
+                if claim is not None and claim.annotator != name and _live(session, item.listing_id):
+                    continue
+                if claim is None:
+                    session.add(Claim(listing_id=item.listing_id, annotator=name, claimed_at=now, expires_at=now + ttl))
+                else:
+                    claim.annotator, claim.claimed_at, claim.expires_at = name, now, now + ttl
+                for dropped in own - {item.listing_id}:  # one listing at a time per annotator
+                    session.execute(delete(Claim).where(Claim.listing_id == dropped, Claim.annotator == name))
+                return item
+            return None
+
+    def release_claim(self, listing_id: int, annotator: str) -> bool:
+        """Give a listing back to the queue before the claim expires (the annotator moved on); False if not theirs."""
+        name = _annotator_name(annotator)
+        with self.db.transaction() as session:
+            return bool(session.execute(delete(Claim).where(Claim.listing_id == listing_id, Claim.annotator == name)).rowcount)
+
+    def claims(self) -> dict[int, str]:
+        """listing id -> annotator for every claim that has not expired."""
+        with self.db.transaction(write=False) as session:
+            return dict(session.execute(select(Claim.listing_id, Claim.annotator).where(Claim.expires_at > utcnow())).all())
+
+    def progress(self) -> QueueCounts:
+        """How many listings are saved, skipped (they come back last) and waiting, by current correction."""
+        with self.db.transaction(write=False) as session:
+            total = session.scalar(select(func.count(ListingRow.id))) or 0
+            saved = session.scalar(select(func.count()).select_from(_settled_ids(False).subquery())) or 0
+            skipped = session.scalar(select(func.count()).select_from(_settled_ids(True).subquery())) or 0
+            return QueueCounts(saved, skipped, total - saved - skipped)
