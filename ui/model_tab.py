@@ -76,7 +76,7 @@ def build_model_tab(handle: ModelHandle, stores: StoreHandle, model_switched: gr
         versions_refresh = gr.Button("Show registered versions", size="sm")
         versions_table = gr.Markdown(elem_id="model-versions-table")
         history = gr.ScatterPlot(x="version", y="TAG-F1", color="figure", title="TAG-F1 (%) of each version",
-                                 x_title="version", tooltip=["version", "figure", "TAG-F1"],
+                                 x_title="version", y_axis_format=".1f", tooltip=["version", "figure", "TAG-F1"],
                                  height=260, elem_id="model-history")
 
         @user_errors
