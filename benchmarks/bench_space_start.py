@@ -29,6 +29,7 @@ from tests.app_server import free_port, stop_app  # noqa: E402
 
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
 POLL_S = 0.25
+BANNER = "The model is being built"
 
 
 def seconds_until(check, process: subprocess.Popen, started: float, limit_s: float, poll_s: float = POLL_S) -> float:
@@ -74,9 +75,10 @@ def main() -> None:
             try:
                 page_s = seconds_until(lambda: httpx.get(url, timeout=5).status_code == 200, process, started,
                                        args.limit)
-                banner_s = seconds_until(lambda: "The model is being built" in httpx.get(url + "config", timeout=5).text,
-                                         process, started, args.limit)
-                print(f"page answered {page_s:.1f} s after `python app.py`; build banner in the page at {banner_s:.1f} s")
+                banner_s = seconds_until(lambda: BANNER in httpx.get(url + "config", timeout=5).text, process,
+                                         started, args.limit)
+                print(f"page answered {page_s:.1f} s after `python app.py`; build banner in the page at "
+                      f"{banner_s:.1f} s")
                 if args.wait:
                     seen: list[str] = []
                     ready_s = seconds_until(lambda: extract_answers(url, seen), process, started, 3600, poll_s=10)

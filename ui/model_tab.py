@@ -35,7 +35,8 @@ def model_markdown(handle: ModelHandle) -> str:
         f"- **Variant:** {cfg.variant} (image: {cfg.use_image}, TEM: {cfg.use_tem}, ARM: {cfg.use_arm}, "
         f"ARM policy: {cfg.arm_policy}); **tau_R** {cfg.tau_r}",
         f"- **Encoders:** text `{cfg.text_encoder}`, image `{cfg.image_encoder if cfg.use_image else 'none'}` "
-        f"({cfg.image_size}px, {cfg.image_regions} regions); reads the whole text in windows of {cfg.max_tokens} tokens",
+        f"({cfg.image_size}px, {cfg.image_regions} regions); reads the whole text in windows of "
+        f"{cfg.max_tokens} tokens",
         f"- **Runs on:** {device}",
         _training_line(ex.metrics),
     ]
