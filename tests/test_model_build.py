@@ -73,9 +73,11 @@ def test_progress_in_words() -> None:
     now[0] = 60.0
     progress.epoch_ends(0, 6)
     assert progress.describe() == "epoch 1 of 6"
-    now[0] = 60.0 + 2 * 50  # two epochs of 50 s: four more take 200 s
+    now[0] = 60.0 + 2 * 60  # two epochs of a minute: four more take 4 minutes
     progress.epoch_ends(2, 6)
     assert progress.describe() == "epoch 3 of 6, about 4 min left"
+    now[0] += 120  # and count down during the epoch
+    assert progress.describe() == "epoch 3 of 6, about 2 min left"
     progress.epoch_ends(6, 6)
     assert progress.describe() == "training done, choosing tau_R on the validation listings"
     progress.stage_begins("testing")

@@ -6,7 +6,6 @@ thread (`ModelHandle.build_then_load`) and shows `BuildProgress.describe()` unti
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -53,22 +52,26 @@ class BuildProgress:
         self.epochs_done = 0
         self.epochs_planned = 0
         self.training_started: float | None = None
+        self.last_epoch_end: float | None = None
 
     def stage_begins(self, stage: str) -> None:
         self.stage = stage
 
     def epoch_ends(self, done: int, planned: int) -> None:
         """`fit`'s on_epoch: (0, planned) as training begins, then after each epoch."""
+        now = self.clock()
         if done == 0:
-            self.stage, self.training_started = "training", self.clock()
-        self.epochs_done, self.epochs_planned = done, planned
+            self.stage, self.training_started = "training", now
+        self.epochs_done, self.epochs_planned, self.last_epoch_end = done, planned, now
 
     def minutes_left(self) -> float | None:
-        """The training's remaining epochs at the pace of the finished ones (an early stop ends it sooner)."""
-        if self.training_started is None or self.epochs_done == 0:
+        """The remaining epochs at the pace of the finished ones, counting down during an epoch (an early
+        stop ends the training sooner)."""
+        if self.training_started is None or self.last_epoch_end is None or self.epochs_done == 0:
             return None
-        per_epoch = (self.clock() - self.training_started) / self.epochs_done
-        return per_epoch * (self.epochs_planned - self.epochs_done) / 60
+        per_epoch = (self.last_epoch_end - self.training_started) / self.epochs_done
+        remaining = per_epoch * (self.epochs_planned - self.epochs_done) - (self.clock() - self.last_epoch_end)
+        return max(0.0, remaining) / 60
 
     def describe(self) -> str:
         """'epoch 3 of 6, about 2 min left', or the stage in words."""
@@ -77,7 +80,7 @@ class BuildProgress:
         if self.epochs_done >= self.epochs_planned:
             return "training done, choosing tau_R on the validation listings"
         left = self.minutes_left()
-        estimate = "" if left is None else f", about {max(1, math.ceil(left))} min left"
+        estimate = "" if left is None else f", about {max(1, round(left))} min left"
         return f"epoch {self.epochs_done + 1} of {self.epochs_planned}{estimate}"
 
 
