@@ -5,9 +5,10 @@ Model) from library code: the model `dram.inference.Extractor`, the review loop 
 store `store`. Importing this module loads nothing; `build_demo()` loads the model.
 
 Run:  python app.py   (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, model from
-DRAM_CHECKPOINT, default models/default; on a Hugging Face Space, or with DRAM_BUILD_MISSING=1,
-a missing default model is built at start-up; DRAM_DEVICE and DRAM_PRECISION as the jobs' --device
-and --precision).
+DRAM_CHECKPOINT, default models/default, or /data/models/default on a Space with persistent storage;
+on a Hugging Face Space, or with DRAM_BUILD_MISSING=1, a missing default model is built in the
+background while the page already answers and shows the build's progress; DRAM_DEVICE and
+DRAM_PRECISION as the jobs' --device and --precision).
 
 API (gradio_client), endpoint "/extract": inputs text, image (a file path or URL, or None), tau_r;
 returns a dict {"spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores",
@@ -41,10 +42,11 @@ stay_offline()  # the entry point's choice, made before gradio imports huggingfa
 
 import gradio as gr  # noqa: E402
 
-from dram.paths import DEFAULT_CHECKPOINT  # noqa: E402
 from ui.annotate_tab import build_annotate_tab  # noqa: E402
 from ui.audit_tab import build_audit_tab  # noqa: E402
+from ui.build_banner import build_banner  # noqa: E402
 from ui.extract_tab import build_extract_tab  # noqa: E402
+from ui.model_build import build_default_model, checkpoint_path, should_build  # noqa: E402
 from ui.model_tab import build_model_tab  # noqa: E402
 from ui.serving import ModelHandle, StoreHandle  # noqa: E402
 from ui.widgets import theme  # noqa: E402
@@ -58,43 +60,36 @@ log = logging.getLogger("dram.app")
 CONCURRENCY = 1
 QUEUE_SIZE = 100
 MAX_UPLOAD = "20mb"
-PALETTE = ["#fde68a", "#bfdbfe", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa", "#a5f3fc", "#e5e7eb"]
 
 
-def build_default_if_missing(path: Path) -> None:
-    """A Hugging Face Space (SPACE_ID set) starts from the repository alone, without models/: there,
-    or with DRAM_BUILD_MISSING=1, the default model is built at start-up (about 5 minutes on 2 cores)."""
-    from training import build_default  # a training job, run only on a Space that has no model yet
-
-    wanted = os.environ.get("DRAM_BUILD_MISSING") == "1" or bool(os.environ.get("SPACE_ID"))
-    if not wanted or build_default.is_built(path) or path.resolve() != DEFAULT_CHECKPOINT.resolve():
-        return
-    log.info("no model at %s: building the default model from the bundled listings (a few minutes)", path)
-    build_default.build(out=path)
+def serve_model(path: Path) -> ModelHandle:
+    """The model at `path`, loaded now, or built in the background first where `should_build` says so."""
+    device, precision = os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto"
+    handle = ModelHandle(path, device, precision)
+    return handle.build_then_load(build_default_model) if should_build(path) else handle.load()
 
 
 def build_demo(checkpoint: Path | str | None = None) -> gr.Blocks:
-    """The whole app; the model is loaded here, once, before the first request."""
-    path = Path(checkpoint or os.environ.get("DRAM_CHECKPOINT") or DEFAULT_CHECKPOINT)
-    build_default_if_missing(path)
-    device, precision = os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto"
-    handle = ModelHandle(path, device, precision).load()
-    colours = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(handle.attributes)}
+    """The whole app around the model at `checkpoint` (default: `checkpoint_path()`)."""
+    return build_page(serve_model(Path(checkpoint) if checkpoint else checkpoint_path()))
+
+
+def build_page(handle: ModelHandle) -> gr.Blocks:
+    """The four tabs around one served model (ready, or still being built) and one store."""
     stores = StoreHandle()
     with gr.Blocks(title="DRAM attribute extraction", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# DRAM: product attribute values from listing text + photo")
-        if handle.extractor is None:
-            gr.Markdown(f"## ⚠️ The model is not available\n\n{handle.error}", elem_id="model-missing")
-        build_extract_tab(handle, stores, colours)
+        served = build_banner(demo, handle)
+        build_extract_tab(handle, stores, served)
         build_audit_tab(handle)
         model_switched = build_annotate_tab(handle, stores)
-        build_model_tab(handle, stores, model_switched)
+        build_model_tab(handle, stores, model_switched, served)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
 if __name__ == "__main__":
-    # Logging before build_demo, so a start-up build on a Space says what it does.
+    # Logging before build_demo, so a build on a Space says what it does.
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_demo().launch(max_file_size=MAX_UPLOAD, theme=theme())

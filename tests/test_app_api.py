@@ -299,34 +299,3 @@ def test_missing_checkpoint_shows_how_to_build_it(app_without_model: str):
     assert "The model is not available" in config and "python -m training.build_default" in config
     with pytest.raises(AppError, match="training.build_default"):
         Client(app_without_model, verbose=False).predict(TITLE, None, 0.5, api_name="/extract")
-
-
-# ---------------------------------------------------------------- Hugging Face Space start-up
-
-@pytest.mark.parametrize("env, existing, other_path, builds", [
-    ({"SPACE_ID": "user/dram"}, False, False, True),
-    ({"DRAM_BUILD_MISSING": "1"}, False, False, True),
-    ({}, False, False, False),  # a developer's machine: say how to build, do not start a 4-minute job
-    ({"SPACE_ID": "user/dram"}, True, False, False),
-    ({"SPACE_ID": "user/dram"}, False, True, False),  # DRAM_CHECKPOINT names another model: never overwrite
-])
-def test_space_builds_the_missing_default_model_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            env: dict, existing: bool, other_path: bool, builds: bool):
-    import app
-    import training.build_default
-
-    # The real build (about 5 minutes) runs in scripts/test.sh and conftest_app; here only the decision is tested.
-    built = []
-    monkeypatch.setattr(training.build_default, "build", lambda out: built.append(out))
-    for name in ("SPACE_ID", "DRAM_BUILD_MISSING"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    default = tmp_path / "models" / "default"
-    monkeypatch.setattr(app, "DEFAULT_CHECKPOINT", default)
-    if existing:
-        default.mkdir(parents=True)
-        (default / "model.safetensors").write_bytes(b"")
-    path = tmp_path / "mine" if other_path else default
-    app.build_default_if_missing(path)
-    assert built == ([path] if builds else [])

@@ -11,13 +11,14 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 from dram.checkpoint import save_checkpoint
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT, ROOT
 from training.common import attribute_set, load_data, run_cli, setup_logging
-from training.loop import TrainSettings, evaluate, prepare
+from training.loop import EpochCallback, TrainSettings, evaluate, prepare
 from training.options import DEFAULT_CACHE, JobSettings, add_options, settings_from
 from training.train import train_model
 
@@ -29,17 +30,28 @@ def is_built(out: Path = DEFAULT_OUT) -> bool:
     return (out / "model.safetensors").exists()
 
 
+def _quiet(stage: str) -> None:
+    """The command line needs no stage announcements: its log and progress bars say it."""
+
+
 def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = None, max_train: int | None = None,
           seed: int = TrainSettings.seed, cache_dir: Path = DEFAULT_CACHE, device: str | None = None,
-          precision: str = "auto") -> dict:
+          precision: str = "auto", on_stage: Callable[[str], None] = _quiet,
+          on_epoch: EpochCallback | None = None) -> dict:
+    """Train, test and save the default model. `on_stage` hears "preparing", "testing" and "saving" begin and
+    `on_epoch` follows the training in between: what the app shows while it builds its model."""
     started = time.monotonic()
+    on_stage("preparing")
     train = load_data(data / "train.jsonl", "train")[:max_train]
     valid = load_data(data / "valid.jsonl", "valid")
     config = DramConfig.for_variant("dram", attribute_set(train))
     settings = TrainSettings(epochs=epochs, seed=seed, cache_dir=cache_dir)
-    model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision)
+    model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision,
+                                            on_epoch=on_epoch)
+    on_stage("testing")
     test = load_data(data / "test.jsonl", "test")
     metrics["test"] = evaluate(model, tokenizer, prepare(model, tokenizer, test, cache_dir))
+    on_stage("saving")
     metrics["build_minutes"] = (time.monotonic() - started) / 60
     metrics["data"] = str(data.relative_to(ROOT) if data.is_relative_to(ROOT) else data)
     save_checkpoint(model, tokenizer, out, metrics)

@@ -232,8 +232,13 @@ class _LossStep(torch.nn.Module):
         return self.model.loss(self.model.encode(batch), batch)
 
 
+# Told (epochs finished, epochs planned) before the first epoch and after each: how a caller that
+# is not a terminal (the app building its model) follows the training.
+EpochCallback = Callable[[int, int], None]
+
+
 def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | None, settings: TrainSettings,
-        progress: bool = True) -> dict:
+        progress: bool = True, on_epoch: EpochCallback | None = None) -> dict:
     """Train with a linear warm-up/decay schedule; keep the weights with the best validation TAG-F1.
 
     TAG-F1, not the value F1 the figures report, chooses the epoch: on WDC-PAVE choosing by value F1
@@ -275,6 +280,8 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
     log.info("training for up to %d epochs (%d steps of %d listings)%s", epochs, total, settings.batch_size,
              f", stopping after {patience} epochs without a better validation TAG-F1"
              if valid is not None and patience else "")
+    if on_epoch:
+        on_epoch(0, epochs)
     for epoch in range(epochs):
         model.train()
         if ddp:
@@ -312,6 +319,8 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info("epoch %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
         history.append(record)
+        if on_epoch:
+            on_epoch(epoch + 1, epochs)
         if distributed.agree(bool(settings.max_minutes) and time.monotonic() - started > (settings.max_minutes or 0) * 60):
             log.info("stopping: time budget of %.1f minutes reached", settings.max_minutes)
             break

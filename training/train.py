@@ -18,7 +18,7 @@ from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
-from training.loop import TrainSettings, calibrate_tau, evaluate, fit, prepare
+from training.loop import EpochCallback, TrainSettings, calibrate_tau, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
 
 log = logging.getLogger("training.train")
@@ -77,7 +77,8 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
-                progress: bool = True, precision: str = "auto", calibrate: bool = True):
+                progress: bool = True, precision: str = "auto", calibrate: bool = True,
+                on_epoch: EpochCallback | None = None):
     """Build, prepare data, fit, and (ARM with a validation split, `calibrate`) choose tau_R on it;
     returns (model, tokenizer, metrics)."""
     torch.manual_seed(settings.seed)
@@ -87,7 +88,7 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
         model.value_lookup = ValueLookup.from_listings(train)
     train_data = prepare(model, tokenizer, train, settings.cache_dir, training=True)
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
-    result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress)
+    result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress, on_epoch=on_epoch)
     metrics = {"train": {"listings": len(train_data), **result}}
     if valid_data is not None and distributed.is_main():
         if calibrate and config.use_arm:

@@ -22,7 +22,7 @@ from dram.inference import EncodedListing, Extraction
 from dram.paths import EXAMPLES
 from review.intake import record_extraction
 from store import StoreError
-from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors
+from ui.serving import ModelHandle, StoreHandle, UserFacingError, api_errors, user_errors
 from ui.visualize import (
     ARM_TITLE,
     arm_chart,
@@ -169,8 +169,9 @@ def _examples() -> list[list[str]]:
     return [[r["text"], str(EXAMPLES / r["image"])] for r in rows]
 
 
-def build_extract_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[str, str]) -> None:
-    """The "Extract" tab and its "/extract" endpoint, inside the caller's gr.Blocks."""
+def build_extract_tab(handle: ModelHandle, stores: StoreHandle, served: gr.State) -> None:
+    """The "Extract" tab and its "/extract" endpoint, inside the caller's gr.Blocks; its colours and
+    tau_R follow the served model when `served` changes (a model built after the page opened)."""
 
     @user_errors
     def extract_ui(text: str, photo: str | None, tau: float):
@@ -191,7 +192,7 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[st
     def pick_word(word: int | None, session: ExtractSession | None) -> str | None:
         return _token_heatmap(session, word)
 
-    @user_errors
+    @api_errors
     def extract_api(text: str, image: str | None, tau_r: float) -> dict:
         """Extract attribute values from one listing: text, optional photo path, tau_R in [0, 1]."""
         session = encode_listing(handle, text, image)
@@ -216,7 +217,7 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[st
         if examples:
             gr.Examples(examples, inputs=[text, image], label="Real Myntra listings")
         notes = gr.Markdown(elem_id="notes")
-        highlighted = gr.HighlightedText(label="Extracted values", color_map=colours, show_legend=True,
+        highlighted = gr.HighlightedText(label="Extracted values", color_map=handle.colours, show_legend=True,
                                          elem_id="highlighted")
         with gr.Row():
             table = gr.Dataframe(headers=["attribute", "value", "confidence"], label="Attribute values",
@@ -238,6 +239,8 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[st
         # "undocumented": callable by clients (benchmarks/bench_app.py times the full page work with it)
         run.click(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_name="extract_ui",
                   api_visibility="undocumented")
+        served.change(lambda: (gr.HighlightedText(color_map=handle.colours), gr.Slider(value=handle.default_tau)),
+                      None, [highlighted, tau_r], api_visibility="private")
         text.submit(extract_ui, [text, image, tau_r], render_outputs + [word, word_map], api_visibility="private")
         tau_r.change(retune, [tau_r, session], render_outputs, trigger_mode="always_last",
                      api_visibility="private")
