@@ -7,7 +7,8 @@ files use (`dram.data.spans.clash`). Messages name the words and say what to do,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from dram.data.spans import Span, clash, covered_words, reading_order
@@ -120,6 +121,7 @@ class ReviewItem:
     confidences: tuple[tuple[Span, float], ...] = ()
     history: tuple[tuple[Span, ...], ...] = ()
     revision: int = 0  # counts edits and undos, so the page can tell a stale click from a current one
+    touched: float = field(default_factory=time.time, compare=False)  # when the annotator last acted on it (claims renew until idle)
 
     @classmethod
     def from_queue(cls, item: QueueItem) -> ReviewItem:
@@ -133,12 +135,14 @@ class ReviewItem:
         spans = tuple(spans)
         if spans == self.spans:
             return self
-        return replace(self, spans=spans, history=(*self.history, self.spans), revision=self.revision + 1)
+        return replace(self, spans=spans, history=(*self.history, self.spans), revision=self.revision + 1,
+                       touched=time.time())
 
     def undo(self) -> ReviewItem:
         if not self.history:
             raise ReviewError("Nothing to undo on this listing.")
-        return replace(self, spans=self.history[-1], history=self.history[:-1], revision=self.revision + 1)
+        return replace(self, spans=self.history[-1], history=self.history[:-1], revision=self.revision + 1,
+                       touched=time.time())
 
     def confidence(self, span: Span) -> float | None:
         """The model's confidence in `span` if the model predicted exactly it, else None (the annotator's)."""

@@ -6,17 +6,43 @@ team): a named annotator's next listing is claimed in the store, so nobody else 
 """
 from __future__ import annotations
 
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 from review.edits import ReviewItem
 from store.repository import Store
 
 
-def next_item(store: Store, tau: float, annotator: str | None = None) -> ReviewItem | None:
-    """The next listing to review: claimed for the annotator when named (no one else gets it until they
-    save or the claim expires), else a look at the first listing nobody is working on."""
+@dataclass(frozen=True)
+class ClaimSettings:
+    """How long a listing stays its annotator's: renewed by the open page while they work, free soon
+    after they leave (a closed page, a killed app): at most `lifetime_s + heartbeat_s` later."""
+
+    lifetime_s: float = 120.0  # a claim lapses this long after its last renewal
+    heartbeat_s: float = 30.0  # the open page renews it this often...
+    idle_s: float = 900.0  # ...while its annotator acted in this last stretch
+
+    @classmethod
+    def from_env(cls) -> ClaimSettings:
+        """DRAM_CLAIM_SECONDS and DRAM_CLAIM_HEARTBEAT_SECONDS override the lifetime and the heartbeat."""
+        lifetime = float(os.environ.get("DRAM_CLAIM_SECONDS") or cls.lifetime_s)
+        heartbeat = float(os.environ.get("DRAM_CLAIM_HEARTBEAT_SECONDS") or min(cls.heartbeat_s, lifetime / 4))
+        return cls(lifetime, heartbeat)
+
+    @property
+    def lifetime(self) -> timedelta:
+        return timedelta(seconds=self.lifetime_s)
+
+
+def next_item(store: Store, tau: float, annotator: str | None = None,
+              claims: ClaimSettings = ClaimSettings()) -> ReviewItem | None:
+    """The next listing to review: claimed for the annotator when named (no one else gets it while they
+    work on it), else a look at the first listing nobody is working on."""
     if annotator and annotator.strip():
-        top = store.claim_next(annotator, tau)
+        top = store.claim_next(annotator, tau, claims.lifetime)
     else:
         queue = store.review_queue(tau, limit=1, unclaimed=True)
         top = queue[0] if queue else None
@@ -33,3 +59,14 @@ def save_verdict(store: Store, annotator: str, item: ReviewItem, *, skip: bool,
     store.save_correction(item.listing_id, annotator, item.spans, status=status, prediction_id=item.prediction_id,
                           allowed_attributes=attributes)
     return status
+
+
+def keep_claim(store: Store, annotator: str | None, item: ReviewItem | None, claims: ClaimSettings,
+               now: float | None = None) -> bool:
+    """The open page's heartbeat: renew the annotator's claim on `item` if they acted on it within
+    `claims.idle_s`; False when nothing was renewed (no listing, idle, or no longer theirs)."""
+    if item is None or not annotator or not annotator.strip():
+        return False
+    if (now if now is not None else time.time()) - item.touched > claims.idle_s:
+        return False
+    return store.renew_claim(item.listing_id, annotator, claims.lifetime)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from store.errors import ClaimError, CorrectionError
@@ -24,8 +24,9 @@ from store.records import (
     stored_spans,
 )
 
-# How long a listing handed to an annotator stays theirs without a save (then it returns to the queue).
-CLAIM_TTL = timedelta(minutes=30)
+# How long a listing handed to an annotator stays theirs without a renewal or a save (then it returns
+# to the queue); the app renews it while its annotator works (`review.queue.ClaimSettings`).
+CLAIM_TTL = timedelta(seconds=120)
 
 
 def _annotator_name(annotator: str) -> str:
@@ -149,6 +150,18 @@ class QueueRoom(Room):
                     session.execute(delete(Claim).where(Claim.listing_id == dropped, Claim.annotator == name))
                 return item
             return None
+
+    def renew_claim(self, listing_id: int, annotator: str, ttl: timedelta = CLAIM_TTL) -> bool:
+        """Keep the listing the annotator's for `ttl` from now; False when it is not (or no longer) theirs.
+
+        A lapsed claim nobody else took is theirs again: the listing never left them in anyone's view.
+        """
+        name = _annotator_name(annotator)
+        with self.db.transaction() as session:
+            now = utcnow()
+            renewed = session.execute(update(Claim).where(Claim.listing_id == listing_id, Claim.annotator == name)
+                                      .values(expires_at=now + ttl))
+            return bool(renewed.rowcount)
 
     def release_claim(self, listing_id: int, annotator: str) -> bool:
         """Give a listing back to the queue before the claim expires (the annotator moved on); False if not theirs."""

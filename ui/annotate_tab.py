@@ -64,6 +64,7 @@ class Annotation:
 
     def __init__(self, handle: ModelHandle, stores: StoreHandle) -> None:
         self.handle, self.stores = handle, stores
+        self.claims = queue.ClaimSettings.from_env()
 
     def known_attributes(self, store: Store) -> list[str]:
         """The model's attributes, then those annotators added (the store's attribute set)."""
@@ -86,7 +87,11 @@ class Annotation:
 
     def load_next(self, annotator: str | None = None) -> tuple:
         store = self.stores.get()
-        return self.show(store, queue.next_item(store, self.handle.default_tau, annotator), new_listing=True)
+        return self.show(store, queue.next_item(store, self.handle.default_tau, annotator, self.claims), new_listing=True)
+
+    def heartbeat(self, annotator: str, item: ReviewItem | None) -> None:
+        """Renew the claim on the listing on screen while its annotator works; a closed page renews nothing."""
+        queue.keep_claim(self.stores.get(), annotator, item, self.claims)
 
     def edit(self, item: ReviewItem | None, action: str, **where: Any) -> tuple:
         if item is None:
@@ -168,6 +173,9 @@ def build_annotate_tab(handle: ModelHandle, stores: StoreHandle) -> Any:
         editor.submit(warn_errors(SHOWN)(actions.on_editor), [annotator, current], shown, api_visibility="private")
         new_attribute_button.click(warn_errors(SHOWN + 1)(actions.add_attribute), [annotator, new_attribute, current],
                                    [*shown, new_attribute], api_visibility="private")
+        gr.Timer(actions.claims.heartbeat_s).tick(warn_errors(0)(actions.heartbeat), [annotator, current], None,
+                                                  api_visibility="private", concurrency_limit=None,
+                                                  show_progress="hidden")
         _api_endpoints(actions, annotator, current, shown)
         _build_import(handle, stores, progress)
         _build_label_studio(actions, progress)

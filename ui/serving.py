@@ -72,7 +72,8 @@ def _plain_errors(fn: Callable, warn_while_building: bool) -> Callable:
 
 def warn_errors(outputs: int) -> Callable[[Callable], Callable]:
     """For a panel someone works in: a problem is a toast (gr.Warning) and every output stays as it
-    was (`outputs` of them), so nothing on screen is covered or lost and work goes on at once."""
+    was (`outputs` of them, 0 for an event without outputs), so nothing on screen is covered or lost
+    and work goes on at once."""
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -84,6 +85,8 @@ def warn_errors(outputs: int) -> Callable[[Callable], Callable]:
             except Exception:
                 log.exception("unexpected error in %s", fn.__name__)
                 gr.Warning(UNEXPECTED)
+            if outputs == 0:
+                return None
             return tuple(gr.skip() for _ in range(outputs)) if outputs > 1 else gr.skip()
 
         return wrapper
