@@ -8,7 +8,8 @@ from sqlalchemy import select
 from dram.data.spans import Span
 from store.errors import CorrectionError, StoreError
 from store.models import (
-    CORRECTION_STATUSES,
+    SAVED,
+    VERDICTS,
     Attribute,
     Correction,
     ListingRow,
@@ -62,8 +63,8 @@ class CorrectionRoom(Room):
         """Save an annotator's verdict in one transaction; bad input raises `CorrectionError` and saves nothing."""
         if not isinstance(annotator, str) or not annotator.strip():
             raise CorrectionError("Enter your annotator name before saving, so corrections can be traced to you.")
-        if status not in CORRECTION_STATUSES:
-            raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        if status not in VERDICTS:
+            raise CorrectionError(f"Status {status!r} is not one of {list(VERDICTS)}.")
         allowed = set(allowed_attributes) if allowed_attributes is not None else None
         spans = list(spans)
 
@@ -100,7 +101,8 @@ class CorrectionRoom(Room):
             return [correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
     def current_corrections(self) -> list[CurrentCorrection]:
-        """Each reviewed listing's current correction (the one made last; skipped ones left out), with its photo."""
+        """Each reviewed listing's current correction (the one made last; skipped and withdrawn ones left out),
+        with its photo."""
         with self.db.transaction(write=False) as session:
             latest = current_correction_ids()
             rows = session.execute(
@@ -108,7 +110,7 @@ class CorrectionRoom(Room):
                 .join(Correction, Correction.listing_id == ListingRow.id)
                 .outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
                 .where(Correction.id.in_(select(latest.c.id)))
-                .where(Correction.status != "skipped")
+                .where(Correction.status.in_(SAVED))
                 .order_by(ListingRow.id)
             )
             return [

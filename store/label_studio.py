@@ -83,6 +83,7 @@ class ImportReport:
     unchanged: int = 0
     from_store: int = 0  # annotations this store exported itself, unchanged in Label Studio since
     unknown_tasks: int = 0  # tasks that were not created from this store
+    withdrawn: list[str] = field(default_factory=list)  # annotations deleted in Label Studio
     rejected: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # changed on both sides since the last sync
 
@@ -92,12 +93,14 @@ class ImportReport:
                   f"{self.unchanged} unchanged", f"{self.from_store} exported from here, unchanged"]
         if self.unknown_tasks:
             counts.append(f"{self.unknown_tasks} task{'s' * (self.unknown_tasks != 1)} not from this store")
+        if self.withdrawn:
+            counts.append(f"{len(self.withdrawn)} deleted in Label Studio (withdrawn here)")
         if self.conflicts:
             counts.append(f"{len(self.conflicts)} conflict{'s' * (len(self.conflicts) != 1)} (both versions kept)")
         if self.rejected:
             counts.append(f"{len(self.rejected)} refused (nothing stored for them)")
         return [f"Imported from Label Studio project {self.project_id}: {', '.join(counts)}.",
-                *self.conflicts, *self.rejected]
+                *self.withdrawn, *self.conflicts, *self.rejected]
 
 
 def labeling_config(attributes: Iterable[str]) -> str:
@@ -132,35 +135,41 @@ def from_ls_offset(text: str, offset: int) -> int:
 
 
 @contextlib.contextmanager
-def _talking_to(url: str, what: str) -> Iterator[None]:
-    """Turn transport and authentication failures into a `LabelStudioError` that says what to fix."""
+def _talking_to(url: str, what: str, job: str) -> Iterator[None]:
+    """Turn transport and authentication failures into a `LabelStudioError` that says what to fix;
+    `job` ('export' or 'import') is what the annotator ran, so the message speaks of it."""
+    again = ("unexported corrections go out with the next export" if job == "export" else
+             "run the import again once the server answers; annotations already imported are recognised, "
+             "not added twice")
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         raise LabelStudioError(
-            f"Could not reach Label Studio at {url} while trying to {what} ({exc.__class__.__name__}: {exc}). "
-            "Start the server, or set LABEL_STUDIO_URL to the address it runs at. Nothing was lost: "
-            "unexported corrections go out with the next export."
+            f"The {job} could not reach Label Studio at {url} while trying to {what} ({exc.__class__.__name__}: "
+            f"{exc}). Start the server, or set LABEL_STUDIO_URL to the address it runs at. Nothing was lost: "
+            f"{again}."
         ) from exc
     except httpx.TransportError as exc:
         raise LabelStudioError(
-            f"The connection to Label Studio at {url} broke while trying to {what} ({exc.__class__.__name__}: "
-            f"{exc}). Nothing was lost: run it again; what already arrived on either side is recognised and "
-            "not duplicated."
+            f"The connection to Label Studio at {url} broke during the {job}, while trying to {what} "
+            f"({exc.__class__.__name__}: {exc}). Nothing was lost: run the {job} again; what already arrived on "
+            "either side is recognised and not duplicated."
         ) from exc
     except ApiError as exc:
         if exc.status_code in (401, 403):
             raise LabelStudioError(
-                f"Label Studio at {url} refused the API key while trying to {what} (HTTP {exc.status_code}). "
+                f"Label Studio at {url} refused the API key during the {job}, while trying to {what} "
+                f"(HTTP {exc.status_code}). "
                 "Set LABEL_STUDIO_API_KEY to your token from Account & Settings; a legacy token also needs "
                 "'legacy API tokens' enabled under Organization > API Tokens Settings."
             ) from exc
         raise LabelStudioError(
-            f"Label Studio at {url} failed to {what}: HTTP {exc.status_code} {exc.body!r}"
+            f"The {job}: Label Studio at {url} failed to {what}: HTTP {exc.status_code} {exc.body!r}. Nothing was "
+            f"lost; {again}."
         ) from exc
 
 
-def _connect(url: str | None, api_key: str | None) -> tuple[LabelStudio, str]:
+def _connect(url: str | None, api_key: str | None, job: str) -> tuple[LabelStudio, str]:
     url = (url or os.environ.get("LABEL_STUDIO_URL") or "").rstrip("/")
     api_key = api_key or os.environ.get("LABEL_STUDIO_API_KEY")
     if not url:
@@ -170,7 +179,7 @@ def _connect(url: str | None, api_key: str | None) -> tuple[LabelStudio, str]:
             "No Label Studio API key: pass api_key= or set LABEL_STUDIO_API_KEY to the token "
             "shown in Label Studio under Account & Settings."
         )
-    with _talking_to(url, "log in"):
+    with _talking_to(url, "log in", job):
         client = LabelStudio(base_url=url, api_key=api_key, timeout=DEFAULT_TIMEOUT_S)
         client.users.whoami()
     return client, url
@@ -257,15 +266,15 @@ def export_to_label_studio(
     `attributes` are the serving model's; the project's labels are those and the ones annotators
     added to the store (`Store.attributes()`), so its labeling config grows with the store's set.
     """
-    client, url = _connect(url, api_key)
+    client, url = _connect(url, api_key, "export")
     attributes = list(dict.fromkeys([*attributes, *store.attributes()]))
-    with _talking_to(url, f"open project {project_title!r}"):
+    with _talking_to(url, f"open project {project_title!r}", "export"):
         project_id, created = _ensure_project(client, project_title, attributes)
     report = ExportReport(project_id=project_id, project_created=created)
     listings = {listing.id: listing for listing in store.list_listings()}
     tasks = store.label_studio_tasks(project_id)
 
-    with _talking_to(url, "export tasks"):
+    with _talking_to(url, "export tasks", "export"):
         for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
             if listing_id not in tasks:
                 # A create whose answer was lost: the task is there, its predictions may not be.
@@ -287,7 +296,7 @@ def export_to_label_studio(
                     "task; its corrections wait. Export again: a task it stored anyway is found, not made twice.")
 
     users = _Annotators(client)
-    with _talking_to(url, "export corrections"):
+    with _talking_to(url, "export corrections", "export"):
         for correction in store.unexported_corrections():
             if correction.listing_id not in tasks:
                 report.failures.append(f"Correction {correction.id}: listing {correction.listing_id} has no task in "
@@ -478,8 +487,8 @@ def import_from_label_studio(
     `attributes` are the serving model's; with the ones annotators added to the store
     (`Store.attributes()`) they are the labels an import accepts.
     """
-    client, url = _connect(url, api_key)
-    with _talking_to(url, f"find project {project_title!r}"):
+    client, url = _connect(url, api_key, "import")
+    with _talking_to(url, f"find project {project_title!r}", "import"):
         project = _find_project(client, project_title)
     if project is None:
         raise LabelStudioError(
@@ -491,8 +500,10 @@ def import_from_label_studio(
     synced = store.label_studio_annotations()
     emails: dict[int, str] = {}
 
-    with _talking_to(url, "read annotations"):
-        listing_of_task = {task: listing for listing, task in store.label_studio_tasks(project.id).items()}
+    seen: set[int] = set()
+    with _talking_to(url, "read annotations", "import"):
+        tasks = store.label_studio_tasks(project.id)
+        listing_of_task = {task: listing for listing, task in tasks.items()}
         # fields="all" brings the annotations along, skipped (cancelled) ones included.
         for task in client.tasks.list(project=project.id, fields="all", page_size=IMPORT_PAGE_SIZE):
             listing = listings.get(listing_of_task.get(task.id) or (task.data or {}).get("dram_listing_id"))  # type: ignore[arg-type]
@@ -500,9 +511,27 @@ def import_from_label_studio(
                 report.unknown_tasks += 1
                 continue
             for annotation in task.annotations or []:
+                seen.add(int(annotation["id"]))
                 _import_annotation(client, store, listing, task.id, annotation, allowed, synced, emails, report)
+    # Read to the end: an annotation the store links to a task of this project that is no longer there
+    # was deleted in Label Studio.
+    for annotation_id, listing_id in store.label_studio_links().items():
+        if listing_id in tasks and annotation_id not in seen:
+            _withdraw(store, annotation_id, listing_id, tasks[listing_id], report)
     log.info("Label Studio import: %s", report)
     return report
+
+
+def _withdraw(store: Store, annotation_id: int, listing_id: int, task_id: int, report: ImportReport) -> None:
+    outcome = store.withdraw_label_studio_annotation(annotation_id)
+    where = f"Task {task_id}, annotation {annotation_id}"
+    if outcome.outcome == "withdrawn":
+        report.withdrawn.append(f"{where} was deleted in Label Studio: listing {listing_id}'s correction is withdrawn "
+                               "(the earlier version is kept) and the listing is back in the review queue.")
+    elif outcome.outcome == "superseded" and outcome.conflict is not None:
+        report.withdrawn.append(f"{where} was deleted in Label Studio, but listing {listing_id} has a newer correction "
+                               f"made in the app ({outcome.conflict.id} by {outcome.conflict.annotator}), which stays "
+                               "current; check it in the app.")
 
 
 def _user_id(value: Any, names: dict[int, str]) -> int | None:

@@ -11,13 +11,13 @@ from sqlalchemy import select
 from dram.data.spans import Span
 from store.errors import CorrectionError, StoreError
 from store.models import (
-    CORRECTION_STATUSES,
+    VERDICTS,
     Correction,
     LabelStudioExport,
     ListingRow,
     utcnow,
 )
-from store.records import CorrectionInfo, Room, check_spans, correction_info
+from store.records import CorrectionInfo, Room, check_spans, correction_info, current_correction_ids
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,34 @@ class LabelStudioLedger(Room):
             )
             return {annotation_id: source for annotation_id, source in rows}
 
+    def label_studio_links(self) -> dict[int, int]:
+        """Label Studio annotation id -> listing id, for every annotation a correction is linked to."""
+        with self.db.transaction(write=False) as session:
+            rows = session.execute(
+                select(Correction.ls_annotation_id, Correction.listing_id).where(Correction.ls_annotation_id.is_not(None))
+            )
+            return {annotation_id: listing_id for annotation_id, listing_id in rows}
+
+    def withdraw_label_studio_annotation(self, ls_annotation_id: int) -> LabelStudioSync:
+        """The annotation was deleted in Label Studio: unlink it and, if its correction is the listing's
+        current one, add a 'withdrawn' version (the old one stays), which puts the listing back in the
+        review queue and out of training. Outcome 'withdrawn', or 'superseded' when a newer correction
+        made in the app stands (it is then `conflict`, and stays current)."""
+        with self.db.transaction() as session:
+            linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+            if linked is None:
+                return LabelStudioSync("unchanged")
+            linked.ls_annotation_id = None
+            current = session.scalar(select(Correction).where(
+                Correction.id.in_(select(current_correction_ids().c.id)), Correction.listing_id == linked.listing_id))
+            if current is not None and current.id != linked.id:
+                return LabelStudioSync("superseded", correction_info(linked), correction_info(current))
+            row = Correction(listing_id=linked.listing_id, annotator=linked.annotator, spans=[], status="withdrawn",
+                             source="label_studio", exported=True, exported_at=utcnow(), changed=utcnow())
+            session.add(row)
+            session.flush()
+            return LabelStudioSync("withdrawn", correction_info(row))
+
     def sync_label_studio_annotation(
         self,
         ls_annotation_id: int,
@@ -82,8 +110,8 @@ class LabelStudioLedger(Room):
         `import_id` is the correction id an export put in the annotation: an export that stored the
         annotation but died before recording it is recognised here, not imported as a stranger.
         """
-        if status not in CORRECTION_STATUSES:
-            raise CorrectionError(f"Status {status!r} is not one of {list(CORRECTION_STATUSES)}.")
+        if status not in VERDICTS:
+            raise CorrectionError(f"Status {status!r} is not one of {list(VERDICTS)}.")
         if not isinstance(annotator, str) or not annotator.strip():
             raise CorrectionError(f"{what or f'Label Studio annotation {ls_annotation_id}'}: no annotator name.")
         spans = list(spans)
@@ -134,8 +162,9 @@ class LabelStudioLedger(Room):
 @dataclass(frozen=True)
 class LabelStudioSync:
     """What importing one annotation did: 'added' (new), 'updated' (edited in Label Studio: a new
-    version), 'unchanged', or 'from_store' (the app's own export, untouched). `conflict` is the app's
-    newer correction of the same listing when both sides changed since the last sync."""
+    version), 'unchanged', 'from_store' (the app's own export, untouched), 'withdrawn' (deleted in
+    Label Studio) or 'superseded' (deleted there, but a newer app correction stands). `conflict` is the
+    app's newer correction of the same listing when both sides changed since the last sync."""
 
     outcome: str
     correction: CorrectionInfo | None = None

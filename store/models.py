@@ -24,7 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-CORRECTION_STATUSES = ("corrected", "accepted", "skipped")
+VERDICTS = ("corrected", "accepted", "skipped")  # what an annotator saves
+# 'withdrawn': the annotation behind a correction was deleted in Label Studio; the listing is back in the queue
+CORRECTION_STATUSES = (*VERDICTS, "withdrawn")
+SAVED = ("corrected", "accepted")  # the verdicts training learns from
 CORRECTION_SOURCES = ("app", "label_studio")
 
 
@@ -104,7 +107,7 @@ class Correction(Base):
 
     __tablename__ = "corrections"
     __table_args__ = (
-        CheckConstraint("status IN ('corrected', 'accepted', 'skipped')", name="ck_corrections_status"),
+        CheckConstraint("status IN ('corrected', 'accepted', 'skipped', 'withdrawn')", name="ck_corrections_status"),
         CheckConstraint("source IN ('app', 'label_studio')", name="ck_corrections_source"),
         Index("ix_corrections_listing_changed", "listing_id", "changed"),
     )

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from store.errors import ClaimError, CorrectionError
 from store.models import (
+    SAVED,
     Claim,
     Correction,
     ListingRow,
@@ -36,9 +37,10 @@ def _annotator_name(annotator: str) -> str:
 
 
 def _settled_ids(status_skipped: bool) -> Select:
-    """Listings whose current correction is a skip (`status_skipped`), or a saved verdict (not)."""
+    """Listings whose current correction is a skip (`status_skipped`), or a saved verdict (not); a
+    withdrawn one is neither: that listing waits in the queue again."""
     current = current_correction_ids()
-    status = Correction.status == "skipped" if status_skipped else Correction.status != "skipped"
+    status = Correction.status == "skipped" if status_skipped else Correction.status.in_(SAVED)
     return select(Correction.listing_id).where(Correction.id.in_(select(current.c.id)), status)
 
 

@@ -49,7 +49,7 @@ def test_round_trip_with_a_real_server(label_studio: Server, tmp_path: Path) -> 
         store.save_correction(jeans, "alice", [], status="skipped")
 
         # Server down first: nothing goes out, nothing is lost.
-        with pytest.raises(LabelStudioError, match="Could not reach"):
+        with pytest.raises(LabelStudioError, match="could not reach"):
             export_to_label_studio(store, "http://127.0.0.1:9", label_studio.token, PROJECT, ATTRIBUTES)
         with pytest.raises(LabelStudioError, match="refused the API key"):
             export_to_label_studio(store, label_studio.url, "wrong-token-123", PROJECT, ATTRIBUTES)

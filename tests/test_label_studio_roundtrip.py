@@ -149,6 +149,51 @@ def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
     assert (again.added, again.updated) == (0, 0) and store.all_corrections() == before
 
 
+def test_an_annotation_deleted_in_label_studio_withdraws_the_correction_and_requeues_the_listing(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    store.save_correction(jeans, "alice", [Span(0, 4, "colour")])
+    report = export(store, label_studio.url, project)
+    tasks = task_ids(client, report.project_id)
+    client.annotations.delete(only_annotation(client, tasks[shirt]).id)  # an annotator deletes it in Label Studio
+
+    imported = import_(store, label_studio.url, project)
+
+    assert len(imported.withdrawn) == 1 and "1 deleted in Label Studio (withdrawn here)" in imported.lines()[0]
+    assert f"listing {shirt}'s correction is withdrawn" in imported.lines()[1]
+    assert [c.status for c in store.corrections_for(shirt)] == ["corrected", "withdrawn"]  # the old one kept
+    assert [i.listing_id for i in store.review_queue(0.5)] == [shirt]  # back in the queue
+    assert [listing.text for listing in corrections_as_listings(store)] == [TEXTS[1]]  # and out of training
+    assert store.progress() == (1, 0, 1)
+    # From now on both sides agree: the export re-creates nothing, the import withdraws nothing twice.
+    again = export(store, label_studio.url, project)
+    assert (again.tasks_created, again.annotations_created) == (0, 0)
+    assert client.annotations.list(tasks[shirt]) == []
+    assert import_(store, label_studio.url, project).withdrawn == []
+    # Reviewed again in the app, the listing goes out as a new annotation.
+    store.save_correction(shirt, "bob", [Span(0, 3, "colour")])
+    assert export(store, label_studio.url, project).annotations_created == 1
+    assert import_(store, label_studio.url, project).withdrawn == []
+
+
+def test_a_deletion_in_label_studio_does_not_undo_a_newer_correction_made_in_the_app(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt = store.add_listing(TEXTS[0])
+    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    report = export(store, label_studio.url, project)
+    store.save_correction(shirt, "bob", [Span(0, 3, "colour")])  # changed in the app, not exported yet
+    client.annotations.delete(only_annotation(client, task_ids(client, report.project_id)[shirt]).id)
+
+    imported = import_(store, label_studio.url, project)
+
+    assert "has a newer correction made in the app" in imported.withdrawn[0]
+    assert [c.status for c in store.corrections_for(shirt)] == ["corrected", "corrected"]
+    assert [listing.spans for listing in corrections_as_listings(store)] == [[Span(0, 3, "colour")]]
+
+
 def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_current(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:

@@ -215,7 +215,7 @@ def test_migrations_are_applied_and_the_store_reopens_with_its_data(db_url: str)
     with open_store(db_url) as store:
         assert [c.spans for c in store.all_corrections()] == [[Span(0, 3, "Color")]]
         with store.db.engine.connect() as connection:
-            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+            assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
@@ -367,10 +367,11 @@ def test_label_studio_down_raises_and_keeps_the_correction_unexported(db_url: st
     listing = store.add_listing(TEXT, png())
     correction = store.save_correction(listing, "alice", [Span(0, 3, "Color")])
     url = f"http://127.0.0.1:{_closed_port()}"
-    with pytest.raises(LabelStudioError, match="Could not reach Label Studio"):
+    with pytest.raises(LabelStudioError, match="The export could not reach Label Studio.*go out with the next export"):
         export_to_label_studio(store, url, "some-token", "DRAM test", ["Color"])
-    with pytest.raises(LabelStudioError, match="Could not reach Label Studio"):
+    with pytest.raises(LabelStudioError, match="The import could not reach Label Studio.*run the import again") as down:
         import_from_label_studio(store, url, "some-token", "DRAM test")
+    assert "export" not in str(down.value)  # an import that failed speaks of the import
     assert [c.id for c in store.unexported_corrections()] == [correction]
 
 
@@ -433,7 +434,7 @@ def test_a_store_from_the_previous_release_opens_migrated_with_its_corrections(t
         (listing,) = corrections_as_listings(store, tmp_path / "cache")
         assert listing.spans == [Span(4, 10, "Material")]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == ("0005",)
         assert raw.execute("SELECT count(*) FROM corrections WHERE changed IS NULL").fetchone() == (0,)
         assert raw.execute("SELECT content_key FROM listings").fetchone() == (content_key(TEXT, None),)
     with open_store(f"sqlite:///{path}") as store:  # the old listing is found by its content, as a new one would be
