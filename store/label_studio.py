@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
@@ -276,13 +277,17 @@ def export_to_label_studio(
 
     with _talking_to(url, "export tasks", "export"):
         for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
-            if listing_id not in tasks:
-                # A create whose answer was lost: the task is there, its predictions may not be.
+            if listing_id not in tasks:  # a create whose answer was lost: the task is there
                 store.record_label_studio_task(project_id, listing_id, task_id)
                 tasks[listing_id] = task_id
                 report.tasks_recovered += 1
-                if not list(client.predictions.list(task=task_id)):
-                    _export_predictions(client, store, project_id, task_id, listings[listing_id], report)
+        # Every prediction the store holds for a task Label Studio has, and Label Studio lacks (a new
+        # model's, or one an export died before sending), goes out now.
+        held = _remote_predictions(client, project_id)
+        for listing_id, task_id in tasks.items():
+            if listing_id in listings:
+                missing = _missing(store.predictions_for(listing_id), held.get(task_id, Counter()))
+                _export_predictions(client, project_id, task_id, listings[listing_id], missing, report)
         for listing in listings.values():
             if listing.id in tasks:
                 continue
@@ -318,14 +323,43 @@ def _export_listing(client: LabelStudio, store: Store, project_id: int, listing:
     task = client.tasks.create(project=project_id, data=data, request_options=NO_RETRY)
     store.record_label_studio_task(project_id, listing.id, task.id)
     report.tasks_created += 1
-    _export_predictions(client, store, project_id, task.id, listing, report)
+    _export_predictions(client, project_id, task.id, listing, store.predictions_for(listing.id), report)
     return task.id
 
 
-def _export_predictions(
-    client: LabelStudio, store: Store, project_id: int, task_id: int, listing: ListingInfo, report: ExportReport
-) -> None:
-    for prediction in store.predictions_for(listing.id):
+def _prediction_key(result: list[Any], model_version: str | None) -> str:
+    """Which store prediction a Label Studio prediction is: its regions are named after the store's
+    prediction id ("p12-0"); one without regions is known only by its model version."""
+    first = result[0] if result else None
+    region_id = str((first.get("id") if isinstance(first, dict) else getattr(first, "id", "")) or "")
+    match = re.match(r"p(\d+)-", region_id)
+    return f"p{match.group(1)}" if match else f"empty:{model_version or 'unregistered-model'}"
+
+
+def _remote_predictions(client: LabelStudio, project_id: int) -> dict[int, Counter[str]]:
+    """task id -> the predictions Label Studio holds for it, by `_prediction_key`."""
+    held: dict[int, Counter[str]] = {}
+    for prediction in client.predictions.list(project=project_id):
+        held.setdefault(int(prediction.task), Counter())[_prediction_key(prediction.result or [], prediction.model_version)] += 1
+    return held
+
+
+def _missing(predictions: list[PredictionInfo], held: Counter[str]) -> list[PredictionInfo]:
+    left = Counter(held)
+    missing = []
+    for prediction in predictions:
+        key = _prediction_key([{"id": f"p{prediction.id}-0"}] if prediction.spans else [],
+                              prediction.model_version_name)
+        if left[key] > 0:
+            left[key] -= 1
+        else:
+            missing.append(prediction)
+    return missing
+
+
+def _export_predictions(client: LabelStudio, project_id: int, task_id: int, listing: ListingInfo,
+                        predictions: list[PredictionInfo], report: ExportReport) -> None:
+    for prediction in predictions:
         try:
             client.predictions.create(task=task_id, project=project_id, request_options=NO_RETRY,
                                       **_prediction_payload(listing.text, prediction))
@@ -334,7 +368,7 @@ def _export_predictions(
             if exc.status_code in (401, 403):
                 raise
             report.failures.append(f"Prediction {prediction.id} of listing {listing.id}: Label Studio answered "
-                                   f"HTTP {exc.status_code} {exc.body!r}; it is not sent again.")
+                                   f"HTTP {exc.status_code} {exc.body!r}; the next export sends it.")
 
 
 class _Annotators:

@@ -17,7 +17,13 @@ from store.models import (
     ListingRow,
     utcnow,
 )
-from store.records import CorrectionInfo, Room, check_spans, correction_info, current_correction_ids
+from store.records import (
+    CorrectionInfo,
+    Room,
+    check_spans,
+    correction_info,
+    current_correction_ids,
+)
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,9 @@ matching request(s):
 
 - `error_after_forward`: the server does the work (e.g. stores the annotation), then the client is
   told HTTP 500, as when a reverse proxy or a crashed worker loses the answer;
-- `drop_mid_response`: the server answers, the client gets half the body and a closed connection.
+- `drop_mid_response`: the server answers, the client gets half the body and a closed connection;
+- `down_before_forward`: the request never reaches the server (it was down for that moment), the
+  client is told HTTP 503, as when Label Studio dies between two requests of one export.
 
 Used by the fault-injection tests and by benchmarks/bench_faults.py.
 """
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
-ACTIONS = ("error_after_forward", "drop_mid_response")
+ACTIONS = ("error_after_forward", "drop_mid_response", "down_before_forward")
 # Headers about this one connection, not the message; http.client sets Host and Content-Length itself.
 _HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
         "content-length"}
@@ -105,6 +107,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         fault = proxy.take(self.command, self.path)
+        if fault == "down_before_forward":
+            self._answer(503, b'{"detail": "injected fault: the server was down for this request"}')
+            return
         upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -114,12 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             upstream.close()
         if fault == "error_after_forward":
-            payload = b'{"detail": "injected fault: the server did the work but the answer was lost"}'
-            self.send_response(500)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._answer(500, b'{"detail": "injected fault: the server did the work but the answer was lost"}')
             return
         self.send_response(response.status)
         for key, value in response.getheaders():
@@ -133,5 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data)
+
+    def _answer(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward

@@ -252,6 +252,34 @@ def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
     ]
 
 
+def test_a_prediction_the_server_never_got_is_repaired_by_the_next_export(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    for listing in (shirt, jeans):
+        store.add_prediction(listing, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
+                             {"colour": 0.9}, 0.5)
+    with FaultProxy(label_studio.url) as proxy:
+        # Label Studio goes down after storing the shirt's task, before its prediction arrives.
+        proxy.inject("POST", r"^/api/predictions", "down_before_forward")
+        first = export(store, proxy.url, project)
+        assert proxy.pending() == 0
+    assert (first.tasks_created, first.predictions_created) == (2, 1)
+    assert "the next export sends it" in " ".join(first.failures)
+
+    second = export(store, label_studio.url, project)  # compares what Label Studio holds, sends what it lacks
+    assert (second.tasks_created, second.predictions_created, second.failures) == (0, 1, [])
+    held = lambda: {t.data["dram_listing_id"]: len(t.predictions)  # noqa: E731
+                    for t in client.tasks.list(project=first.project_id, fields="all")}
+    assert held() == {shirt: 1, jeans: 1}
+    assert export(store, label_studio.url, project).predictions_created == 0  # both sides equal: nothing more
+    # A newer model's prediction for a listing already in Label Studio goes out too, once.
+    store.add_prediction(jeans, None, [{"start": 5, "end": 10, "attribute": "material", "confidence": 0.7}],
+                         {"material": 0.7}, 0.5)
+    assert export(store, label_studio.url, project).predictions_created == 1
+    assert held() == {shirt: 1, jeans: 2}
+
+
 def test_exported_corrections_carry_the_annotators_name(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
@@ -287,7 +315,7 @@ def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothin
     with FaultProxy(label_studio.url) as proxy:
         # The third annotation is stored by the server, but the connection drops while it answers.
         proxy.inject("POST", r"^/api/tasks/\d+/annotations", "drop_mid_response", after=2)
-        with pytest.raises(LabelStudioError, match="broke while trying to export corrections"):
+        with pytest.raises(LabelStudioError, match="broke during the export, while trying to export corrections"):
             export(store, proxy.url, project)
         report = export(store, proxy.url, project)
         assert (report.annotations_created, report.annotations_recovered) == (3, 1)
@@ -304,7 +332,7 @@ def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothin
         # The second page of tasks breaks off half-way, after the first page was imported (three times:
         # the client retries a read twice, which is harmless for reads).
         proxy.inject("GET", r"^/api/tasks/?\?.*\bpage=2\b", "drop_mid_response", times=3)
-        with pytest.raises(LabelStudioError, match="broke while trying to read annotations"):
+        with pytest.raises(LabelStudioError, match="broke during the import, while trying to read annotations.*run the import again"):
             import_(store, proxy.url, project)
         imported = import_(store, proxy.url, project)
         assert proxy.pending() == 0
