@@ -102,6 +102,7 @@ class Player:
         """One action: the attribute's key, or a filter entry (letters until it is the first match, then Enter)."""
         listing, revision = self.state()
         started = time.perf_counter()
+        kind += " (key 1-9)" if attribute in keyed else " (filter + Enter)"
         if attribute in keyed:
             self.page.keyboard.press(keyed[attribute])
         else:
