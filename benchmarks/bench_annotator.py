@@ -41,7 +41,7 @@ from dram.paths import DEFAULT_CHECKPOINT  # noqa: E402
 from review.intake import record_extraction  # noqa: E402
 from store import open_store  # noqa: E402
 from tests.app_server import launch_app, stop_app  # noqa: E402
-from tests.browser import TIMEOUT_MS, launch_chromium  # noqa: E402
+from tests.browser import TIMEOUT_MS, launch_chromium, start_annotating  # noqa: E402
 from training.common import load_data  # noqa: E402
 
 log = logging.getLogger("bench_annotator")
@@ -150,9 +150,6 @@ def read_editor(page) -> dict[str, str]:
 def play(page, offers: dict[int, Listing], predicted: dict[int, list[Span]]) -> dict:
     player = Player(page)
     actions: dict[str, list[int]] = defaultdict(list)
-    page.locator(".se-root").click()
-    page.keyboard.press("n")
-    page.wait_for_selector(".se-root[data-revision='0'] .se-text", timeout=TIMEOUT_MS)
     for _ in range(len(offers)):
         listing, _revision = player.state()
         offer = offers[listing]
@@ -216,8 +213,7 @@ def main() -> None:
     by_id = queue_offers(db_url, args.checkpoint, offers, names)
     with open_store(db_url) as store:
         predicted = {i: store.predictions_for(i)[-1].spans for i in by_id}
-    os.environ["DRAM_DB_URL"] = db_url
-    url, process = launch_app(args.checkpoint, work / "app.log")
+    url, process = launch_app(args.checkpoint, work / "app.log", {"DRAM_DB_URL": db_url})
     load_before = os.getloadavg()
     try:
         from playwright.sync_api import sync_playwright
@@ -225,9 +221,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
-            page.get_by_role("tab", name="Annotate").click()
-            page.locator("#annotator textarea, #annotator input").first.fill("bench")
+            start_annotating(page, url, "bench")
             result = play(page, by_id, predicted)
             browser.close()
     finally:

@@ -10,7 +10,6 @@ one is handed out. Prints the seconds from the kill, and whether the reader kept
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from dram.paths import DEFAULT_CHECKPOINT  # noqa: E402
 from review.queue import ClaimSettings  # noqa: E402
 from store import open_store  # noqa: E402
 from tests.app_server import launch_app  # noqa: E402
-from tests.browser import TIMEOUT_MS, launch_chromium  # noqa: E402
+from tests.browser import launch_chromium, start_annotating  # noqa: E402
 from tests.postgres_server import running_postgres  # noqa: E402
 
 TEXTS = ["Roadster Men Navy Blue Casual Shirt", "Nike Women White Running Shoes"]
@@ -36,18 +35,10 @@ def measure(url: str, read_s: float, work: Path) -> tuple[bool, float]:
     with open_store(url) as store:
         for text in TEXTS:
             store.add_listing(text)
-    os.environ["DRAM_DB_URL"] = url
-    app_url, process = launch_app(DEFAULT_CHECKPOINT, work / "app.log")
+    app_url, process = launch_app(DEFAULT_CHECKPOINT, work / "app.log", {"DRAM_DB_URL": url})
     try:
         with sync_playwright() as playwright, open_store(url) as store:
-            page = launch_chromium(playwright).new_page()
-            page.goto(app_url, wait_until="load", timeout=TIMEOUT_MS)
-            page.get_by_role("tab", name="Annotate").click()
-            page.locator("#annotator textarea, #annotator input").first.fill("alice")
-            page.locator(".se-root").click()
-            page.keyboard.press("n")
-            page.wait_for_selector(".se-root[data-revision='0'] .se-text", timeout=TIMEOUT_MS)
-            held = int(page.locator(".se-root").get_attribute("data-listing"))
+            held = start_annotating(launch_chromium(playwright).new_page(), app_url, "alice")
             store.claim_next("bob", 0.5)  # the other listing: only alice's is left
             time.sleep(read_s)
             kept = store.claims().get(held) == "alice"

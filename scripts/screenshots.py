@@ -9,7 +9,6 @@ tab on the bundled batch queued through the app's own import (one value selected
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -88,8 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dram-screenshots-"))
-    os.environ["DRAM_DB_URL"] = f"sqlite:///{work / 'store.sqlite'}"
-    url, process = launch_app(args.checkpoint, work / "app.log")
+    url, process = launch_app(args.checkpoint, work / "app.log", {"DRAM_DB_URL": f"sqlite:///{work / 'store.sqlite'}"})
     try:
         from playwright.sync_api import sync_playwright
 

@@ -6,7 +6,6 @@ Needs /usr/bin/chromium (scripts/install_browser.sh). The app gets its own SQLit
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterator
@@ -61,13 +60,8 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def app_url(app_checkpoint: Path, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_file = tmp_path_factory.mktemp("annotate-browser-log") / "app.log"
-    previous = os.environ.get("DRAM_DB_URL")
-    os.environ["DRAM_DB_URL"] = db_url
-    try:
-        url, process = launch_app(app_checkpoint, log_file)
-    finally:
-        os.environ.pop("DRAM_DB_URL") if previous is None else os.environ.__setitem__("DRAM_DB_URL", previous)
+    url, process = launch_app(app_checkpoint, tmp_path_factory.mktemp("annotate-browser-log") / "app.log",
+                              {"DRAM_DB_URL": db_url})
     yield url
     stop_app(process)
 

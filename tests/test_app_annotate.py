@@ -4,7 +4,6 @@ The app gets its own SQLite store in a temporary folder (DRAM_DB_URL), filled he
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -38,16 +37,7 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def app(app_checkpoint: Path, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen]]:
-    log_file = tmp_path_factory.mktemp("annotate-log") / "app.log"
-    previous = os.environ.get("DRAM_DB_URL")
-    os.environ["DRAM_DB_URL"] = db_url
-    try:
-        url, process = launch_app(app_checkpoint, log_file)
-    finally:
-        if previous is None:
-            os.environ.pop("DRAM_DB_URL")
-        else:
-            os.environ["DRAM_DB_URL"] = previous
+    url, process = launch_app(app_checkpoint, tmp_path_factory.mktemp("annotate-log") / "app.log", {"DRAM_DB_URL": db_url})
     yield url, process
     stop_app(process)
 

@@ -6,7 +6,6 @@ few seconds here (DRAM_CLAIM_SECONDS) so the suite does not wait the default 120
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from datetime import timedelta
@@ -18,7 +17,7 @@ from review.edits import ReviewItem
 from review.queue import ClaimSettings, keep_claim
 from store import open_store
 from tests.app_server import launch_app
-from tests.browser import CHROMIUM, TIMEOUT_MS, launch_chromium
+from tests.browser import CHROMIUM, launch_chromium, start_annotating
 
 LIFETIME_S, HEARTBEAT_S = 4.0, 1.0
 TEXTS = ["Roadster Men Navy Blue Casual Shirt", "Nike Women White Running Shoes"]
@@ -50,24 +49,12 @@ def test_a_claim_outlives_a_killed_app_only_briefly(backend: str, app_checkpoint
            else request.getfixturevalue("postgres").create_database())
     with open_store(url) as store:
         ids = [store.add_listing(text) for text in TEXTS]
-    saved = {k: os.environ.get(k) for k in ("DRAM_DB_URL", "DRAM_CLAIM_SECONDS", "DRAM_CLAIM_HEARTBEAT_SECONDS")}
-    os.environ.update(DRAM_DB_URL=url, DRAM_CLAIM_SECONDS=str(LIFETIME_S), DRAM_CLAIM_HEARTBEAT_SECONDS=str(HEARTBEAT_S))
-    try:
-        app_url, process = launch_app(app_checkpoint, tmp_path / "app.log")
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    app_url, process = launch_app(app_checkpoint, tmp_path / "app.log", {
+        "DRAM_DB_URL": url, "DRAM_CLAIM_SECONDS": str(LIFETIME_S), "DRAM_CLAIM_HEARTBEAT_SECONDS": str(HEARTBEAT_S)})
     try:
         with sync_playwright() as playwright, open_store(url) as store:
             browser = launch_chromium(playwright)
-            page = browser.new_page()
-            page.goto(app_url, wait_until="load", timeout=TIMEOUT_MS)
-            page.get_by_role("tab", name="Annotate").click()
-            page.locator("#annotator textarea, #annotator input").first.fill("alice")
-            page.locator(".se-root").click()
-            page.keyboard.press("n")
-            page.wait_for_selector(".se-root[data-revision='0'] .se-text", timeout=TIMEOUT_MS)
-            held = int(page.locator(".se-root").get_attribute("data-listing"))
+            held = start_annotating(browser.new_page(), app_url, "alice")
             other = next(i for i in ids if i != held)
             assert store.claim_next("bob", 0.5, timedelta(minutes=10)).listing_id == other
 
