@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def measure(url: str, read_s: float, work: Path) -> tuple[bool, float]:
     try:
         with sync_playwright() as playwright, open_store(url) as store:
             held = start_annotating(launch_chromium(playwright).new_page(), app_url, "alice")
-            store.claim_next("bob", 0.5)  # the other listing: only alice's is left
+            store.claim_next("bob", 0.5, timedelta(hours=1))  # the other listing: only alice's is left
             time.sleep(read_s)
             kept = store.claims().get(held) == "alice"
             process.send_signal(signal.SIGKILL)
