@@ -87,7 +87,15 @@ def _ranked_below(miss: Miss, evidence: Evidence) -> bool:
     return any(normalise_value(s.text) in gold for s in miss.predicted_for(miss.attribute))
 
 
-def _boundary(miss: Miss, evidence: Evidence) -> bool:
+def _too_long(miss: Miss, evidence: Evidence) -> bool:
+    return any(p.start <= g.start and g.end <= p.end for p in miss.predicted_for(miss.attribute) for g in miss.gold_spans)
+
+
+def _too_short(miss: Miss, evidence: Evidence) -> bool:
+    return any(g.start <= p.start and p.end <= g.end for p in miss.predicted_for(miss.attribute) for g in miss.gold_spans)
+
+
+def _crossing(miss: Miss, evidence: Evidence) -> bool:
     return any(p.overlaps(g) for p in miss.predicted_for(miss.attribute) for g in miss.gold_spans)
 
 
@@ -132,7 +140,9 @@ CAUSES: list[tuple[str, str, Rule]] = [
     ("not in text", "no gold value is written in the text on tagging-unit boundaries", _not_in_text),
     ("attribute not trained", "the attribute has no value in the training data, so the model lacks it", _untrained_attribute),
     ("ranked below another value", "the model extracted a gold value but answered with a more confident other value", _ranked_below),
-    ("boundary", "an extracted value of the attribute overlaps a gold value with other bounds", _boundary),
+    ("boundary: too long", "an extracted value of the attribute holds a gold value and more words", _too_long),
+    ("boundary: too short", "an extracted value of the attribute is part of a gold value", _too_short),
+    ("boundary: crossing", "an extracted value of the attribute overlaps a gold value, crossing one of its ends", _crossing),
     ("words shared with another attribute", "every gold occurrence shares words with another attribute's gold value; the joint decoder tags a word once", _shared_words),
     ("wrong attribute", "a gold value's words were extracted under another attribute", _wrong_attribute),
     ("glued to codes or units", "every gold occurrence touches a letter or digit outside it (\"25KPAGE\", \"13w\")", _glued),

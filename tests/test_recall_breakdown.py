@@ -39,7 +39,9 @@ EVIDENCE = Evidence(
     ({"Finish": ["matte"]}, "Finish", [], "attribute not trained"),
     ({"Color": ["Black"]}, "Color", [span("Black", "Color", 0.4), span("toner", "Color", 0.8)],
      "ranked below another value"),
-    ({"Product Type": ["toner cartridge"]}, "Product Type", [span("toner", "Product Type")], "boundary"),
+    ({"Product Type": ["toner"]}, "Product Type", [span("Acme toner", "Product Type")], "boundary: too long"),
+    ({"Product Type": ["toner cartridge"]}, "Product Type", [span("toner", "Product Type")], "boundary: too short"),
+    ({"Product Type": ["toner cartridge"]}, "Product Type", [span("Acme toner", "Product Type")], "boundary: crossing"),
     ({"Brand": ["Acme"], "Manufacturer": ["Acme"]}, "Brand", [], "words shared with another attribute"),
     ({"Material": ["matte"]}, "Material", [span("matte", "Color")], "wrong attribute"),
     ({"Width": ["13"]}, "Width", [], "glued to codes or units"),
@@ -75,5 +77,5 @@ def test_evidence_counts_training_listings_with_a_value() -> None:
 
 
 def test_table_shares_add_up() -> None:
-    table = breakdown_table(["boundary", "boundary", OTHER, "distractor"], n_valued_slots=40)
-    assert "| boundary | 2 | 50.0% | 5.00 |" in table and "| all misses | 4 | 100% | 10.00 |" in table
+    table = breakdown_table(["boundary: too long", "boundary: too long", OTHER, "distractor"], n_valued_slots=40)
+    assert "| boundary: too long | 2 | 50.0% | 5.00 |" in table and "| all misses | 4 | 100% | 10.00 |" in table
