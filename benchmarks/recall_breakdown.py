@@ -8,8 +8,10 @@ answer (the most confident extracted value) is none (VN) or none of them (VW). W
 scores the listings `training.train` held out of --train for validation with the checkpoint's seed,
 and reads the training values from the rest, exactly as that run split them; so the test split is
 never looked at. The first rule of `CAUSES` that holds names the cause, so the order decides
-between causes that hold together: what the data or decoding make impossible first, then what
-the model did instead, then what it had too little of to learn.
+between causes that hold together: what makes the value impossible to extract first (not in the
+text, an attribute the model lacks), then what the model extracted instead (another value ranked
+higher, wrong bounds, the words under another attribute), then what the data gave it (glued
+values, an attribute never decoded, few examples, an unseen value), and a wrong answer elsewhere last.
 """
 from __future__ import annotations
 
@@ -185,7 +187,8 @@ def breakdown_table(causes: list[str], n_valued_slots: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_arguments(parser)
-    parser.add_argument("--train", required=True, type=Path, help="the file the checkpoint was trained from")
+    parser.add_argument("--train", required=True, type=Path,
+                        help="the file the checkpoint was trained from (with --data, all of it is read as training values)")
     parser.add_argument("--data", type=Path, help="labelled listings to score (default: the run's own validation split of --train)")
     parser.add_argument("--examples", type=Path, help="write every miss with its cause here (JSONL, grouped by cause)")
     args = parser.parse_args()
