@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from store.corrections import CorrectionRoom
 from store.db import Database, open_database
+from store.double_review import DoubleReview
 from store.label_studio_ledger import LabelStudioLedger, LabelStudioSync
 from store.listings import ListingRoom
 from store.queue import CLAIM_TTL, QueueRoom
@@ -32,8 +33,9 @@ __all__ = ["CLAIM_TTL", "CorrectionInfo", "CurrentCorrection", "LabelStudioSync"
 class Store(ListingRoom, CorrectionRoom, VersionRoom, QueueRoom, LabelStudioLedger):
     """Listings, model predictions and the corrections annotators make to them."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, double_review: DoubleReview | None = None) -> None:
         self.db = db
+        self.double_review = double_review or DoubleReview.from_env()
 
     def close(self) -> None:
         self.db.close()
@@ -46,6 +48,8 @@ class Store(ListingRoom, CorrectionRoom, VersionRoom, QueueRoom, LabelStudioLedg
 
 
 def open_store(url: str | None = None, *, busy_timeout_s: float = 5.0, retries: int = 4,
-               backoff_s: float = 0.2) -> Store:
-    """The store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite (see `store.db.open_database`)."""
-    return Store(open_database(url, busy_timeout_s=busy_timeout_s, retries=retries, backoff_s=backoff_s))
+               backoff_s: float = 0.2, double_review_share: float | None = None) -> Store:
+    """The store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite (see `store.db.open_database`); a share of
+    its listings goes to two annotators: `double_review_share`, else `DRAM_DOUBLE_REVIEW_SHARE`, else 0.1."""
+    share = DoubleReview(double_review_share) if double_review_share is not None else None
+    return Store(open_database(url, busy_timeout_s=busy_timeout_s, retries=retries, backoff_s=backoff_s), share)
