@@ -86,7 +86,7 @@ class ExportReport:
 
 def agreement_paragraph(rows: list[AgreementRow]) -> str:
     """The agreement in one paragraph: 'Agreement between annotators (span F1 ...): colour: F1 85.7% (...); ...'."""
-    return (f"{AGREEMENT_HEADING} (span F1 between the first two verdicts on each listing two annotators "
+    return (f"{AGREEMENT_HEADING} (span F1 between the first two annotators' verdicts on each listing both "
             f"reviewed): {'; '.join(row.line() for row in rows)}.")
 
 

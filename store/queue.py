@@ -194,6 +194,13 @@ class QueueRoom(Room):
         with self.db.transaction(write=False) as session:
             return dict(session.execute(select(Claim.listing_id, Claim.annotator).where(Claim.expires_at > utcnow())).all())
 
+    def double_review_state(self, listing_id: int) -> DoubleReviewState | None:
+        """Where a listing two annotators review stands (no verdicts yet: an empty pair); None for the others."""
+        if not self.double_review.chosen(listing_id):
+            return None
+        with self.db.transaction(write=False) as session:
+            return double_review_states(session, self.double_review, listing_id).get(listing_id, DoubleReviewState(()))
+
     def progress(self) -> QueueCounts:
         """How many listings are saved (a double listing: settled), skipped (their current correction is a
         skip; they come back last) and waiting (a double listing waiting for its second or third look too)."""

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from dram.data.spans import Span
+from review.queue import look_note
 from review.training_data import corrections_as_listings
 from store import Store, open_store
 from store.agreement import ALL_ATTRIBUTES, AgreementRow, agreement_rows
@@ -101,6 +102,19 @@ def test_a_dispute_goes_to_a_third_annotator_and_only_the_thirds_version_trains(
     assert trained(store, tmp_path) == {f"listing-{listing}": [RED, SIZE]}
     store.save_correction(listing, "alice", [COTTON])  # made last, but the pair still disagrees: carol's stands
     assert trained(store, tmp_path) == {f"listing-{listing}": [RED, SIZE]}
+
+
+def test_the_annotate_tab_can_say_which_look_a_listing_gets(store: Store, url: str) -> None:
+    listing = store.add_listing(TEXT)
+    assert look_note(store, listing).endswith("yours is the first look.")
+    store.save_correction(listing, "alice", [RED])
+    assert look_note(store, listing).endswith("yours is the second look.") and "alice" not in look_note(store, listing)
+    store.save_correction(listing, "bob", [COTTON])
+    assert look_note(store, listing).startswith("Third look")
+    store.save_correction(listing, "carol", [RED])
+    assert look_note(store, listing) == ""
+    with open_store(url, double_review_share=0) as single:
+        assert look_note(single, listing) == "" and single.double_review_state(listing) is None
 
 
 def test_listings_outside_the_share_are_reviewed_once(url: str, tmp_path: Path) -> None:
