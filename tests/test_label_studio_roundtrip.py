@@ -55,7 +55,9 @@ def project(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+    """One annotator per listing: the audit expects each listing's newest correction to be what trains,
+    which double review holds back until a second annotator agrees (its own test below)."""
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}", double_review_share=0) as opened:
         yield opened
 
 
