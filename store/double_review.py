@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import BigInteger, ColumnElement, func, literal, select
+from sqlalchemy import BigInteger, ColumnElement, SQLColumnExpression, func, literal, select
 from sqlalchemy.orm import Session
 
 from dram.data.spans import Span
@@ -53,7 +53,7 @@ class DoubleReview:
         """Whether two annotators review this listing."""
         return (listing_id * _GOLDEN) % _RANGE < self._threshold
 
-    def chosen_sql(self, listing_id: Any) -> ColumnElement[bool]:
+    def chosen_sql(self, listing_id: SQLColumnExpression[int]) -> ColumnElement[bool]:
         """`chosen` as a SQL condition on a listing-id column (the same arithmetic, in 64-bit integers)."""
         return (listing_id * literal(_GOLDEN, BigInteger)) % _RANGE < self._threshold
 
