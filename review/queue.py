@@ -49,6 +49,18 @@ def next_item(store: Store, tau: float, annotator: str | None = None,
     return ReviewItem.from_queue(top) if top is not None else None
 
 
+def look_note(store: Store, listing_id: int) -> str:
+    """What the Annotate tab may say over a double-reviewed listing: which look this is (never whose the
+    others were, so the second look stays independent); '' for a listing one annotator reviews."""
+    state = store.double_review_state(listing_id)
+    if state is None or state.trains is not None:
+        return ""
+    if len(state.pair) == 2:
+        return "Third look: two annotators disagreed on this listing; your version is the one that trains."
+    looks = ("first", "second")[len(state.pair)]
+    return f"Double review: two annotators check this listing; yours is the {looks} look."
+
+
 def save_verdict(store: Store, annotator: str, item: ReviewItem, *, skip: bool,
                  attributes: Sequence[str] | None) -> str:
     """Save the annotator's spans for `item` as corrected, accepted or skipped; the status.

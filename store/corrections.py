@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from dram.data.spans import Span
+from dram.data.spans import Span, reading_order
+from store.agreement import AgreementRow, agreement_rows
+from store.double_review import double_review_states
 from store.errors import CorrectionError, StoreError
 from store.models import (
     SAVED,
@@ -100,25 +102,42 @@ class CorrectionRoom(Room):
         with self.db.transaction(write=False) as session:
             return [correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
+    def annotators_with_verdicts(self) -> int:
+        """How many annotators saved a verdict (corrected or accepted) in this store."""
+        with self.db.transaction(write=False) as session:
+            return session.scalar(select(func.count(func.distinct(Correction.annotator)))
+                                  .where(Correction.status.in_(SAVED))) or 0
+
     def current_corrections(self) -> list[CurrentCorrection]:
-        """Each reviewed listing's current correction (the one made last; skipped and withdrawn ones left out),
-        with its photo."""
+        """Each reviewed listing's version that trains, with its photo: the current correction (the one made
+        last; skipped and withdrawn ones left out), or for a double listing the settled verdict (none until
+        settled, see `store.double_review`)."""
+        chosen = self.double_review.chosen_sql(ListingRow.id)
         with self.db.transaction(write=False) as session:
             latest = current_correction_ids()
-            rows = session.execute(
-                select(ListingRow, Correction, Photo)
+            singles = session.execute(
+                select(ListingRow, Correction.spans, Photo)
                 .join(Correction, Correction.listing_id == ListingRow.id)
                 .outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
                 .where(Correction.id.in_(select(latest.c.id)))
-                .where(Correction.status.in_(SAVED))
-                .order_by(ListingRow.id)
+                .where(Correction.status.in_(SAVED), ~chosen)
             )
+            found = [(row, [s.bare() for s in stored_spans(spans)], photo) for row, spans, photo in singles]
+            settled = {listing: state.trains for listing, state in
+                       double_review_states(session, self.double_review).items() if state.trains is not None}
+            doubles = session.execute(select(ListingRow, Photo).outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
+                                      .where(chosen))
+            found += [(row, reading_order(settled[row.id].spans), photo) for row, photo in doubles if row.id in settled]
             return [
                 CurrentCorrection(
-                    ListingInfo(row.id, row.external_id, row.text, row.photo_sha256),
-                    [s.bare() for s in stored_spans(correction.spans)],
-                    photo.data if photo is not None else None,
-                    photo.mime_type if photo is not None else None,
+                    ListingInfo(row.id, row.external_id, row.text, row.photo_sha256), spans,
+                    photo.data if photo is not None else None, photo.mime_type if photo is not None else None,
                 )
-                for row, correction, photo in rows
+                for row, spans, photo in sorted(found, key=lambda found: found[0].id)
             ]
+
+    def agreement(self) -> list[AgreementRow]:
+        """Per attribute, span F1 between the two annotators of every double listing both gave a verdict on."""
+        with self.db.transaction(write=False) as session:
+            states = double_review_states(session, self.double_review).values()
+            return agreement_rows((s.pair[0].spans, s.pair[1].spans) for s in states if len(s.pair) == 2)

@@ -7,6 +7,9 @@ annotations, and edits to annotations that were exported from here or imported b
 is a new version of the correction; the earlier one is kept). When a listing changed in the app
 too since the last sync, both are kept, the one made last is current, and the import reports it.
 
+Each export also says how far annotators agree where two reviewed the same listing (`store.agreement`):
+in its report, and in the project's description, which Label Studio shows with the project.
+
 Both sides are idempotent: the store remembers which listing is which task and which
 correction is which annotation, so running either again sends or adds nothing twice, and a
 correction that failed to go out stays unexported until an export succeeds.
@@ -31,6 +34,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from dram.data.spans import Span
+from store.agreement import AgreementRow
 from store.errors import CorrectionError, StoreBusyError, StoreError
 from store.records import CorrectionInfo, ListingInfo, PredictionInfo
 from store.repository import Store
@@ -48,6 +52,8 @@ NO_RETRY: dict[str, Any] = {"max_retries": 0}
 IMPORT_PAGE_SIZE = 100
 # Label Studio users made for annotators who exist only in the app (a reserved, undeliverable domain).
 ANNOTATOR_DOMAIN = "dram-annotators.invalid"
+# Starts the paragraph of the project's description each export rewrites; the text before it is left alone.
+AGREEMENT_HEADING = "Agreement between annotators"
 
 
 class LabelStudioError(RuntimeError):
@@ -65,15 +71,29 @@ class ExportReport:
     annotations_recovered: int = 0  # created by an earlier try whose answer was lost: linked, not re-sent
     failures: list[str] = field(default_factory=list)  # corrections in here stay unexported
     notes: list[str] = field(default_factory=list)  # exported, but not quite as wished (e.g. annotator name)
+    agreement: list[AgreementRow] = field(default_factory=list)  # on the listings two annotators reviewed
 
     def lines(self) -> list[str]:
-        """A one-line summary, then every failure and note: what the app shows after an export."""
+        """A one-line summary, then every failure and note, then the agreement: what the app shows after an export."""
         summary = (f"Exported to Label Studio project {self.project_id}: {self.tasks_created} tasks, "
                    f"{self.predictions_created} predictions, {self.annotations_created} annotations")
         found = [f"{n} {what} already there from an earlier try" for n, what in
                  ((self.tasks_recovered, "tasks"), (self.annotations_recovered, "annotations")) if n]
         failed = [f"{len(self.failures)} failed (they go out with the next export)"] if self.failures else []
-        return ["; ".join([summary, *found, *failed]) + ".", *self.failures, *self.notes]
+        agreement = [agreement_paragraph(self.agreement)] if self.agreement else []
+        return ["; ".join([summary, *found, *failed]) + ".", *self.failures, *self.notes, *agreement]
+
+
+def agreement_paragraph(rows: list[AgreementRow]) -> str:
+    """The agreement in one paragraph: 'Agreement between annotators (span F1 ...): colour: F1 85.7% (...); ...'."""
+    return (f"{AGREEMENT_HEADING} (span F1 between the first two annotators' verdicts on each listing both "
+            f"reviewed): {'; '.join(row.line() for row in rows)}.")
+
+
+def with_agreement(description: str, paragraph: str) -> str:
+    """A project description with its agreement paragraph replaced by `paragraph`; the rest is the owner's."""
+    kept = description.split(AGREEMENT_HEADING)[0].rstrip()
+    return f"{kept}\n\n{paragraph}" if kept else paragraph
 
 
 @dataclass
@@ -309,8 +329,20 @@ def export_to_label_studio(
                 continue
             _export_correction(client, store, users, listings[correction.listing_id], tasks[correction.listing_id],
                                correction, report)
+    report.agreement = store.agreement()
+    if report.agreement:
+        with _talking_to(url, "write the agreement into the project's description", "export"):
+            _describe_agreement(client, project_id, report.agreement)
     log.info("Label Studio export: %s", report)
     return report
+
+
+def _describe_agreement(client: LabelStudio, project_id: int, rows: list[AgreementRow]) -> None:
+    """Put the agreement where Label Studio users see it: the project's description (rewritten only if changed)."""
+    described = client.projects.get(project_id).description or ""
+    updated = with_agreement(described, agreement_paragraph(rows))
+    if updated != described:
+        client.projects.update(project_id, description=updated)
 
 
 def _export_listing(client: LabelStudio, store: Store, project_id: int, listing: ListingInfo, report: ExportReport) -> int:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from store.double_review import DoubleReview, DoubleReviewState, double_review_states
 from store.errors import ClaimError, CorrectionError
 from store.models import (
     SAVED,
@@ -36,32 +37,44 @@ def _annotator_name(annotator: str) -> str:
     return annotator.strip()
 
 
-def _settled_ids(status_skipped: bool) -> Select:
-    """Listings whose current correction is a skip (`status_skipped`), or a saved verdict (not); a
-    withdrawn one is neither: that listing waits in the queue again."""
+def _current_with(*statuses: str) -> Select:
+    """Listings whose current correction has one of `statuses` (a withdrawn one: the listing waits again)."""
     current = current_correction_ids()
-    status = Correction.status == "skipped" if status_skipped else Correction.status.in_(SAVED)
-    return select(Correction.listing_id).where(Correction.id.in_(select(current.c.id)), status)
+    return select(Correction.listing_id).where(Correction.id.in_(select(current.c.id)), Correction.status.in_(statuses))
 
 
-def _queue(session: Session, tau_r: float, limit: int | None, *, skip_claimed: bool,
+def _settled_singles(settings: DoubleReview) -> Select:
+    """Listings one annotator reviews whose current correction is a saved verdict: done with."""
+    return _current_with(*SAVED).where(~settings.chosen_sql(Correction.listing_id))
+
+
+def _done_for(state: DoubleReviewState | None, annotator: str | None) -> bool:
+    """Whether a double listing is out of the queue for `annotator`: settled, or they gave their verdict."""
+    return state is not None and (state.trains is not None or annotator in state.reviewers)
+
+
+def _queue(session: Session, settings: DoubleReview, tau_r: float, limit: int | None, *, skip_claimed: bool,
            annotator: str | None = None) -> list[QueueItem]:
-    """The review queue (see `Store.review_queue`); `skip_claimed` leaves out live claims not `annotator`'s."""
+    """The review queue (see `Store.review_queue`) as `annotator` sees it: without the double listings
+    they gave a verdict on; `skip_claimed` leaves out live claims not theirs."""
     latest = latest_prediction_ids()
     query = (
         select(ListingRow, Prediction)
         .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
         .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
-        .where(ListingRow.id.not_in(_settled_ids(status_skipped=False)))
+        .where(ListingRow.id.not_in(_settled_singles(settings)))
     )
     if skip_claimed:
         held = select(Claim.listing_id).where(Claim.expires_at > utcnow())
         if annotator is not None:
             held = held.where(Claim.annotator != annotator)
         query = query.where(ListingRow.id.not_in(held))
-    skipped = set(session.scalars(_settled_ids(status_skipped=True)))
+    skipped = set(session.scalars(_current_with("skipped")))
+    doubles = double_review_states(session, settings)
     items = []
     for listing, prediction in session.execute(query):
+        if _done_for(doubles.get(listing.id), annotator):
+            continue
         was_skipped = listing.id in skipped
         if prediction is None:
             items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None,
@@ -107,14 +120,15 @@ class QueueRoom(Room):
     """The queue read, claimed, released and counted."""
 
     def review_queue(self, tau_r: float, limit: int = 50, *, unclaimed: bool = False) -> list[QueueItem]:
-        """Listings nobody has reviewed yet, the ones the model is least sure about first.
+        """Listings nobody has reviewed yet, or double listings waiting for a second or third look, the ones
+        the model is least sure about first.
 
         Uncertainty is the smallest |attribute score - tau_r| of the latest prediction, ties broken by
         the least confident predicted span; listings without a prediction come last. `unclaimed`
         leaves out the listings another annotator is working on (see `claim_next`).
         """
         with self.db.transaction(write=False) as session:
-            return _queue(session, tau_r, limit, skip_claimed=unclaimed)
+            return _queue(session, self.double_review, tau_r, limit, skip_claimed=unclaimed)
 
     def claim_next(self, annotator: str, tau_r: float, ttl: timedelta = CLAIM_TTL) -> QueueItem | None:
         """Hand the annotator the most uncertain listing nobody else is working on, theirs until `ttl` passes.
@@ -129,7 +143,7 @@ class QueueRoom(Room):
         with self.db.transaction() as session:
             now = utcnow()
             own = set(session.scalars(select(Claim.listing_id).where(Claim.annotator == name, Claim.expires_at > now)))
-            candidates = _queue(session, tau_r, None, skip_claimed=True, annotator=name)
+            candidates = _queue(session, self.double_review, tau_r, None, skip_claimed=True, annotator=name)
             candidates.sort(key=lambda q: q.listing_id not in own)  # stable: queue order otherwise
             for item in candidates:
                 locked = session.scalar(
@@ -139,7 +153,11 @@ class QueueRoom(Room):
                 if locked is None:
                     continue  # being claimed or saved by someone else right now
                 # Read again under the lock: a claim or a save committed since the queue was read counts.
-                if session.scalar(_settled_ids(False).where(Correction.listing_id == item.listing_id).exists().select()):
+                if session.scalar(_settled_singles(self.double_review).where(
+                        Correction.listing_id == item.listing_id).exists().select()):
+                    continue
+                if _done_for(double_review_states(session, self.double_review, item.listing_id).get(item.listing_id),
+                             name):
                     continue
                 claim = session.get(Claim, item.listing_id, populate_existing=True)
                 if claim is not None and claim.annotator != name and _live(session, item.listing_id):
@@ -176,10 +194,21 @@ class QueueRoom(Room):
         with self.db.transaction(write=False) as session:
             return dict(session.execute(select(Claim.listing_id, Claim.annotator).where(Claim.expires_at > utcnow())).all())
 
+    def double_review_state(self, listing_id: int) -> DoubleReviewState | None:
+        """Where a listing two annotators review stands (no verdicts yet: an empty pair); None for the others."""
+        if not self.double_review.chosen(listing_id):
+            return None
+        with self.db.transaction(write=False) as session:
+            return double_review_states(session, self.double_review, listing_id).get(listing_id, DoubleReviewState(()))
+
     def progress(self) -> QueueCounts:
-        """How many listings are saved, skipped (they come back last) and waiting, by current correction."""
+        """How many listings are saved (a double listing: settled), skipped (their current correction is a
+        skip; they come back last) and waiting (a double listing waiting for its second or third look too)."""
         with self.db.transaction(write=False) as session:
             total = session.scalar(select(func.count(ListingRow.id))) or 0
-            saved = session.scalar(select(func.count()).select_from(_settled_ids(False).subquery())) or 0
-            skipped = session.scalar(select(func.count()).select_from(_settled_ids(True).subquery())) or 0
+            singles = session.scalar(select(func.count()).select_from(_settled_singles(self.double_review).subquery()))
+            settled = {listing for listing, state in double_review_states(session, self.double_review).items()
+                       if state.trains is not None}
+            skipped = len(set(session.scalars(_current_with("skipped"))) - settled)
+            saved = (singles or 0) + len(settled)
             return QueueCounts(saved, skipped, total - saved - skipped)

@@ -8,8 +8,11 @@ Results come back as the plain frozen records of `store.records`.
 """
 from __future__ import annotations
 
+import os
+
 from store.corrections import CorrectionRoom
 from store.db import Database, open_database
+from store.double_review import SHARE_ENV, DoubleReview
 from store.label_studio_ledger import LabelStudioLedger, LabelStudioSync
 from store.listings import ListingRoom
 from store.queue import CLAIM_TTL, QueueRoom
@@ -32,8 +35,23 @@ __all__ = ["CLAIM_TTL", "CorrectionInfo", "CurrentCorrection", "LabelStudioSync"
 class Store(ListingRoom, CorrectionRoom, VersionRoom, QueueRoom, LabelStudioLedger):
     """Listings, model predictions and the corrections annotators make to them."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, double_review: DoubleReview | None = None) -> None:
         self.db = db
+        self._double_review = double_review or DoubleReview.from_env()
+        # A share someone chose (an argument, DRAM_DOUBLE_REVIEW_SHARE) holds as chosen; the default
+        # one waits for a team.
+        self._team = double_review is not None or SHARE_ENV in os.environ
+
+    @property
+    def double_review(self) -> DoubleReview:
+        """The double review in force. The default share starts once the store has a team (two
+        annotators with saved verdicts): a lone annotator's listings are reviewed once and all of
+        them train, none waiting for a second look nobody is there to give. From the second
+        annotator's first save on, the share's listings with one verdict wait for their second look."""
+        if self._double_review.share == 0 or self._team:
+            return self._double_review
+        self._team = self.annotators_with_verdicts() >= 2
+        return self._double_review if self._team else DoubleReview(0.0)
 
     def close(self) -> None:
         self.db.close()
@@ -46,6 +64,8 @@ class Store(ListingRoom, CorrectionRoom, VersionRoom, QueueRoom, LabelStudioLedg
 
 
 def open_store(url: str | None = None, *, busy_timeout_s: float = 5.0, retries: int = 4,
-               backoff_s: float = 0.2) -> Store:
-    """The store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite (see `store.db.open_database`)."""
-    return Store(open_database(url, busy_timeout_s=busy_timeout_s, retries=retries, backoff_s=backoff_s))
+               backoff_s: float = 0.2, double_review_share: float | None = None) -> Store:
+    """The store at `url`, `DRAM_DB_URL` or ./dram-store.sqlite (see `store.db.open_database`); a share of
+    its listings goes to two annotators: `double_review_share`, else `DRAM_DOUBLE_REVIEW_SHARE`, else 0.1."""
+    share = DoubleReview(double_review_share) if double_review_share is not None else None
+    return Store(open_database(url, busy_timeout_s=busy_timeout_s, retries=retries, backoff_s=backoff_s), share)

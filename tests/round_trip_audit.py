@@ -28,7 +28,8 @@ class Tally:
 
 def tally(store: Store, client: LabelStudio, project_id: int, expected: dict[int, list[dict[str, Any]]],
           attributes: Iterable[str]) -> Tally:
-    """`expected`: listing id -> spans its current correction should have."""
+    """`expected`: listing id -> spans its current correction should have (on a store with double review
+    off: a double-reviewed listing trains only once settled, see `store.double_review`)."""
     allowed = set(attributes) | set(store.attributes())
     current = {item.text: sorted(((s.start, s.end, s.attribute) for s in item.spans)) for item in
                corrections_as_listings(store)}

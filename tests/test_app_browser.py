@@ -104,6 +104,7 @@ def test_extract_in_the_browser(app_url: str, tmp_path: Path):
             # the served version's figures, one point per version: its name is an x-axis label
             expect(page.locator("#model-history svg").first).to_contain_text("#1 default", timeout=TIMEOUT_MS)
             expect(page.locator("#model-history svg .mark-symbol path").first).to_be_attached(timeout=TIMEOUT_MS)
+            expect(page.locator("#model-agreement")).to_contain_text("agreed spans")  # nothing double-reviewed yet
             shot = _save_screenshot(page, tmp_path, "model.png")
             assert Image.open(shot).height < 2500, "the Model tab should stay compact"
         finally:

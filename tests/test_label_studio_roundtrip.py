@@ -55,7 +55,9 @@ def project(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as opened:
+    """One annotator per listing: the audit expects each listing's newest correction to be what trains,
+    which double review holds back until a second annotator agrees (its own test below)."""
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}", double_review_share=0) as opened:
         yield opened
 
 
@@ -422,3 +424,24 @@ def test_an_edit_in_label_studio_reaches_the_served_model_and_junk_does_not(
     assert {item.text: item.spans for item in trained_on} == expected  # every edit, nothing else
     assert result.metrics["finetune"]["corrections"] == 4 and result.metrics["finetune"]["dropped_spans"] == {}
     assert store.active_model_version().id == result.version_id  # what the app serves now
+
+
+def test_the_export_carries_the_agreement_between_annotators_into_the_projects_description(
+    label_studio: Server, client: LabelStudio, tmp_path: Path, project: str
+) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'double.sqlite'}", double_review_share=1.0) as store:
+        shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+        store.save_correction(shirt, "alice", [Span(0, 3, "colour"), Span(4, 10, "material")])
+        store.save_correction(shirt, "bob", [Span(0, 3, "colour")])
+        first = export(store, label_studio.url, project)
+        agreement = first.lines()[-1]
+        assert agreement.startswith("Agreement between annotators") and "colour: F1 100.0% (2 spans, 1 listings)" in agreement
+        assert "material: F1 0.0% (1 spans, 1 listings)" in agreement
+        assert client.projects.get(first.project_id).description == agreement  # what Label Studio users see
+        client.projects.update(first.project_id, description="Fashion listings, batch 3.")
+        store.save_correction(jeans, "alice", [Span(0, 4, "colour")])
+        store.save_correction(jeans, "carol", [Span(0, 4, "colour")])
+        again = export(store, label_studio.url, project)
+        description = client.projects.get(first.project_id).description
+    assert "colour: F1 100.0% (4 spans, 2 listings)" in again.lines()[-1]
+    assert description == f"Fashion listings, batch 3.\n\n{again.lines()[-1]}"  # the owner's text kept, ours replaced

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 from ui.metrics_tables import attribute_table, overall_table, per_attribute_split
-from ui.model_tab import history_plot
+from store.agreement import ALL_ATTRIBUTES, AgreementRow
+from ui.model_tab import agreement_table, history_plot
 
 
 def evaluation(tag_f1: float, colour_tp: int = 9) -> dict:
@@ -54,3 +55,9 @@ def test_the_chart_keeps_the_versions_in_registration_order() -> None:
     rows = [{"version": f"#{n} v{n}", "figure": "test split", "TAG-F1": 90.0 + n} for n in (2, 10)]
     plot = history_plot([{"version": "#1 default", "figure": "test split", "TAG-F1": 98.0}, *rows])
     assert plot.sort == ["#1 default", "#2 v2", "#10 v10"]  # not "#10" before "#2" as text would sort
+
+
+def test_the_agreement_table_shows_f1_in_percent_with_its_counts() -> None:
+    table = agreement_table([AgreementRow("colour", 2, 4, 1, 0.5), AgreementRow(ALL_ATTRIBUTES, 3, 0, 0, None)])
+    assert table.to_dict("records")[0] == {"attribute": "colour", "listings": 2, "spans": 4, "agreed spans": 1, "F1": 50.0}
+    assert math.isnan(table["F1"].iloc[1]) and agreement_table([]).columns.tolist()[-1] == "F1"

@@ -1,11 +1,12 @@
 """The Model tab: what is being served (checkpoint, attributes, encoders, device), its metrics as tables,
-and every registered version with its figures as a chart, one point per version."""
+every registered version with its figures as a chart, one point per version, and how far annotators agree."""
 from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
 
 from review.versions import metrics_over_time, version_table
+from store.agreement import AgreementRow
 from ui.metrics_tables import attribute_table, overall_table, per_attribute_split
 from ui.serving import ModelHandle, StoreHandle, user_errors
 
@@ -60,6 +61,15 @@ def history_plot(rows: list[dict]) -> gr.ScatterPlot:
     return gr.ScatterPlot(frame, sort=list(dict.fromkeys(frame["version"])))
 
 
+AGREEMENT_COLUMNS = ["attribute", "listings", "spans", "agreed spans", "F1"]
+
+
+def agreement_table(rows: list[AgreementRow]) -> pd.DataFrame:
+    """`Store.agreement()` as a table, F1 in %."""
+    return pd.DataFrame([[r.attribute, r.listings, r.spans, r.agreed_spans, None if r.f1 is None else round(100 * r.f1, 1)]
+                         for r in rows], columns=AGREEMENT_COLUMNS)
+
+
 def build_model_tab(handle: ModelHandle, stores: StoreHandle, model_switched: gr.events.Dependency,
                     served: gr.State) -> None:
     """The "Model" tab, refreshed whenever the Annotate tab switches the served model (`model_switched`)
@@ -74,23 +84,26 @@ def build_model_tab(handle: ModelHandle, stores: StoreHandle, model_switched: gr
         gr.Markdown("**Registered versions.** A fine-tune goes live only if it is not worse on the held-out "
                     "corrections and at most 0.3 TAG-F1 points worse on the replay test (old → new below); "
                     "a version not promoted can still be served from the Annotate tab's Model version list.")
-        versions_refresh = gr.Button("Show registered versions", size="sm")
+        versions_refresh = gr.Button("Show registered versions and agreement", size="sm")
         versions_table = gr.Markdown(elem_id="model-versions-table")
         history = gr.ScatterPlot(x="version", y="TAG-F1", color="figure", title="TAG-F1 (%) of each version",
                                  x_title="version", y_axis_format=".1f", tooltip=["version", "figure", "TAG-F1"],
                                  height=260, elem_id="model-history")
+        agreement = gr.Dataframe(agreement_table([]), interactive=False, elem_id="model-agreement",
+                                 label="Agreement between annotators on the listings two of them reviewed: span F1 (%) "
+                                       "between their verdicts, per attribute")
 
         @user_errors
-        def show_versions() -> tuple[str, gr.ScatterPlot]:
+        def show_versions() -> tuple[str, gr.ScatterPlot, pd.DataFrame]:
             store = stores.get()
-            return version_table(store), history_plot(metrics_over_time(store))
+            return version_table(store), history_plot(metrics_over_time(store)), agreement_table(store.agreement())
 
         def show_model() -> tuple[str, pd.DataFrame, gr.Dataframe]:
             metrics = served_metrics(handle)
             return (model_markdown(handle), overall_table(metrics),
                     gr.Dataframe(attribute_table(metrics), label=attribute_label(metrics)))
 
-        versions_refresh.click(show_versions, None, [versions_table, history], api_visibility="private")
+        versions_refresh.click(show_versions, None, [versions_table, history, agreement], api_visibility="private")
     for event in (model_switched.then, served.change):
         event(show_model, None, [model_info, overall, per_attribute], api_visibility="private").then(
-            show_versions, None, [versions_table, history], api_visibility="private")
+            show_versions, None, [versions_table, history, agreement], api_visibility="private")
