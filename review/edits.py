@@ -121,6 +121,7 @@ class ReviewItem:
     confidences: tuple[tuple[Span, float], ...] = ()
     history: tuple[tuple[Span, ...], ...] = ()
     revision: int = 0  # counts edits and undos, so the page can tell a stale click from a current one
+    notes: tuple[str, ...] = ()  # what the annotator should know before deciding (double review, a second look)
     touched: float = field(default_factory=time.time, compare=False)  # when the annotator last acted on it (claims renew until idle)
 
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Sequence
 
@@ -46,7 +46,9 @@ def next_item(store: Store, tau: float, annotator: str | None = None,
     else:
         queue = store.review_queue(tau, limit=1, unclaimed=True)
         top = queue[0] if queue else None
-    return ReviewItem.from_queue(top) if top is not None else None
+    if top is None:
+        return None
+    return replace(ReviewItem.from_queue(top), notes=tuple(n for n in (look_note(store, top.listing_id),) if n))
 
 
 def look_note(store: Store, listing_id: int) -> str:

@@ -45,6 +45,14 @@ def test_keys_go_to_the_attributes_the_model_scores_highest_and_unsure_values_ar
     assert not view["unsaved"] and not view["can_undo"] and view["listing"] == 7
 
 
+def test_what_the_annotator_should_know_is_shown_over_the_listing() -> None:
+    from dataclasses import replace
+
+    noted = replace(item(), notes=("Double review: two annotators check this listing; yours is the second look.",))
+    assert editor_view(noted, [], {})["notes"] == list(noted.notes)
+    assert editor_view(item(), [], {})["notes"] == []
+
+
 def test_the_empty_queue_still_shows_the_shortcuts() -> None:
     view = editor_view(None, [], {})
     assert view["listing"] is None and ("S", "save") in view["shortcuts"]

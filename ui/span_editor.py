@@ -92,6 +92,6 @@ def editor_view(item: ReviewItem | None, attributes: Sequence[str], home: dict[s
         "spans": [_span_entry(item, words, i, s, colours[s.attribute]) for i, s in enumerate(item.spans)],
         "attributes": [{"name": a, "key": str(k + 1) if k < HOTKEYS else None, "colour": colours[a],
                         "score": round(scores[a], 3) if a in scores else None} for k, a in enumerate(ranked)],
-        "unsaved": item.unsaved, "can_undo": bool(item.history), "confirm": confirm,
+        "unsaved": item.unsaved, "can_undo": bool(item.history), "confirm": confirm, "notes": list(item.notes),
         "text_colour": TEXT_COLOUR, "shortcuts": SHORTCUTS, "unsure_below": UNSURE_BELOW,
     }

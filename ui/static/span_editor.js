@@ -136,7 +136,8 @@ function render() {
     `${v.confirm === "accept" ? "Accept the model's values and drop them" : "Leave it and drop them"}? ` +
     `<button class="se-btn se-primary" data-action="${v.confirm}" data-force="1"><kbd>Enter</kbd> Yes, drop my changes</button>` +
     `<button class="se-btn" data-action="stay"><kbd>Esc</kbd> Stay</button></div>` : "";
-  root.innerHTML = `${confirm}<div class="se-head">Listing ${esc(v.listing)}${v.external_id ? ` (${esc(v.external_id)})` : ""}` +
+  const notes = (v.notes || []).map((n) => `<div class="se-note">${esc(n)}</div>`).join("");
+  root.innerHTML = `${confirm}${notes}<div class="se-head">Listing ${esc(v.listing)}${v.external_id ? ` (${esc(v.external_id)})` : ""}` +
     `${v.unsaved ? ' · <span class="se-unsaved">unsaved changes</span>' : ""}</div>` +
     `<div class="se-text" tabindex="0">${drawText(v)}</div>${drawPicker(v)}${drawValues(v)}${drawButtons(v)}` +
     `<div class="se-help">${help}</div>`;
