@@ -1,7 +1,7 @@
 """Annotators' verdicts on listings, every version kept, and the attribute set they may use."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from sqlalchemy import select
 
@@ -100,12 +100,12 @@ class CorrectionRoom(Room):
         with self.db.transaction(write=False) as session:
             return [correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
-    def current_corrections(self) -> list[CurrentCorrection]:
+    def current_corrections(self, listing_ids: Collection[int] | None = None) -> list[CurrentCorrection]:
         """Each reviewed listing's current correction (the one made last; skipped and withdrawn ones left out),
-        with its photo."""
+        with its photo; only those of `listing_ids` when given."""
         with self.db.transaction(write=False) as session:
             latest = current_correction_ids()
-            rows = session.execute(
+            query = (
                 select(ListingRow, Correction, Photo)
                 .join(Correction, Correction.listing_id == ListingRow.id)
                 .outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
@@ -113,12 +113,16 @@ class CorrectionRoom(Room):
                 .where(Correction.status.in_(SAVED))
                 .order_by(ListingRow.id)
             )
+            if listing_ids is not None:
+                query = query.where(ListingRow.id.in_(list(listing_ids)))
+            rows = session.execute(query)
             return [
                 CurrentCorrection(
                     ListingInfo(row.id, row.external_id, row.text, row.photo_sha256),
                     [s.bare() for s in stored_spans(correction.spans)],
                     photo.data if photo is not None else None,
                     photo.mime_type if photo is not None else None,
+                    correction.id,
                 )
                 for row, correction, photo in rows
             ]
