@@ -43,8 +43,10 @@ from pathlib import Path
 
 from dram.checkpoint import add_attributes, load_checkpoint, read_metrics, save_checkpoint
 from dram.data.listings import Listing
+from dram.data.spans import Span
 from dram.errors import DramInputError
 from dram.inference import Extractor
+from dram.nn.model import DramModel
 from dram.nn.value_lookup import cross_fitted
 from dram.paths import BUNDLE
 from review.suspicion import Suspicion, SuspicionSettings, check_corrections, suspicion_table
@@ -353,7 +355,7 @@ def log_flags(flags: list[Suspicion], corrections: int) -> None:
                 corrections, suspicion_table(flags))
 
 
-def _spans(model, tokenizer, data: PreparedData | None) -> list[list]:
+def _spans(model: DramModel, tokenizer, data: PreparedData | None) -> list[list[Span]]:
     """The model's spans on each listing of `data` (none: no listings)."""
     if data is None or not len(data):
         return []
