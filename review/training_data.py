@@ -21,13 +21,18 @@ def corrections_as_listings(store: Store, cache_dir: str | os.PathLike[str] | No
     directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
     return [
         Listing(
-            id=current.listing.external_id or f"listing-{current.listing.id}",
+            id=training_id(current.listing.id, current.listing.external_id),
             text=current.listing.text,
             image=_cached_photo(directory, current) if current.photo is not None else None,
             spans=sorted(current.spans),
         )
         for current in store.current_corrections()
     ]
+
+
+def training_id(listing_id: int, external_id: str | None) -> str:
+    """The id a stored listing has as training data: its catalogue id, else its store id."""
+    return external_id or f"listing-{listing_id}"
 
 
 def _cached_photo(directory: Path, current: CurrentCorrection) -> Path:

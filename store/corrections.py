@@ -1,7 +1,7 @@
 """Annotators' verdicts on listings, every version kept, and the attribute set they may use."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from sqlalchemy import func, select
 
@@ -108,32 +108,35 @@ class CorrectionRoom(Room):
             return session.scalar(select(func.count(func.distinct(Correction.annotator)))
                                   .where(Correction.status.in_(SAVED))) or 0
 
-    def current_corrections(self) -> list[CurrentCorrection]:
+    def current_corrections(self, listing_ids: Collection[int] | None = None) -> list[CurrentCorrection]:
         """Each reviewed listing's version that trains, with its photo: the current correction (the one made
         last; skipped and withdrawn ones left out), or for a double listing the settled verdict (none until
-        settled, see `store.double_review`)."""
+        settled, see `store.double_review`); only those of `listing_ids` when given."""
         chosen = self.double_review.chosen_sql(ListingRow.id)
+        wanted = ListingRow.id.in_(list(listing_ids)) if listing_ids is not None else ListingRow.id.is_not(None)
         with self.db.transaction(write=False) as session:
             latest = current_correction_ids()
             singles = session.execute(
-                select(ListingRow, Correction.spans, Photo)
+                select(ListingRow, Correction, Photo)
                 .join(Correction, Correction.listing_id == ListingRow.id)
                 .outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
                 .where(Correction.id.in_(select(latest.c.id)))
-                .where(Correction.status.in_(SAVED), ~chosen)
+                .where(Correction.status.in_(SAVED), ~chosen, wanted)
             )
-            found = [(row, [s.bare() for s in stored_spans(spans)], photo) for row, spans, photo in singles]
+            found = [(row, [s.bare() for s in stored_spans(c.spans)], photo, c.id) for row, c, photo in singles]
             settled = {listing: state.trains for listing, state in
                        double_review_states(session, self.double_review).items() if state.trains is not None}
             doubles = session.execute(select(ListingRow, Photo).outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
-                                      .where(chosen))
-            found += [(row, reading_order(settled[row.id].spans), photo) for row, photo in doubles if row.id in settled]
+                                      .where(chosen, wanted))
+            found += [(row, reading_order(settled[row.id].spans), photo, settled[row.id].correction_id)
+                      for row, photo in doubles if row.id in settled]
             return [
                 CurrentCorrection(
                     ListingInfo(row.id, row.external_id, row.text, row.photo_sha256), spans,
                     photo.data if photo is not None else None, photo.mime_type if photo is not None else None,
+                    correction_id,
                 )
-                for row, spans, photo in sorted(found, key=lambda found: found[0].id)
+                for row, spans, photo, correction_id in sorted(found, key=lambda found: found[0].id)
             ]
 
     def agreement(self) -> list[AgreementRow]:

@@ -64,6 +64,7 @@ class Verdict:
 
     annotator: str
     spans: frozenset[Span]
+    correction_id: int | None = None  # the correction the verdict stands in
 
 
 @dataclass(frozen=True)
@@ -90,17 +91,18 @@ class DoubleReviewState:
         return {v.annotator for v in self.pair} | ({self.third.annotator} if self.third else set())
 
 
-def resolve(corrections: Iterable[tuple[str, str, Sequence[dict[str, Any]]]]) -> DoubleReviewState:
-    """The state of a double listing from its corrections (annotator, status, stored spans), oldest first."""
-    standing: dict[str, tuple[str, Sequence[dict[str, Any]]]] = {}  # in the order annotators first spoke
+def resolve(corrections: Iterable[tuple[Any, ...]]) -> DoubleReviewState:
+    """The state of a double listing from its corrections (annotator, status, stored spans[, correction
+    id]), oldest first."""
+    standing: dict[str, tuple[str, Sequence[dict[str, Any]], int | None]] = {}  # in the order annotators first spoke
     order: dict[str, int] = {}
-    for position, (annotator, status, spans) in enumerate(corrections):
+    for position, (annotator, status, spans, *correction_id) in enumerate(corrections):
         if status == "skipped":
             continue
-        standing[annotator] = (status, spans)
+        standing[annotator] = (status, spans, correction_id[0] if correction_id else None)
         order[annotator] = position
-    verdicts = [Verdict(name, frozenset(Span.from_dict(s).bare() for s in spans))
-                for name, (status, spans) in standing.items() if status in SAVED]
+    verdicts = [Verdict(name, frozenset(Span.from_dict(s).bare() for s in spans), correction_id)
+                for name, (status, spans, correction_id) in standing.items() if status in SAVED]
     pair, others = tuple(verdicts[:2]), verdicts[2:]
     if len(pair) < 2 or pair[0].spans == pair[1].spans or not others:
         return DoubleReviewState(pair)
@@ -110,11 +112,11 @@ def resolve(corrections: Iterable[tuple[str, str, Sequence[dict[str, Any]]]]) ->
 def double_review_states(session: Session, settings: DoubleReview,
                          listing_id: int | None = None) -> dict[int, DoubleReviewState]:
     """listing id -> state for every double listing with a correction (or just `listing_id`'s)."""
-    query = (select(Correction.listing_id, Correction.annotator, Correction.status, Correction.spans)
+    query = (select(Correction.listing_id, Correction.annotator, Correction.status, Correction.spans, Correction.id)
              .where(settings.chosen_sql(Correction.listing_id))
              .order_by(Correction.listing_id, func.coalesce(Correction.changed, Correction.created), Correction.id))
     if listing_id is not None:
         query = query.where(Correction.listing_id == listing_id)
     rows = session.execute(query).all()
-    return {listing: resolve((r.annotator, r.status, r.spans) for r in group)
+    return {listing: resolve((r.annotator, r.status, r.spans, r.id) for r in group)
             for listing, group in groupby(rows, key=lambda r: r.listing_id)}

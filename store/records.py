@@ -86,6 +86,7 @@ class CurrentCorrection:
     spans: list[Span]
     photo: bytes | None
     photo_mime_type: str | None
+    correction_id: int  # the correction these spans are from: what a check of it names
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,19 @@ marked their values) grow the model: they get their own outputs and parameters
 corrections' values. The replayed listings teach "no value" for a new attribute: fine for a new
 category's attributes; an attribute the old data has unlabelled values of needs those corrected too.
 
+Corrections are checked before they teach (review/suspicion.py): a corrected span whose attribute
+contradicts what the checkpoint and its training data strongly agree on ('Black' is colour in 643
+training listings and the model says colour at 0.99; the correction says brand) is flagged, and the
+flagged spans are listed in the log before training.
+
 Promotion gate: the new version becomes the active one only if its TAG-F1 on the held-out
-corrections is not lower than the old model's and its replay-test TAG-F1 is at most 0.3 points
-lower; otherwise it is registered as not promoted, saying which figure failed. `--promote`
-activates it anyway; `--no-activate` never activates.
+corrections is not lower than the old model's, its replay-test TAG-F1 is at most 0.3 points
+lower, and it did not learn the flagged contradictions: both models read the flagged listings, and
+if at least 3 values there moved from the attribute the model and the data agreed on to the one a
+flagged correction says ('27 values moved colour -> brand'), the version is refused. Held-out
+corrections that carry the same mistake cannot catch it (they reward it), so the gate counts what
+moved instead of trusting the labels. Otherwise it is registered as not promoted, saying which
+figure failed. `--promote` (or `--force`) activates it anyway; `--no-activate` never activates.
 """
 from __future__ import annotations
 
@@ -34,21 +43,29 @@ from pathlib import Path
 
 from dram.checkpoint import add_attributes, load_checkpoint, read_metrics, save_checkpoint
 from dram.data.listings import Listing
+from dram.data.spans import Span
 from dram.errors import DramInputError
+from dram.inference import Extractor
+from dram.nn.model import DramModel
 from dram.nn.value_lookup import cross_fitted
 from dram.paths import BUNDLE
-from review.training_data import corrections_as_listings
+from review.suspicion import Suspicion, SuspicionSettings, check_corrections, suspicion_table
+from review.training_data import corrections_as_listings, training_id
 from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file
 from training import distributed
 from training.common import attribute_set, check_attributes, load_data, run_cli, setup_logging
-from training.loop import TrainSettings, evaluate, fit, prepare, refresh_prior
+from training.loop import PreparedData, TrainSettings, evaluate, fit, predict, prepare, refresh_prior
+from training.moved_values import attribute_table, moved_summary, moved_values, values_per_attribute
 from training.options import JobSettings, settings_from
 from training.train import add_training_arguments, train_settings_from
 
 log = logging.getLogger("training.finetune")
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
 MAX_REPLAY_DROP = 0.003  # TAG-F1 (a fraction): 0.3 points
+# Values on the flagged listings that moved the way a flagged correction asks: one or two can be a
+# single listing's doubt (a second look settles it); three make a pattern the new model learned.
+MIN_MOVED_AGAINST_FLAGS = 3
 # Each correction is seen EPOCHS x weight times, a replayed listing EPOCHS times. Seen twice, 100
 # corrections of a new category taught it 44 value F1; 16 times, 90 (BENCHMARKS.md, "Fine-tuning budget").
 EPOCHS = 4
@@ -104,6 +121,27 @@ def promotion_failures(old: dict, new: dict, max_replay_drop: float = MAX_REPLAY
         failures.append(f"TAG-F1 on the replay test fell {drop * 100:.2f} points ({old['heldout']['tag_f1']:.2%} to "
                         f"{new['heldout']['tag_f1']:.2%}); at most {max_replay_drop * 100:.1f} is allowed")
     return failures
+
+
+def flagged_failures(flags: list[Suspicion], moved: Counter[tuple[str, str]],
+                     min_moved: int = MIN_MOVED_AGAINST_FLAGS) -> list[str]:
+    """Why the new model must not replace the old one because it learned flagged corrections (empty: it may).
+
+    `moved`: (old attribute, new attribute) -> values on the flagged listings (`moved_values`). A
+    direction is refused when flagged corrections ask for it (the model and the data said the old
+    attribute, the correction the new one) and at least `min_moved` values went that way.
+    """
+    asked = Counter((f.agreed_attribute, f.corrected_attribute) for f in flags)
+    listings = len({f.listing_id for f in flags})
+    return [f"{moved[direction]} values moved {direction[0]} -> {direction[1]} on the {listings} flagged listings, "
+            f"as {n} flagged correction{'s' if n != 1 else ''} ask against the old model and the training data "
+            f"(e.g. {_example(flags, direction)}); give them a second look in the Annotate tab, or --force"
+            for direction, n in asked.most_common() if moved[direction] >= min_moved]
+
+
+def _example(flags: list[Suspicion], direction: tuple[str, str]) -> str:
+    words = Counter(f.text for f in flags if (f.agreed_attribute, f.corrected_attribute) == direction)
+    return ", ".join(f"'{w}'" for w, _ in words.most_common(3))
 
 
 def restrict_to(listings: list[Listing], attributes: list[str]) -> tuple[list[Listing], dict[str, int]]:
@@ -190,13 +228,15 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
              photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
              progress: bool = True, promote: bool = False, precision: str = "auto",
-             correction_weight: int | None = None) -> FinetuneResult | None:
+             correction_weight: int | None = None,
+             suspicion: SuspicionSettings = SuspicionSettings()) -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
 
     `activate=False` never activates the new version; `promote=True` activates it past the gate.
     `correction_weight`: how many times each training correction is seen per epoch, against once for
     a replayed listing: the corrections are what the model must learn, the replay only what it keeps
     (None: `correction_weight_for` the number of training corrections).
+    `suspicion`: when a corrected span counts as contradicting the checkpoint and its training data.
     Under torchrun every rank trains its shard; only rank 0 returns a result (the others None).
     """
     started = time.monotonic()
@@ -207,6 +247,10 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         raise FinetuneError(f"--correction-weight must be at least 1, got {correction_weight}.")
     fetched = fetch_corrections(store, photo_cache)
     model, tokenizer, _ = load_checkpoint(source, device, precision)
+    main = distributed.is_main()  # under torchrun rank 0 checks, evaluates, saves and registers; all ranks train
+    flags = check_corrections(store, Extractor(model, tokenizer), suspicion) if main else []
+    if main:
+        log_flags(flags, len(fetched))
     corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
     # Silent until switched on below: the old model's figures are measured on the grown one.
     add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)
@@ -231,18 +275,22 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     eval_sets = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
                  "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
     eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
+    flagged_ids = {training_id(f.listing_id, f.external_id) for f in flags}
+    flagged = prepare(model, tokenizer, [l for l in fetched if l.id in flagged_ids], cache) if flags else None
 
-    main = distributed.is_main()  # under torchrun rank 0 evaluates, saves and registers; all ranks train
     old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()} if main else {}
+    old_flagged = _spans(model, tokenizer, flagged)
     model.switch_on(corrections.new_attributes)
     result = fit(model, tokenizer, train_data, None, settings, progress=progress)
     if not main:
         return None
     if new_lookup is not None:
         model.value_lookup = new_lookup
-        for data in eval_sets.values():
+        for data in [*eval_sets.values(), *([flagged] if flagged is not None else [])]:
             refresh_prior(model, data)
     new = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
+    new_flagged = _spans(model, tokenizer, flagged)
+    moved = moved_values(old_flagged, new_flagged)
 
     parent = _parent_version(store, source)
     metrics = {
@@ -258,10 +306,19 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         },
         "old": old,
         "new": new,
+        "suspicion": {"settings": asdict(suspicion), "flagged": [asdict(f) for f in flags],
+                      "flagged_listings": len(flagged_ids), "moved_on_flagged": moved_summary(moved),
+                      "moved": {f"{a} -> {b}": n for (a, b), n in moved.most_common()},
+                      "values_on_flagged": {"old": dict(values_per_attribute(old_flagged)),
+                                            "new": dict(values_per_attribute(new_flagged))}},
     }
-    failed = promotion_failures(old, new)
+    log.info("per attribute, old vs new:\n%s", attribute_comparison(metrics))
+    if flags:
+        log.info("what moved on the %d flagged listings: %s", len(flagged_ids), moved_summary(moved))
+    failed = promotion_failures(old, new) + flagged_failures(flags, moved)
     metrics["promotion"] = {"promoted": not failed or promote, "forced": bool(failed) and promote,
-                            "failed": failed, "max_replay_drop": MAX_REPLAY_DROP}
+                            "failed": failed, "max_replay_drop": MAX_REPLAY_DROP,
+                            "min_moved_against_flags": MIN_MOVED_AGAINST_FLAGS}
     goes_live = activate and metrics["promotion"]["promoted"]
     model.config.train = {**asdict(settings), "cache_dir": str(cache), "finetuned_from": str(source.resolve())}
     save_checkpoint(model, tokenizer, out, metrics)
@@ -278,6 +335,31 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         log.info("registered %s as model version %d (parent %d), not activated (--no-activate)", out, version_id,
                  parent.id)
     return FinetuneResult(out, version_id, parent.id, metrics, goes_live)
+
+
+def attribute_comparison(metrics: dict) -> str:
+    """Markdown table per attribute: replay-test TAG-F1 and the values given on the flagged listings, old vs new."""
+    figures = {side: metrics[side].get("heldout", {}).get("per_attribute", {}) for side in ("old", "new")}
+    values = metrics["suspicion"]["values_on_flagged"]
+    return attribute_table(figures["old"], figures["new"], Counter(values["old"]), Counter(values["new"]))
+
+
+def log_flags(flags: list[Suspicion], corrections: int) -> None:
+    """The flagged spans as a table, before anything trains on them."""
+    if not flags:
+        log.info("checked %d corrections against the checkpoint and its training data: none contradicts them", corrections)
+        return
+    log.warning("%d corrected spans in %d of the %d corrections contradict what the checkpoint and its training data "
+                "agree on; they train as they are, but the promotion gate refuses a model that learned them. "
+                "Give them a second look in the Annotate tab:\n%s", len(flags), len({f.listing_id for f in flags}),
+                corrections, suspicion_table(flags))
+
+
+def _spans(model: DramModel, tokenizer, data: PreparedData | None) -> list[list[Span]]:
+    """The model's spans on each listing of `data` (none: no listings)."""
+    if data is None or not len(data):
+        return []
+    return [spans for spans, _ in predict(model, tokenizer, data)]
 
 
 def existing_store_url(url: str | None) -> str:
@@ -316,8 +398,9 @@ def main() -> None:
     parser.set_defaults(epochs=EPOCHS)
     parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
     parser.add_argument("--no-activate", action="store_true", help="register the new version, never activate it")
-    parser.add_argument("--promote", action="store_true",
-                        help="activate the new version even if it is worse on the held-out figures")
+    parser.add_argument("--promote", "--force", dest="promote", action="store_true",
+                        help="activate the new version even if the promotion gate refuses it (worse held-out figures, "
+                             "or it learned flagged corrections)")
     args = parser.parse_args()
     setup_logging()
     settings_from(JobSettings, args).apply()
@@ -336,10 +419,12 @@ def main() -> None:
     if result is None:
         return  # not rank 0
     print(comparison_table(result.metrics))
-    promotion = result.metrics["promotion"]
+    print(attribute_comparison(result.metrics))
+    promotion, suspicion = result.metrics["promotion"], result.metrics["suspicion"]
     print(json.dumps({"checkpoint": str(result.checkpoint), "model_version": result.version_id,
                       "parent_version": result.parent_id, "active": result.active,
                       "promoted": promotion["promoted"], "failed": promotion["failed"],
+                      "flagged": len(suspicion["flagged"]), "moved_on_flagged": suspicion["moved_on_flagged"],
                       "minutes": round(result.metrics["finetune"]["minutes"], 2)}))
 
 
