@@ -14,13 +14,14 @@ data calls Color) is never a contradiction by itself: a new attribute relabels v
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Collection, Iterable
 
 from dram.data.spans import Span
 from dram.data.tagging import split_words
 from dram.inference import Extractor
 from dram.nn.value_lookup import ValueLookup
+from review.edits import ReviewItem
 from store.records import CurrentCorrection
 from store.repository import Store
 
@@ -57,9 +58,25 @@ class Suspicion:
     training_share: float  # that count's share of all the labels these words had
 
     def describe(self) -> str:
-        return (f"'{self.text}' is marked {self.corrected_attribute}, but the model says {self.agreed_attribute} "
-                f"({self.model_confidence:.2f}) and {self.training_count} training listings "
-                f"({self.training_share:.0%} of those with these words) call it {self.agreed_attribute}")
+        return _doubt(self.text, self.corrected_attribute, self.agreed_attribute, self.model_confidence,
+                      self.training_count, self.training_share)
+
+
+def _doubt(words: str, corrected: str, agreed: str, confidence: float, count: int, share: float) -> str:
+    return (f"'{words}' is marked {corrected}, but the model says {agreed} ({confidence:.2f}) and {count} training "
+            f"listings ({share:.0%} of those with these words) call it {agreed}")
+
+
+def doubts_before_saving(item: ReviewItem, extractor: Extractor,
+                         settings: SuspicionSettings = SuspicionSettings()) -> list[str]:
+    """The second look the Annotate tab asks for before a save: each of the item's spans that contradicts
+    what the model (as it predicted this listing, no new model call) and its training data agree on."""
+    predicted = [replace(span, confidence=confidence) for span, confidence in item.confidences]
+    found = contradicted_spans(item.text, item.spans, predicted, extractor.model.value_lookup,
+                               set(extractor.attributes), settings)
+    return [_doubt(item.text[s.start:s.end], s.attribute, belief.attribute, float(belief.confidence or 0.0),
+                   counts[belief.attribute], counts[belief.attribute] / sum(counts.values()))
+            for s, belief, counts in found]
 
 
 def training_counts(lookup: ValueLookup | None, words: str) -> Counter:

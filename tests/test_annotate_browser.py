@@ -173,11 +173,22 @@ def test_correct_a_long_listing_with_mouse_and_keys(page, db_url: str) -> None:
     expect(page.locator("#review-progress")).to_contain_text("Saved: 1")
 
 
-def test_accept_skip_and_the_question_before_dropping_edits(page, db_url: str) -> None:
+def test_accept_skip_a_second_look_and_the_question_before_dropping_edits(page, db_url: str) -> None:
     from playwright.sync_api import expect
 
     you = Annotator(page)
     you.expect_view(2, 0)  # the shirt, left on screen by the test before
+    # "Navy Blue" relabelled brand contradicts the model (colour at 0.9) and the training data: a second look
+    you.unit("Navy").click()
+    you.key("1")
+    you.expect_view(2, 1)
+    you.key("s")
+    expect(page.locator(".se-confirm")).to_contain_text(
+        "Second look: 'Navy Blue' is marked brand, but the model says colour", timeout=TIMEOUT_MS)
+    you.key("Escape")  # back to fix it
+    expect(page.locator(".se-confirm")).to_have_count(0, timeout=TIMEOUT_MS)
+    you.key("z")
+    you.expect_view(2, 2)
     you.key("a")  # accepted as predicted
     you.expect_view(3, 0)
     status, spans = saved_spans(db_url, SHIRT)

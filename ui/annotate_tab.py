@@ -21,6 +21,7 @@ from PIL import Image
 
 from review import edits, queue
 from review.edits import ReviewError, ReviewItem
+from review.suspicion import doubts_before_saving
 from review.intake import IntakeRow, import_for_review
 from review.versions import version_choices
 from store import Store
@@ -70,7 +71,8 @@ class Annotation:
         """The model's attributes, then those annotators added (the store's attribute set)."""
         return [*self.handle.attributes, *(a for a in store.attributes() if a not in self.handle.attributes)]
 
-    def show(self, store: Store, item: ReviewItem | None, *, new_listing: bool, confirm: str | None = None) -> tuple:
+    def show(self, store: Store, item: ReviewItem | None, *, new_listing: bool,
+             confirm: dict[str, str] | None = None) -> tuple:
         """The tab's outputs for `item`: state, editor, then photo and counts (only when the listing
         changed: an edit leaves both as they are, which keeps an edit's round trip short), API view."""
         attributes = self.known_attributes(store)
@@ -127,8 +129,15 @@ class Annotation:
         store = self.stores.get()
         if action == "stay":
             return self.show(store, item, new_listing=False)
-        if action in ("accept", "skip") and item.unsaved and not data.get("force"):
-            return self.show(store, item, new_listing=False, confirm=action)  # asks before dropping edits
+        if action in ("accept", "skip") and item.unsaved and not data.get("force"):  # asks before dropping edits
+            question = "Accept the model's values and drop them?" if action == "accept" else "Leave it and drop them?"
+            return self.show(store, item, new_listing=False, confirm={
+                "action": action, "text": f"This listing has unsaved changes. {question}", "yes": "Yes, drop my changes"})
+        extractor = self.handle.extractor  # None while the model is being built: saving goes on unchecked
+        if action == "save" and not data.get("force") and extractor and (doubts := doubts_before_saving(item, extractor)):
+            return self.show(store, item, new_listing=False, confirm={  # a second look before it teaches
+                "action": "save", "text": "Second look: " + "; ".join(doubts) + ". Save it as it is?",
+                "yes": "Save as it is"})
         if action in VERDICTS:
             return self.verdict(annotator, item, VERDICTS[action])
         if action in EDITS:

@@ -77,7 +77,7 @@ def _span_entry(item: ReviewItem, words: Sequence[Word], index: int, span: Span,
 
 
 def editor_view(item: ReviewItem | None, attributes: Sequence[str], home: dict[str, str],
-                confirm: str | None = None) -> dict[str, Any]:
+                confirm: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything the page script draws for the listing under review (or the empty queue)."""
     if item is None:
         return {"listing": None, "shortcuts": SHORTCUTS}

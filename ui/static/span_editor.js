@@ -115,7 +115,7 @@ function render() {
   const v = view();
   const root = element.querySelector(".se-root");
   if (!root) return;
-  const key = `${v.listing}:${v.revision}:${v.confirm}`;
+  const key = `${v.listing}:${v.revision}:${v.confirm ? v.confirm.action : ""}`;
   if (key !== local.shown) {  // a new view from the server: what was selected no longer applies
     local.shown = key;
     local.pending = null;
@@ -132,9 +132,8 @@ function render() {
       `<div class="se-help">${help}</div>`;
     return;
   }
-  const confirm = v.confirm ? `<div class="se-confirm" role="alertdialog">This listing has unsaved changes. ` +
-    `${v.confirm === "accept" ? "Accept the model's values and drop them" : "Leave it and drop them"}? ` +
-    `<button class="se-btn se-primary" data-action="${v.confirm}" data-force="1"><kbd>Enter</kbd> Yes, drop my changes</button>` +
+  const confirm = v.confirm ? `<div class="se-confirm" role="alertdialog">${esc(v.confirm.text)} ` +
+    `<button class="se-btn se-primary" data-action="${esc(v.confirm.action)}" data-force="1"><kbd>Enter</kbd> ${esc(v.confirm.yes)}</button>` +
     `<button class="se-btn" data-action="stay"><kbd>Esc</kbd> Stay</button></div>` : "";
   const notes = (v.notes || []).map((n) => `<div class="se-note">${esc(n)}</div>`).join("");
   root.innerHTML = `${confirm}${notes}<div class="se-head">Listing ${esc(v.listing)}${v.external_id ? ` (${esc(v.external_id)})` : ""}` +
@@ -277,7 +276,7 @@ function onKey(event) {
   const typing = !inFilter && event.target.closest && event.target.closest("input, textarea, select, [contenteditable=true]");
   if (typing || event.altKey || event.metaKey) return;
   if (v.confirm) {
-    if (event.key === "Enter") { event.preventDefault(); act(v.confirm, true); }
+    if (event.key === "Enter") { event.preventDefault(); act(v.confirm.action, true); }
     if (event.key === "Escape") { event.preventDefault(); act("stay"); }
     return;
   }
