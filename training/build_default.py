@@ -37,7 +37,8 @@ def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = Non
     valid = load_data(data / "valid.jsonl", "valid")
     config = DramConfig.for_variant("dram", attribute_set(train))
     settings = TrainSettings(epochs=epochs, seed=seed, cache_dir=cache_dir)
-    model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision)
+    model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision,
+                                            familiarity_source=f"{data.name}/train.jsonl")
     test = load_data(data / "test.jsonl", "test")
     metrics["test"] = evaluate(model, tokenizer, prepare(model, tokenizer, test, cache_dir))
     metrics["build_minutes"] = (time.monotonic() - started) / 60
