@@ -135,13 +135,16 @@ def _table(extraction: Extraction) -> list[list[Any]]:
     return rows
 
 
+NO_PHOTO = "No photo: the text alone was read, and there are no TEM heatmaps."
+
+
+def listing_warnings(extraction: Extraction, session: ExtractSession) -> list[str]:
+    """Every warning about one extraction, the same list for the page and the `/extract` endpoint."""
+    return list(extraction.warnings) + session.notes + ([NO_PHOTO] if session.photo is None else [])
+
+
 def _notes_markdown(extraction: Extraction, session: ExtractSession) -> str:
-    notes = list(extraction.warnings) + session.notes
-    if session.photo is None:
-        notes.append("No photo: the text alone was read, and there are no TEM heatmaps.")
-    if not notes:
-        return ""
-    return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in notes)
+    return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in listing_warnings(extraction, session))
 
 
 def render(session: ExtractSession, tau: float, handle: ModelHandle) -> tuple:
@@ -196,9 +199,7 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, colours: dict[st
         """Extract attribute values from one listing: text, optional photo path, tau_R in [0, 1]."""
         session = encode_listing(handle, text, image)
         extraction = handle.get().decode(session.encoded, tau_r)
-        result = extraction.to_dict()
-        result["warnings"] = extraction.warnings + session.notes
-        return result
+        return {**extraction.to_dict(), "warnings": listing_warnings(extraction, session)}
 
     with gr.Tab("Extract"):
         with gr.Row():
