@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import zipfile
@@ -15,6 +16,7 @@ from PIL import Image
 
 from dram.paths import EXAMPLES
 from tests.app_server import ATTRIBUTES, launch_app, stop_app
+from ui.extract_tab import NO_PHOTO
 
 TITLE = "U.S. Polo Assn. Men Checks Navy Blue Shirt"
 PHOTO = EXAMPLES / "17187.jpg"
@@ -46,7 +48,24 @@ def check_result(result: dict, text: str, tau_r: float) -> None:
 def test_extract_text_only(client: Client):
     result = extract(client, TITLE)
     check_result(result, TITLE, 0.5)
-    assert result["warnings"] == []
+    assert result["warnings"] == [NO_PHOTO]
+
+
+def page_notes(client: Client, text: str, image: Path | None = None) -> list[str]:
+    """The warnings the Extract tab shows for a listing (its notes list), as the page's own endpoint returns them."""
+    notes = client.predict(text, handle_file(str(image)) if image else None, 0.5, api_name="/extract_ui")[4]
+    return [html.unescape(line.removeprefix("- ⚠️ ")) for line in notes.splitlines()]
+
+
+@pytest.mark.parametrize("text, photo", [
+    (TITLE, None),
+    (TITLE, PHOTO),
+    ("Lenovo ThinkPad T14 Gen 3 14 inch laptop, Intel Core i7-1260P, 16 GB DDR4, 512 GB NVMe SSD", None),
+])
+def test_the_api_returns_the_warnings_the_page_shows(client: Client, text: str, photo: Path | None):
+    shown = page_notes(client, text, photo)
+    assert extract(client, text, photo)["warnings"] == shown
+    assert (NO_PHOTO in shown) == (photo is None)
 
 
 def test_trained_default_model_finds_the_values(client: Client):
