@@ -145,3 +145,26 @@ def test_a_saved_reference_travels_with_the_checkpoint(tiny_checkpoint: Path, tm
     np.testing.assert_array_equal(loaded.familiarity.points, model.familiarity.points)
     assert loaded.familiarity.threshold == model.familiarity.threshold
     torch.testing.assert_close(loaded.classifier.mlp[0].weight, model.classifier.mlp[0].weight)
+
+
+def test_training_a_model_to_save_measures_its_reference_on_its_own_data(tiny_encoder_dir: str):
+    from tests.tiny_model import tiny_config
+    from training.loop import TrainSettings
+    from training.train import train_model
+
+    valid = [Listing(str(i), text) for i, text in enumerate(VALIDATION)]
+    settings = TrainSettings(epochs=1, batch_size=4, cache_dir=None)
+    config = tiny_config(tiny_encoder_dir, "text-only")
+    model, tokenizer, _ = train_model(config, train_listings(), valid, settings, "cpu", progress=False,
+                                      familiarity_source="shop/train.jsonl")
+    assert model.familiarity.learned_from == "8 listings of shop/train.jsonl"
+    scores = model.familiarity.scores(listing_embeddings(model, tokenizer, prepare(model, tokenizer, valid, None)))
+    assert model.familiarity.threshold == pytest.approx(np.quantile(scores, 0.99), abs=1e-5)
+    unsaved, _, _ = train_model(config, train_listings(), valid, settings, "cpu", progress=False)
+    assert unsaved.familiarity is None  # the ablation's models are never saved: no reference pass
+
+
+def test_source_name_is_the_folder_and_the_file():
+    from training.familiarity import source_name
+
+    assert source_name(Path("/work/shared/data/wdc-pave/train_large.jsonl")) == "wdc-pave/train_large.jsonl"

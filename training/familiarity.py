@@ -34,6 +34,11 @@ def listing_embeddings(model: DramModel, tokenizer, data: PreparedData) -> np.nd
     return np.stack([listing_embedding(np.stack(w)) for w in windows])
 
 
+def source_name(path: Path) -> str:
+    """A data file as the warning names it: its folder and name ('myntra-small/train.jsonl')."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def category_of(listing: Listing) -> str | None:
     """A listing's category when its file says one (WDC-PAVE's `category`, Myntra's catalogue master category)."""
     catalogue = listing.meta.get("catalogue")
@@ -89,7 +94,8 @@ def main() -> None:
         valid = load_data(args.valid, "valid")
     else:
         train, valid = split_validation(train, seed=model.config.train.get("seed", 13))
-    print(json.dumps(add_reference(model, tokenizer, args.checkpoint, train, valid, args.train.name, job.cache_dir)))
+    print(json.dumps(add_reference(model, tokenizer, args.checkpoint, train, valid, source_name(args.train.resolve()),
+                                   job.cache_dir)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
-from training.familiarity import attach_reference
+from training.familiarity import attach_reference, source_name
 from training.loop import TrainSettings, calibrate_tau, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
 
@@ -140,7 +140,7 @@ def _train(args: argparse.Namespace, job: JobSettings) -> None:
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device,
                                               precision=job.precision, calibrate=args.tau_r is None,
-                                              familiarity_source=args.train.name)
+                                              familiarity_source=source_name(args.train.resolve()))
     if not distributed.is_main():
         return  # rank 0 saves; the others are done
     metrics["train"]["processes"] = distributed.world()

@@ -27,6 +27,8 @@ def model_markdown(handle: ModelHandle) -> str:
         f"- **tau_R (checkpoint default):** {cfg.tau_r}",
         f"- **Runs on:** {device}",
         f"- **Reads:** the whole text, in windows of {cfg.max_tokens} tokens",
+        "- **Warns of listings unlike its training data:** " + (f"yes ({ex.model.familiarity.learned_from})"
+            if ex.model.familiarity else "no (no familiarity reference: `python -m training.familiarity` adds one)"),
         "", "**Metrics** (metrics.json)", "", f"```json\n{metrics}\n```",
     ])
 
