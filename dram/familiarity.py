@@ -37,14 +37,14 @@ class FamiliaritySettings:
 class FamiliarityReference:
     """Training listings as unit vectors in the encoder's space, and the threshold."""
 
-    points: np.ndarray  # (n, H) the reference listings' embeddings scaled to length 1
+    points: np.ndarray  # (n, H) float32 the reference listings' embeddings scaled to length 1 (float16 on disk)
     threshold: float  # a listing scoring above it is unlike the training listings
     learned_from: str  # what the model learned from, in words, for the warning
     settings: FamiliaritySettings
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """(B,) mean cosine distance of each listing (rows of `embeddings`, (B, H)) to its nearest reference listings."""
-        similarity = _unit(np.atleast_2d(embeddings)) @ self.points.T.astype(np.float32)
+        similarity = _unit(np.atleast_2d(embeddings)) @ self.points.T
         k = min(self.settings.neighbours, similarity.shape[1])
         nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
         return 1.0 - nearest.mean(axis=1)
@@ -69,7 +69,7 @@ class FamiliarityReference:
         with safe_open(str(path), "numpy") as handle:
             metadata = handle.metadata()
         tensors = load_file(str(path))
-        return cls(tensors["points"], float(metadata["threshold"]), metadata["learned_from"],
+        return cls(tensors["points"].astype(np.float32), float(metadata["threshold"]), metadata["learned_from"],
                    FamiliaritySettings(**json.loads(metadata["settings"])))
 
 
@@ -86,7 +86,7 @@ def build_reference(train: np.ndarray, valid: np.ndarray, learned_from: str,
     if len(train) == 0 or len(valid) == 0:
         raise ValueError("The familiarity reference needs training and validation listings.")
     keep = np.random.default_rng(settings.seed).permutation(len(train))[: settings.max_reference]
-    points = _unit(train[np.sort(keep)]).astype(np.float16)
+    points = _unit(train[np.sort(keep)]).astype(np.float16).astype(np.float32)  # as saved: the same scores loaded
     reference = FamiliarityReference(points, 0.0, learned_from, settings)
     reference.threshold = float(np.quantile(reference.scores(valid), settings.quantile))
     return reference
