@@ -5,9 +5,9 @@ sits in the fine-tuned text encoder's space, which the Extractor computes anyway
 point there (its last layer's mean over its tokens, `EncoderOutput.pooled`), and its score is its
 cosine distance to the nearest training listings. The threshold is a high quantile of the scores of
 the validation listings, so in-domain listings are flagged only about as often as the quantile
-leaves out. Measured, and compared with unseen words, ARM scores and other distances, in
-BENCHMARKS.md ("Listings unlike the training data"). The reference is saved beside the checkpoint (`REFERENCE_FILE`, a few
-hundred KB); a checkpoint without one gives no such warning.
+leaves out. Chosen over unseen words, ARM scores and other distances on validation data
+(BENCHMARKS.md, "Listings unlike the training data"). The reference is saved beside the checkpoint
+(`REFERENCE_FILE`, about 300 KB); a checkpoint without one gives no such warning.
 """
 from __future__ import annotations
 
