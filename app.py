@@ -49,7 +49,7 @@ from ui.extract_tab import build_extract_tab  # noqa: E402
 from ui.model_build import build_default_model, checkpoint_path, should_build  # noqa: E402
 from ui.model_tab import build_model_tab  # noqa: E402
 from ui.serving import ModelHandle, StoreHandle  # noqa: E402
-from ui.widgets import theme  # noqa: E402
+from ui.widgets import CSS, theme  # noqa: E402
 
 log = logging.getLogger("dram.app")
 
@@ -92,4 +92,4 @@ if __name__ == "__main__":
     # Logging before build_demo, so a build on a Space says what it does.
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_demo().launch(max_file_size=MAX_UPLOAD, theme=theme())
+    build_demo().launch(max_file_size=MAX_UPLOAD, theme=theme(), css=CSS)

@@ -1,5 +1,6 @@
 """A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json,
-and value_lookup.json when the model reads the value lookup."""
+value_lookup.json when the model reads the value lookup, and familiarity.safetensors when training
+measured where its listings sit (dram.familiarity; older checkpoints have none and load as they are)."""
 from __future__ import annotations
 
 import contextlib
@@ -17,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dram.errors import CheckpointError
+from dram.familiarity import REFERENCE_FILE, FamiliarityReference
 from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
@@ -68,7 +70,7 @@ def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
 # What a save killed midway leaves beside a checkpoint: its temporary folder (".NAME." + mkdtemp's
 # 8 characters) or the old copy it was swapping out (".NAME.old").
 _SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
-_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE}
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, REFERENCE_FILE}
 
 
 @contextlib.contextmanager
@@ -111,6 +113,8 @@ def _save(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None) -> N
         (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
         if model.value_lookup is not None:
             model.value_lookup.save(tmp / LOOKUP_FILE)
+        if model.familiarity is not None:
+            model.familiarity.save(tmp / REFERENCE_FILE)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -179,5 +183,11 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
             raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "
                                   "rebuild the checkpoint.")
         model.value_lookup = ValueLookup.load(path / LOOKUP_FILE)
+    if (path / REFERENCE_FILE).exists():
+        try:
+            model.familiarity = FamiliarityReference.load(path / REFERENCE_FILE)
+        except Exception as err:  # safetensors raises its own error types for truncated files
+            raise CheckpointError(f"{path}: {REFERENCE_FILE} is damaged ({err}); add it again with "
+                                  f"`python -m training.familiarity --checkpoint {path}`, or delete it.") from err
     model.precision = precision
     return model.to(where).eval(), tokenizer, read_metrics(path)

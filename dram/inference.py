@@ -19,6 +19,7 @@ from dram.data.images import load_image
 from dram.data.spans import Span, char_spans
 from dram.data.tagging import Word
 from dram.errors import DramInputError
+from dram.familiarity import listing_embedding
 from dram.nn.batching import TextWindow, collate, encode_windows
 from dram.nn.model import DecodedSpan, EncoderOutput
 from dram.nn.value_lookup import prior_features
@@ -39,6 +40,8 @@ class Extraction:
     # (n_words, grid, grid): each word's TEM attention over the photo's regions, summing to 1.
     attention: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    # Unlike the listings the model learned from (dram.familiarity); None: the checkpoint has no reference.
+    unfamiliar: bool | None = None
 
     @property
     def selected(self) -> list[str]:
@@ -47,7 +50,7 @@ class Extraction:
     def to_dict(self) -> dict:
         return {"text": self.text, "spans": [s.to_dict() for s in self.spans],
                 "attribute_scores": self.attribute_scores, "tau_r": self.tau_r,
-                "selected": self.selected, "warnings": self.warnings}
+                "selected": self.selected, "warnings": self.warnings, "unfamiliar": self.unfamiliar}
 
 
 @dataclass
@@ -59,6 +62,7 @@ class EncodedListing:
     encoded: EncoderOutput
     has_image: bool
     warnings: list[str]
+    unfamiliar: bool | None = None
 
 
 class Extractor:
@@ -129,7 +133,19 @@ class Extractor:
         for i, wins in enumerate(windows):
             out.append(EncodedListing(wins, encoded.select(first, len(wins)), has_image[i], notes[i]))
             first += len(wins)
+        self._check_familiarity(out)
         return out
+
+    def _check_familiarity(self, listings: list[EncodedListing]) -> None:
+        """Flag (and warn about) listings unlike the training listings, from the encodings already made."""
+        reference = self.model.familiarity
+        if reference is None:
+            return
+        points = np.stack([listing_embedding(l.encoded.pooled.float().cpu().numpy()) for l in listings])
+        for listing, unfamiliar in zip(listings, reference.unfamiliar(points)):
+            listing.unfamiliar = bool(unfamiliar)
+            if unfamiliar:
+                listing.warnings.append(reference.warning())
 
     def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
         return self._encode_batch(items)
@@ -159,7 +175,8 @@ class Extractor:
         best = scores.max(dim=0).values
         scored = {a: round(float(v), 4) for a, v in zip(self.config.attributes, best)}
         spans.sort(key=lambda s: (s.start, s.attribute))
-        return Extraction(listing.windows[0].text, spans, scored, tau, words, attention, list(listing.warnings))
+        return Extraction(listing.windows[0].text, spans, scored, tau, words, attention, list(listing.warnings),
+                          listing.unfamiliar)
 
     @torch.inference_mode()
     def _extractions(self, listings: list[EncodedListing], tau_r: float | None) -> list[Extraction]:

@@ -86,6 +86,12 @@ def test_extract_in_the_browser(app_url: str, tmp_path: Path):
             expect(page.locator("#value-heatmaps img").first).to_be_visible(timeout=TIMEOUT_MS)
             expect(page.locator("#word-heatmap img").first).to_be_visible(timeout=TIMEOUT_MS)
             page.locator("#value-heatmaps").scroll_into_view_if_needed()
+            # every TEM caption ("brand: U.S. Polo Assn. · 1.23x") is shown whole, not cut to "brand: U.S. …"
+            captions = page.locator("#value-heatmaps .caption-label")
+            expect(captions.first).to_be_visible(timeout=TIMEOUT_MS)
+            for caption in captions.all():
+                assert caption.evaluate("e => e.scrollWidth <= e.clientWidth"), caption.inner_text()
+            assert "brand: U.S. Polo Assn. · " in captions.all_inner_texts()[0]
             shot = _save_screenshot(page, tmp_path, "extract.png")
             assert shot.stat().st_size > 10_000
 

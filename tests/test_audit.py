@@ -199,8 +199,8 @@ def test_run_audit_reports_unknown_images_and_bad_rows_and_writes_the_csv(tmp_pa
     assert shares == [0.0, 1.0]
     assert result.csv_path == tmp_path / "batch-attributes.csv"
     with result.csv_path.open(newline="") as f:
-        assert list(csv.reader(f)) == [["id", "attribute", "value", "confidence"],
-                                       ["a", "brand", "Road", "0.8750"], ["f", "brand", "Nike", "0.8750"]]
+        assert list(csv.reader(f)) == [["id", "attribute", "value", "confidence", "unlike_training"],
+                                       ["a", "brand", "Road", "0.8750", ""], ["f", "brand", "Nike", "0.8750", ""]]
     assert result.summary_markdown().startswith(
         "**6** listings read, **2** extracted, **4** skipped (see problems), **0** missing attributes their "
         "category usually has.\n\n| category | listings |")
@@ -212,3 +212,31 @@ def test_run_audit_without_a_zip_skips_rows_that_name_a_photo(tmp_path: Path):
     result = run_audit(FakeExtractor(), listings, None, 0.5, out_dir=tmp_path)
     assert result.problems == [[1, "a", "names the photo 'shirt.jpg' but no photo zip was uploaded", "skipped"]]
     assert result.done == [] and result.missing == []
+
+
+class CheckingExtractor(FakeExtractor):
+    """A model with a familiarity reference: listings about laptops are unlike its training listings."""
+
+    def extract_batch(self, items, tau_r=None, batch_size=32):
+        results = super().extract_batch(items, tau_r, batch_size)
+        for result in results:
+            result.unfamiliar = "laptop" in result.text
+        return results
+
+
+def test_run_audit_marks_and_counts_listings_unlike_the_training_data(tmp_path: Path):
+    listings = tmp_path / "batch.csv"
+    listings.write_text("id,text\na,Roadster shirt\nb,Lenovo laptop 14 inch\nc,Dell laptop bag\n")
+    result = run_audit(CheckingExtractor(), listings, None, 0.5, out_dir=tmp_path)
+    assert result.unfamiliar == ["b", "c"]
+    with result.csv_path.open(newline="") as f:
+        assert [row[0::4] for row in csv.reader(f)] == [["id", "unlike_training"], ["a", "no"], ["b", "yes"],
+                                                        ["c", "yes"]]
+    assert ("**2** unlike the listings the model learned from, so their values may be wrong (column "
+            "`unlike_training` of the CSV): b, c.") in result.summary_markdown()
+
+
+def test_the_audit_summary_names_no_count_when_the_model_cannot_check(tmp_path: Path):
+    listings = tmp_path / "batch.csv"
+    listings.write_text("id,text\na,Lenovo laptop\n")
+    assert "unlike" not in run_audit(FakeExtractor(), listings, None, 0.5, out_dir=tmp_path).summary_markdown()

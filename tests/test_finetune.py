@@ -287,3 +287,30 @@ def test_correction_weight_follows_the_number_of_corrections() -> None:
     assert finetune_module.correction_weight_for(20) == finetune_module.MAX_CORRECTION_WEIGHT
     assert finetune_module.correction_weight_for(400) == 2  # 800 views an epoch
     assert finetune_module.correction_weight_for(5000) == 1
+
+
+def test_the_new_checkpoint_gets_its_own_familiarity_reference(source: Path, db_url: str, tmp_path: Path) -> None:
+    add_corrections(db_url, data("corr"))
+    colours, kinds = ["red", "blue", "black", "white", "green"], ["shirt", "jeans", "belt", "cap"]
+    replay = [listing(f"{c} wool {k}", [(c, "colour"), ("wool", "material"), (k, "article_type")], f"r{i}")
+              for i, (c, k) in enumerate((c, k) for c in colours for k in kinds)]
+    with open_store(db_url) as store:
+        finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
+                 tmp_path / "photos", progress=False, promote=True)
+    model, _, _ = load_checkpoint(tmp_path / "v1")
+    assert model.familiarity is not None and len(model.familiarity.points) == 4 + 4  # corrections + replayed
+    assert model.familiarity.learned_from == "8 listings of the corrections and the replayed listings"
+
+
+def test_too_few_listings_to_set_a_threshold_drop_the_parents_reference(source: Path, db_url: str,
+                                                                        tmp_path: Path) -> None:
+    import numpy as np
+
+    from dram.familiarity import build_reference
+
+    parent, tokenizer, _ = load_checkpoint(source)
+    parent.familiarity = build_reference(np.ones((3, 32)), np.ones((3, 32)), "the parent's listings")
+    with_reference = save_checkpoint(parent, tokenizer, tmp_path / "v0")
+    add_corrections(db_url, data("corr"))
+    run(with_reference, db_url, tmp_path / "v1", tmp_path, promote=True)  # 2 held out, nothing left to sample
+    assert load_checkpoint(tmp_path / "v1")[0].familiarity is None

@@ -65,7 +65,7 @@ def test_extract_with_a_photo_gives_spans_scores_and_attention(extractor: Extrac
     assert (result.attention >= 0).all()
     _check_spans(result)
     as_dict = result.to_dict()
-    assert set(as_dict) == {"text", "spans", "attribute_scores", "tau_r", "selected", "warnings"}
+    assert set(as_dict) == {"text", "spans", "attribute_scores", "tau_r", "selected", "warnings", "unfamiliar"}
 
 
 def test_extract_without_a_photo_has_no_attention(extractor: Extractor) -> None:

@@ -92,8 +92,8 @@ def _in_process(monkeypatch, module, *argv: str) -> SystemExit:
 
 def test_train_writes_a_checkpoint(runs) -> None:
     ck = runs["ck"]
-    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "metrics.json", "model.safetensors", "text_encoder",
-                                                    "value_lookup.json"]
+    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "familiarity.safetensors", "metrics.json",
+                                                    "model.safetensors", "text_encoder", "value_lookup.json"]
     config = json.loads((ck / "config.json").read_text())
     assert config["variant"] == "text-only" and config["use_image"] is False
     assert config["attributes"] == ["article_type", "colour", "material"]  # most frequent first

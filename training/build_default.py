@@ -47,7 +47,7 @@ def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = Non
     config = DramConfig.for_variant("dram", attribute_set(train))
     settings = TrainSettings(epochs=epochs, seed=seed, cache_dir=cache_dir)
     model, tokenizer, metrics = train_model(config, train, valid, settings, device, precision=precision,
-                                            on_epoch=on_epoch)
+                                            on_epoch=on_epoch, familiarity_source=f"{data.name}/train.jsonl")
     on_stage("testing")
     test = load_data(data / "test.jsonl", "test")
     metrics["test"] = evaluate(model, tokenizer, prepare(model, tokenizer, test, cache_dir))

@@ -55,6 +55,7 @@ from store import ModelVersionInfo, Store, open_store
 from store.db import default_url, sqlite_file
 from training import distributed
 from training.common import attribute_set, check_attributes, load_data, run_cli, setup_logging
+from training.familiarity import attach_reference
 from training.loop import PreparedData, TrainSettings, evaluate, fit, predict, prepare, refresh_prior
 from training.moved_values import attribute_table, moved_summary, moved_values, values_per_attribute
 from training.options import JobSettings, settings_from
@@ -71,6 +72,8 @@ MIN_MOVED_AGAINST_FLAGS = 3
 EPOCHS = 4
 MAX_CORRECTION_WEIGHT = 4
 CORRECTION_VIEWS = 800  # per epoch: past this many corrections, each is seen once an epoch
+MIN_THRESHOLD_LISTINGS = 10  # fewer listings cannot place a 99% quantile
+THRESHOLD_SAMPLE = 400  # listings of the original training data, not replayed, the threshold is also set on
 
 
 def correction_weight_for(corrections: int) -> int:
@@ -176,6 +179,15 @@ def replay_sample(replay: list[Listing], size: int, corrections: list[Listing], 
     corrected = {l.text for l in corrections}
     pool = [l for l in replay if l.text not in corrected]
     return random.Random(seed).sample(pool, min(size, len(pool)))
+
+
+def unreplayed(replay: list[Listing], used: list[Listing], size: int, seed: int) -> list[Listing]:
+    """A seeded sample of the original training data this fine-tune neither replayed nor saw corrected:
+    with the held-out corrections, the listings the familiarity threshold is set on (the checkpoint's
+    validation split is not known here)."""
+    seen = {l.text for l in used}
+    pool = [l for l in replay if l.text not in seen]
+    return random.Random(seed + 1).sample(pool, min(size, len(pool)))
 
 
 def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
@@ -291,6 +303,16 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     new = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
     new_flagged = _spans(model, tokenizer, flagged)
     moved = moved_values(old_flagged, new_flagged)
+    learned = corrections.train + replayed
+    threshold_set = corrections.heldout + unreplayed(replay, learned + corrections.heldout, THRESHOLD_SAMPLE,
+                                                     settings.seed)
+    if len(threshold_set) >= MIN_THRESHOLD_LISTINGS:
+        attach_reference(model, tokenizer, prepare(model, tokenizer, learned, cache),
+                         prepare(model, tokenizer, threshold_set, cache), "the corrections and the replayed listings")
+    else:
+        model.familiarity = None  # the parent's reference is of another encoder
+        log.warning("only %d listings to set the familiarity threshold on (at least %d needed): the new checkpoint "
+                    "gives no unlike-listing warnings", len(threshold_set), MIN_THRESHOLD_LISTINGS)
 
     parent = _parent_version(store, source)
     metrics = {

@@ -18,6 +18,7 @@ from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
+from training.familiarity import attach_reference, source_name
 from training.loop import EpochCallback, TrainSettings, calibrate_tau, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
 
@@ -78,9 +79,10 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
                 progress: bool = True, precision: str = "auto", calibrate: bool = True,
-                on_epoch: EpochCallback | None = None):
-    """Build, prepare data, fit, and (ARM with a validation split, `calibrate`) choose tau_R on it;
-    returns (model, tokenizer, metrics)."""
+                on_epoch: EpochCallback | None = None, familiarity_source: str | None = None):
+    """Build, prepare data, fit, and with a validation split choose tau_R on it (ARM, `calibrate`) and,
+    for a model to be saved, measure where its training listings sit (`training.familiarity`;
+    `familiarity_source` names the training data in the warning); returns (model, tokenizer, metrics)."""
     torch.manual_seed(settings.seed)
     model, tokenizer = build_model(config, precision=precision)
     model.to(pick_device(device))
@@ -95,6 +97,10 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
             metrics["valid"], metrics["train"]["tau_r"] = calibrate_tau(model, tokenizer, valid_data)
         else:
             metrics["valid"] = evaluate(model, tokenizer, valid_data)
+        if familiarity_source is not None:
+            attach_reference(model, tokenizer, train_data, valid_data, familiarity_source)
+    elif distributed.is_main() and familiarity_source is not None:
+        log.info("no validation listings: the checkpoint gets no familiarity reference (no unlike-listing warnings)")
     model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
     return model, tokenizer, metrics
 
@@ -133,7 +139,8 @@ def _train(args: argparse.Namespace, job: JobSettings) -> None:
     config = config_from(args, attributes)
     log.info("training %s on %d listings, attributes: %s", config.variant, len(train), ", ".join(attributes))
     model, tokenizer, metrics = train_model(config, train, valid, train_settings_from(args), job.device,
-                                              precision=job.precision, calibrate=args.tau_r is None)
+                                              precision=job.precision, calibrate=args.tau_r is None,
+                                              familiarity_source=source_name(args.train.resolve()))
     if not distributed.is_main():
         return  # rank 0 saves; the others are done
     metrics["train"]["processes"] = distributed.world()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # only for annotations: importing this module stays free of t
 MAX_BATCH_ROWS = 2000
 MAX_ZIP_BYTES = 300 * 1024 * 1024
 BATCH_CHUNK = 16  # listings per extract_batch call (and per progress step)
+UNFAMILIAR_SHOWN = 10  # ids of unlike-the-training-data listings named in the summary
 USUAL_SHARE = 0.8  # an attribute is "usual" for a category when at least this share of its listings has it
 NO_CATEGORY = "(no category)"
 
@@ -46,12 +47,25 @@ class AuditResult:
     missing: list[list[Any]]  # [id, category, missing attributes, listings in category, text]
     problems: list[list[Any]]  # [row, id, problem, action], by row
     category_table: str  # markdown: per category, its size, usual attributes and listings missing some
-    csv_path: Path  # id, attribute, value, confidence for every extracted value
+    csv_path: Path  # id, attribute, value, confidence, unlike_training for every extracted value
+
+    @property
+    def unfamiliar(self) -> list[str]:
+        """Ids of the listings unlike those the model learned from (dram.familiarity)."""
+        return [row.id for row, extraction in self.done if extraction.unfamiliar]
 
     def summary_markdown(self) -> str:
+        checked = any(extraction.unfamiliar is not None for _, extraction in self.done)
+        flagged = self.unfamiliar
+        familiarity = ""
+        if checked:
+            shown = ", ".join(html.escape(i) for i in flagged[:UNFAMILIAR_SHOWN])
+            more = f" and {len(flagged) - UNFAMILIAR_SHOWN} more" if len(flagged) > UNFAMILIAR_SHOWN else ""
+            familiarity = (f" **{len(flagged)}** unlike the listings the model learned from, so their values may be "
+                           f"wrong (column `unlike_training` of the CSV)" + (f": {shown}{more}." if flagged else "."))
         return (f"**{self.rows_read}** listings read, **{len(self.done)}** extracted, "
                 f"**{self.rows_read - len(self.done)}** skipped (see problems), **{len(self.missing)}** missing "
-                f"attributes their category usually has.\n\n{self.category_table}")
+                f"attributes their category usually has.{familiarity}\n\n{self.category_table}")
 
 
 def read_rows(path: Path) -> tuple[list[BatchRow], list[list[Any]]]:
@@ -223,10 +237,11 @@ def run_audit(extractor: Extractor, listing_file: Path, photos_zip: Path | None,
     out_csv = out_dir / f"{listing_file.stem}-attributes.csv"
     with out_csv.open("w", newline="", encoding="utf-8") as handle_out:
         writer = csv.writer(handle_out)
-        writer.writerow(["id", "attribute", "value", "confidence"])
+        writer.writerow(["id", "attribute", "value", "confidence", "unlike_training"])
         for row, extraction in done:
+            flag = {True: "yes", False: "no", None: ""}[extraction.unfamiliar]
             for span in extraction.spans:
-                writer.writerow([row.id, span.attribute, span.text, f"{span.confidence:.4f}"])
+                writer.writerow([row.id, span.attribute, span.text, f"{span.confidence:.4f}", flag])
     missing, category_table = missing_summary(done)
     problems.sort(key=lambda p: p[0])
     return AuditResult(len(rows), done, missing, problems, category_table, out_csv)

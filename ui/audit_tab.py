@@ -45,7 +45,7 @@ def build_audit_tab(handle: ModelHandle) -> None:
             gr.Examples([[str(EXAMPLES / "batch.csv"), str(EXAMPLES / "batch_photos.zip")]],
                         inputs=[listing_file, photos_zip], label="Sample batch (24 real Myntra listings)")
         summary = gr.Markdown(elem_id="audit-summary")
-        attributes_csv = gr.File(label="Extracted attributes (CSV: id, attribute, value, confidence)")
+        attributes_csv = gr.File(label="Extracted attributes (CSV: id, attribute, value, confidence, unlike_training)")
         gr.Markdown(RULE)
         missing = gr.Dataframe(headers=["id", "category", "missing", "listings in category", "text"],
                                label="Listings missing attributes their category usually has", interactive=False)

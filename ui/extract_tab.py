@@ -32,7 +32,7 @@ from ui.visualize import (
     normalise_attention,
     overlay,
 )
-from ui.widgets import photo_input, publish_picture
+from ui.widgets import WRAPPED_CAPTIONS, photo_input, publish_picture
 
 log = logging.getLogger("dram.app")
 
@@ -106,7 +106,7 @@ def _heat_image(session: ExtractSession, rows: list[int]) -> tuple[str, str]:
         heat = normalise_attention(mean_attention(session.extraction.attention, rows))
         cached = (publish_picture(overlay(session.display, heat.normalised), "heatmap"), heat.peak_ratio)
         session.heatmaps[key] = cached
-    return cached[0], f"peak {cached[1]:.2f}x uniform"
+    return cached[0], f"{cached[1]:.2f}x"
 
 
 def _value_heatmaps(session: ExtractSession) -> list[tuple[str, str]]:
@@ -115,7 +115,7 @@ def _value_heatmaps(session: ExtractSession) -> list[tuple[str, str]]:
     gallery = []
     for label, rows in _word_spans(session.extraction):
         picture, peak = _heat_image(session, rows)
-        gallery.append((picture, f"{label} ({peak})"))
+        gallery.append((picture, f"{label} · {peak}"))
     return gallery
 
 
@@ -135,13 +135,16 @@ def _table(extraction: Extraction) -> list[list[Any]]:
     return rows
 
 
+NO_PHOTO = "No photo: the text alone was read, and there are no TEM heatmaps."
+
+
+def listing_warnings(extraction: Extraction, session: ExtractSession) -> list[str]:
+    """Every warning about one extraction, the same list for the page and the `/extract` endpoint."""
+    return list(extraction.warnings) + session.notes + ([NO_PHOTO] if session.photo is None else [])
+
+
 def _notes_markdown(extraction: Extraction, session: ExtractSession) -> str:
-    notes = list(extraction.warnings) + session.notes
-    if session.photo is None:
-        notes.append("No photo: the text alone was read, and there are no TEM heatmaps.")
-    if not notes:
-        return ""
-    return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in notes)
+    return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in listing_warnings(extraction, session))
 
 
 def render(session: ExtractSession, tau: float, handle: ModelHandle) -> tuple:
@@ -197,9 +200,7 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, served: gr.State
         """Extract attribute values from one listing: text, optional photo path, tau_R in [0, 1]."""
         session = encode_listing(handle, text, image)
         extraction = handle.get().decode(session.encoded, tau_r)
-        result = extraction.to_dict()
-        result["warnings"] = extraction.warnings + session.notes
-        return result
+        return {**extraction.to_dict(), "warnings": listing_warnings(extraction, session)}
 
     with gr.Tab("Extract"):
         with gr.Row():
@@ -225,11 +226,11 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, served: gr.State
             # PNG: a flat chart encodes ~3x faster than as WebP (gradio's default), and is sent inline
             chart = gr.Plot(label=ARM_TITLE, show_label=True, format="png", elem_id="arm-chart")
         gr.Markdown("### TEM: where each value looks in the photo\nEach map is the text-to-region attention "
-                    "(7x7 regions), stretched over the photo and scaled to its own min..max; the caption says "
+                    "(7x7 regions), stretched over the photo and scaled to its own min..max; the caption ends with "
                     "how far its peak is above uniform attention (1.00x = flat, nothing singled out).")
         with gr.Row():
-            value_maps = gr.Gallery(label="Per extracted value (mean over its words)", columns=4, height=360,
-                                    elem_id="value-heatmaps")
+            value_maps = gr.Gallery(label="Per extracted value (mean over its words)", columns=3, height=420,
+                                    elem_id="value-heatmaps", elem_classes=[WRAPPED_CAPTIONS])
             with gr.Column():
                 word = gr.Dropdown(label="Attention of one word", choices=[], elem_id="word-pick")
                 word_map = gr.Image(label="Word heatmap", type="filepath", interactive=False, height=320,

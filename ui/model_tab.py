@@ -40,6 +40,8 @@ def model_markdown(handle: ModelHandle) -> str:
         f"{cfg.max_tokens} tokens",
         f"- **Runs on:** {device}",
         _training_line(ex.metrics),
+        "- **Warns of listings unlike its training data:** " + (f"yes ({ex.model.familiarity.learned_from})"
+            if ex.model.familiarity else "no (no familiarity reference: `python -m training.familiarity` adds one)"),
     ]
     if not ex.metrics:
         lines.append("- **Metrics:** none in metrics.json (an untrained or unevaluated checkpoint)")

@@ -1,4 +1,4 @@
-"""Gradio pieces more than one tab uses: the photo upload, pictures served from gradio's cache, the theme."""
+"""Gradio pieces more than one tab uses: the photo upload, pictures served from gradio's cache, the theme and its CSS."""
 from __future__ import annotations
 
 import hashlib
@@ -53,3 +53,13 @@ def theme() -> gr.themes.Base:
     """System fonts only: the default theme fetches Google Fonts, which offline machines cannot reach."""
     return gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                           font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
+# A gallery with this class wraps its captions instead of cutting them ("brand: Pum…"): gradio sets
+# them on one line, at most 80% of the thumbnail wide.
+WRAPPED_CAPTIONS = "wrapped-captions"
+CSS = f"""
+.{WRAPPED_CAPTIONS} .caption-label {{
+  white-space: normal; overflow-wrap: anywhere; max-width: calc(100% - 2 * var(--block-label-margin));
+}}
+"""

@@ -10,6 +10,7 @@ Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as nnf
@@ -24,6 +25,9 @@ from dram.nn.precision import autocast_dtype
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
 
+if TYPE_CHECKING:  # the reference is the checkpoint's (dram.familiarity, above the network); only its type here
+    from dram.familiarity import FamiliarityReference
+
 
 @dataclass
 class EncoderOutput:
@@ -35,11 +39,14 @@ class EncoderOutput:
     cross_attention: torch.Tensor | None  # (B, T, R) TEM text-to-region attention
     name_features: torch.Tensor | None  # (N, H) for the BERT-guided policy
     prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
+    # (B, H) the last layer's mean over the text tokens: where a listing sits in the encoder's space,
+    # which the familiarity check (dram.familiarity) compares with the training listings'.
+    pooled: torch.Tensor | None = None
 
     def select(self, index: int, count: int = 1) -> "EncoderOutput":
         pick = lambda t: None if t is None else t[index : index + count]
         return EncoderOutput(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
-                             pick(self.cross_attention), self.name_features, pick(self.prior))
+                             pick(self.cross_attention), self.name_features, pick(self.prior), pick(self.pooled))
 
     def float(self) -> "EncoderOutput":
         """Float32 versions of 16-bit outputs (mixed precision): ARM and the CRF sum in float32."""
@@ -61,7 +68,7 @@ class EncoderOutput:
 
         return EncoderOutput(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
                        cat([p.attribute_logits for p in parts]), cat([p.cross_attention for p in parts]),
-                       parts[0].name_features, cat([p.prior for p in parts]))
+                       parts[0].name_features, cat([p.prior for p in parts]), cat([p.pooled for p in parts]))
 
 
 @dataclass
@@ -103,6 +110,8 @@ class DramModel(nn.Module):
         self.classifier = AttributeClassifier(hidden, n_attr)
         # Empty until training fills it from its listings, or loaded with the checkpoint.
         self.value_lookup: ValueLookup | None = ValueLookup({}) if config.value_prior else None
+        # Where the training listings sit in the encoder's space: set by training, or loaded with the checkpoint.
+        self.familiarity: FamiliarityReference | None = None
         if config.use_arm:
             self.arm = AttributeRangeMinimizer(hidden, n_attr, config.lstm_hidden, config.arm_policy,
                                                prior_size=2 if config.value_prior else 0)
@@ -246,6 +255,7 @@ class DramModel(nn.Module):
         return self._heads(out.hidden_states, batch, cross)
 
     def _heads(self, hidden: tuple[torch.Tensor, ...], batch: Batch, cross: torch.Tensor | None) -> EncoderOutput:
+        pooled = _text_mean(hidden[-1], batch.attention_mask)
         sentence = torch.cat([self._sentence(hidden[-1], batch.attention_mask),
                               self._sentence(hidden[-2], batch.attention_mask)], dim=-1)
         index = batch.word_index.unsqueeze(-1).expand(-1, -1, hidden[-1].shape[-1])
@@ -257,7 +267,7 @@ class DramModel(nn.Module):
         prior = batch.prior if self.config.value_prior else None
         if self.config.value_prior and prior is None:
             prior = word_features.new_zeros((*batch.word_mask.shape, 2 * len(self.config.attributes)))
-        return EncoderOutput(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior)
+        return EncoderOutput(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior, pooled)
 
     def _joint_features(self, encoded: EncoderOutput) -> torch.Tensor:
         if encoded.prior is None:
@@ -268,8 +278,7 @@ class DramModel(nn.Module):
         """The classifier's view of a listing: [CLS] as in the paper, or the mean over text tokens."""
         if self.config.classifier_pooling == "cls":
             return states[:, 0]
-        mask = text_mask.unsqueeze(-1).to(states.dtype)
-        return (states[:, : mask.shape[1]] * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return _text_mean(states, text_mask)
 
     def loss(self, encoded: EncoderOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold."""
@@ -318,6 +327,12 @@ class DramModel(nn.Module):
             conf = float(torch.stack([marginals[i, path[i]] for i in range(first, end)]).mean())
             out.append(DecodedSpan(listing, attribute, first, end, conf))
         return out
+
+
+def _text_mean(states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """(B, H) mean of the states over the text tokens (V-IRC's appended region tokens left out)."""
+    mask = text_mask.unsqueeze(-1).to(states.dtype)
+    return (states[:, : mask.shape[1]] * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _freeze_lower_layers(text_encoder: nn.Module, fraction: float) -> int:
