@@ -175,7 +175,7 @@ def missed_slots(listing: Listing, predicted: list[Span]) -> list[Miss]:
 def breakdown_table(causes: list[str], n_valued_slots: int) -> str:
     """Markdown: each cause's count, share of the misses and the recall points it costs."""
     counts = Counter(causes)
-    lines = [f"| cause | missed slots | share of misses | recall points |", "|---|--:|--:|--:|"]
+    lines = ["| cause | missed slots | share of misses | recall points |", "|---|--:|--:|--:|"]
     for name in [c for c, _, _ in CAUSES] + [OTHER]:
         if counts[name]:
             lines.append(f"| {name} | {counts[name]} | {100 * counts[name] / len(causes):.1f}% | "

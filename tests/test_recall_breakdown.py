@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.recall_breakdown import OTHER, RARE_SLOTS, Evidence, Miss, breakdown_table, cause_of, missed_slots
+from benchmarks.recall_breakdown import OTHER, RARE_SLOTS, Evidence, breakdown_table, cause_of, missed_slots
 from dram.data.listings import Listing, LoadReport, listing_from_record
 from dram.data.spans import Span
 

@@ -13,7 +13,7 @@ from benchmarks.bench_suspicion import PROBE_SIZE, probe_corrections, save_corre
 from dram.data.listings import Listing
 from dram.data.spans import Span
 from dram.nn.value_lookup import ValueLookup
-from review.suspicion import Suspicion, SuspicionSettings, check_corrections, contradicted_spans, flagged_for
+from review.suspicion import Suspicion, check_corrections, contradicted_spans, flagged_for
 from store import open_store
 from tests.tiny_model import listing
 from training import finetune as finetune_module
