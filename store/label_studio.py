@@ -66,6 +66,7 @@ class ExportReport:
     project_created: bool = False
     tasks_created: int = 0
     tasks_recovered: int = 0  # tasks already in Label Studio that the store had lost track of
+    tasks_repaired: int = 0  # tasks the store had sent that are gone from Label Studio: sent again
     predictions_created: int = 0
     annotations_created: int = 0
     annotations_recovered: int = 0  # created by an earlier try whose answer was lost: linked, not re-sent
@@ -79,6 +80,8 @@ class ExportReport:
                    f"{self.predictions_created} predictions, {self.annotations_created} annotations")
         found = [f"{n} {what} already there from an earlier try" for n, what in
                  ((self.tasks_recovered, "tasks"), (self.annotations_recovered, "annotations")) if n]
+        if self.tasks_repaired:
+            found.append(f"{self.tasks_repaired} tasks gone from Label Studio sent again, with their current correction")
         failed = [f"{len(self.failures)} failed (they go out with the next export)"] if self.failures else []
         agreement = [agreement_paragraph(self.agreement)] if self.agreement else []
         return ["; ".join([summary, *found, *failed]) + ".", *self.failures, *self.notes, *agreement]
@@ -296,11 +299,16 @@ def export_to_label_studio(
     tasks = store.label_studio_tasks(project_id)
 
     with _talking_to(url, "export tasks", "export"):
-        for listing_id, task_id in _remote_tasks(client, project_id, listings).items():
+        remote = _remote_tasks(client, project_id, listings)
+        for listing_id, task_id in remote.items():
             if listing_id not in tasks:  # a create whose answer was lost: the task is there
                 store.record_label_studio_task(project_id, listing_id, task_id)
                 tasks[listing_id] = task_id
                 report.tasks_recovered += 1
+        for listing_id in [listing for listing in tasks if listing in listings and listing not in remote]:
+            store.forget_label_studio_task(project_id, listing_id)  # deleted in Label Studio: made again below
+            del tasks[listing_id]
+            report.tasks_repaired += 1
         # Every prediction the store holds for a task Label Studio has, and Label Studio lacks (a new
         # model's, or one an export died before sending), goes out now.
         held = _remote_predictions(client, project_id)

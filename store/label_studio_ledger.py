@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from dram.data.spans import Span
 from store.errors import CorrectionError, StoreError
@@ -50,6 +50,19 @@ class LabelStudioLedger(Room):
     def record_label_studio_task(self, project_id: int, listing_id: int, task_id: int) -> None:
         with self.db.transaction() as session:
             session.add(LabelStudioExport(project_id=project_id, listing_id=listing_id, task_id=task_id))
+
+    def forget_label_studio_task(self, project_id: int, listing_id: int) -> None:
+        """The listing's task is gone from Label Studio (deleted there): forget it and its annotations'
+        links, and mark the listing's current verdict unexported, so the next export sends both again."""
+        with self.db.transaction() as session:
+            session.execute(delete(LabelStudioExport).where(LabelStudioExport.project_id == project_id,
+                                                            LabelStudioExport.listing_id == listing_id))
+            for row in session.scalars(select(Correction).where(Correction.listing_id == listing_id)):
+                row.ls_annotation_id = None
+            current = session.scalar(select(Correction).where(
+                Correction.id.in_(select(current_correction_ids().c.id)), Correction.listing_id == listing_id))
+            if current is not None and current.status in VERDICTS:
+                current.exported, current.exported_at = False, None
 
     def mark_exported(self, correction_id: int, ls_annotation_id: int | None) -> None:
         """Remember that Label Studio now holds this correction (as annotation `ls_annotation_id`)."""

@@ -282,6 +282,28 @@ def test_a_prediction_the_server_never_got_is_repaired_by_the_next_export(
     assert held() == {shirt: 1, jeans: 2}
 
 
+def test_a_task_deleted_in_label_studio_is_sent_again_with_its_correction(
+    label_studio: Server, client: LabelStudio, store: Store, project: str
+) -> None:
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
+                         {"colour": 0.9}, 0.5)
+    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    first = export(store, label_studio.url, project)
+    client.tasks.delete(task_ids(client, first.project_id)[shirt])  # someone deletes the task in Label Studio
+
+    again = export(store, label_studio.url, project)
+
+    assert (again.tasks_repaired, again.tasks_created, again.predictions_created, again.annotations_created) == (1, 1, 1, 1)
+    assert "1 tasks gone from Label Studio sent again" in again.lines()[0]
+    task = task_ids(client, first.project_id)[shirt]
+    assert [r["value"]["labels"] for r in only_annotation(client, task).result] == [["material"]]
+    assert export(store, label_studio.url, project).tasks_created == 0  # both sides equal now
+    imported = import_(store, label_studio.url, project)
+    assert (imported.withdrawn, imported.from_store, imported.added) == ([], 1, 0)
+    assert len(store.corrections_for(shirt)) == 1
+
+
 def test_exported_corrections_carry_the_annotators_name(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
