@@ -27,6 +27,7 @@ from store import (
     StoreUnavailableError,
     open_store,
 )
+from store.double_review import DoubleReview
 from store.keys import content_key
 from store.label_studio import (
     LabelStudioError,
@@ -586,11 +587,12 @@ def _annotate(url: str, annotator: str, saves: int, out: "multiprocessing.Queue"
 
 
 def test_annotator_processes_working_at_once_never_share_a_listing(any_url: str) -> None:
-    """One annotator per listing, or two different ones for a double-reviewed listing (the default share)."""
+    """One annotator per listing, or two different ones for a double-reviewed listing (the default share,
+    in force once the second annotator's first save makes the store a team)."""
     workers, saves = 4, 8
     with open_store(any_url) as store:
         _queued(store, workers * saves)
-        double = store.double_review
+    double = DoubleReview()
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     processes = [context.Process(target=_annotate, args=(any_url, f"annotator-{w}", saves, out)) for w in range(workers)]
