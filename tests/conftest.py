@@ -82,3 +82,11 @@ def postgres() -> Iterator[PostgresServer]:
             yield server
     except PostgresFailed as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL on each backend: a SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("postgres").create_database()

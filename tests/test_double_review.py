@@ -21,17 +21,10 @@ TEXT = "Red cotton shirt, size M"
 RED, COTTON, SIZE = Span(0, 3, "colour"), Span(4, 10, "material"), Span(23, 24, "size")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return request.getfixturevalue("postgres").create_database()
-
-
 @pytest.fixture
-def store(url: str) -> Iterator[Store]:
+def store(any_url: str) -> Iterator[Store]:
     """Every listing reviewed twice, so each test's listings are double ones."""
-    with open_store(url, double_review_share=1.0) as opened:
+    with open_store(any_url, double_review_share=1.0) as opened:
         yield opened
 
 
@@ -39,7 +32,7 @@ def trained(store: Store, tmp_path: Path) -> dict[str, list[Span]]:
     return {listing.id: listing.spans for listing in corrections_as_listings(store, tmp_path / "photos")}
 
 
-def test_the_share_picks_the_same_listings_every_time_near_the_share_in_python_and_sql(url: str) -> None:
+def test_the_share_picks_the_same_listings_every_time_near_the_share_in_python_and_sql(any_url: str) -> None:
     tenth = DoubleReview(0.1)
     chosen = [i for i in range(1, 10_001) if tenth.chosen(i)]
     assert chosen == [i for i in range(1, 10_001) if DoubleReview(0.1).chosen(i)]
@@ -47,18 +40,18 @@ def test_the_share_picks_the_same_listings_every_time_near_the_share_in_python_a
     assert all(90 <= sum(tenth.chosen(i) for i in range(start, start + 1000)) <= 110 for start in range(1, 9001, 1000))
     assert set(chosen) <= {i for i in range(1, 10_001) if DoubleReview(0.2).chosen(i)}  # raising keeps them
     assert not any(DoubleReview(0.0).chosen(i) for i in range(1, 10_001))
-    with open_store(url, double_review_share=0.1) as store:
+    with open_store(any_url, double_review_share=0.1) as store:
         ids = [store.add_listing(f"listing {i}") for i in range(200)]
         with store.db.transaction(write=False) as session:
             in_sql = set(session.scalars(select(ListingRow.id).where(tenth.chosen_sql(ListingRow.id))))
     assert in_sql == {i for i in ids if tenth.chosen(i)} and 15 <= len(in_sql) <= 25
 
 
-def test_the_share_comes_from_open_store_else_the_environment(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_share_comes_from_open_store_else_the_environment(any_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRAM_DOUBLE_REVIEW_SHARE", "0.25")
-    with open_store(url) as store:
+    with open_store(any_url) as store:
         assert store.double_review == DoubleReview(0.25)
-    with open_store(url, double_review_share=0) as store:
+    with open_store(any_url, double_review_share=0) as store:
         assert store.double_review.share == 0
     monkeypatch.delenv("DRAM_DOUBLE_REVIEW_SHARE")
     assert DoubleReview.from_env() == DoubleReview(0.1)
@@ -104,7 +97,7 @@ def test_a_dispute_goes_to_a_third_annotator_and_only_the_thirds_version_trains(
     assert trained(store, tmp_path) == {f"listing-{listing}": [RED, SIZE]}
 
 
-def test_the_annotate_tab_can_say_which_look_a_listing_gets(store: Store, url: str) -> None:
+def test_the_annotate_tab_can_say_which_look_a_listing_gets(store: Store, any_url: str) -> None:
     listing = store.add_listing(TEXT)
     assert look_note(store, listing).endswith("yours is the first look.")
     store.save_correction(listing, "alice", [RED])
@@ -113,12 +106,12 @@ def test_the_annotate_tab_can_say_which_look_a_listing_gets(store: Store, url: s
     assert look_note(store, listing).startswith("Third look")
     store.save_correction(listing, "carol", [RED])
     assert look_note(store, listing) == ""
-    with open_store(url, double_review_share=0) as single:
+    with open_store(any_url, double_review_share=0) as single:
         assert look_note(single, listing) == "" and single.double_review_state(listing) is None
 
 
-def test_listings_outside_the_share_are_reviewed_once(url: str, tmp_path: Path) -> None:
-    with open_store(url, double_review_share=0.1) as store:
+def test_listings_outside_the_share_are_reviewed_once(any_url: str, tmp_path: Path) -> None:
+    with open_store(any_url, double_review_share=0.1) as store:
         ids = [store.add_listing(f"Red shirt number {i}") for i in range(6)]
         single = next(i for i in ids if not store.double_review.chosen(i))
         double = next(i for i in ids if store.double_review.chosen(i))

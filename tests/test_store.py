@@ -53,14 +53,6 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'store.sqlite'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URL on each backend: a SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return request.getfixturevalue("postgres").create_database()
-
-
 @pytest.fixture
 def store(any_url: str):
     with open_store(any_url) as opened:
