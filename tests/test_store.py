@@ -532,9 +532,11 @@ def test_a_save_on_another_annotators_claim_is_refused_and_saves_nothing(store) 
 
 def test_an_expired_claim_returns_the_listing_to_the_queue(store) -> None:
     first, _ = _queued(store, 2)
-    store.claim_next("alice", 0.5, ttl=timedelta(seconds=0.2))
+    ttl = timedelta(seconds=3)  # long enough that a loaded CI machine reaches bob's claim before it lapses
+    claimed = time.monotonic()
+    store.claim_next("alice", 0.5, ttl=ttl)
     assert store.claim_next("bob", 0.5).listing_id != first
-    time.sleep(0.3)
+    time.sleep(max(0.0, ttl.total_seconds() + 0.2 - (time.monotonic() - claimed)))
     assert store.claim_next("carol", 0.5).listing_id == first
     store.save_correction(first, "carol", [])
     # alice comes back late: the listing is reviewed, her correction is still saved (never lost), as a newer one
