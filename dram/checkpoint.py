@@ -22,6 +22,7 @@ from dram.familiarity import REFERENCE_FILE, FamiliarityReference
 from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
+from dram.nn.onnx_engine import CACHE_FOLDER, build_engine, resolve_engine
 from dram.nn.precision import autocast_dtype
 from dram.nn.value_lookup import ValueLookup
 
@@ -70,7 +71,8 @@ def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
 # What a save killed midway leaves beside a checkpoint: its temporary folder (".NAME." + mkdtemp's
 # 8 characters) or the old copy it was swapping out (".NAME.old").
 _SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
-_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, REFERENCE_FILE}
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, REFERENCE_FILE,
+                     CACHE_FOLDER}
 
 
 @contextlib.contextmanager
@@ -135,12 +137,14 @@ def read_metrics(path: Path | str) -> dict:
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
-                    precision: str = "auto") -> tuple[DramModel, object, dict]:
-    """(model in eval mode on device, with the encoders in `precision`; tokenizer, metrics).
-    A precision the device cannot run is refused here, not on the first listing."""
+                    precision: str = "auto", engine: str | None = None) -> tuple[DramModel, object, dict]:
+    """(model in eval mode on device, with the encoders in `precision` run by `engine` (None:
+    $DRAM_ENGINE, else auto; dram/nn/onnx_engine.py); tokenizer, metrics). A precision or engine the device cannot run is
+    refused here, not on the first listing."""
     path = Path(path)
     where = pick_device(device) if not isinstance(device, torch.device) else device
     autocast_dtype(precision, where)
+    engine = resolve_engine(engine, precision, where)
     needed = ["config.json", "model.safetensors", "text_encoder"]
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
@@ -190,4 +194,7 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
             raise CheckpointError(f"{path}: {REFERENCE_FILE} is damaged ({err}); add it again with "
                                   f"`python -m training.familiarity --checkpoint {path}`, or delete it.") from err
     model.precision = precision
-    return model.to(where).eval(), tokenizer, read_metrics(path)
+    model = model.to(where).eval()
+    if engine != "torch":
+        model.onnx = build_engine(engine, model.text_encoder, model.image_encoder, config.image_size, path)
+    return model, tokenizer, read_metrics(path)

@@ -74,9 +74,11 @@ class Extractor:
         self.config = model.config
 
     @classmethod
-    def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
-        """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
-        model, tokenizer, metrics = load_checkpoint(path, pick_device(device), precision)
+    def load(cls, path: Path | str, device: str | None = None, precision: str = "auto",
+             engine: str | None = None) -> "Extractor":
+        """`precision`: the encoders' arithmetic, see dram/nn/precision.py; `engine`: what runs them,
+        see dram/nn/onnx_engine.py."""
+        model, tokenizer, metrics = load_checkpoint(path, pick_device(device), precision, engine)
         return cls(model, tokenizer, metrics, Path(path))
 
     @property

@@ -52,7 +52,9 @@ def _outputs(model, tokenizer):
 def test_round_trip_gives_identical_outputs(trained, tmp_path) -> None:
     model, tokenizer = trained
     save_checkpoint(model, tokenizer, tmp_path / "ck", METRICS)
-    loaded, loaded_tokenizer, metrics = load_checkpoint(tmp_path / "ck", "cpu")
+    # The torch engine: bit for bit is the torch modules' promise; the ONNX engine rounds the last bits
+    # otherwise (its agreement is tests/test_onnx_engine.py's).
+    loaded, loaded_tokenizer, metrics = load_checkpoint(tmp_path / "ck", "cpu", engine="torch")
     assert metrics == METRICS
     assert not loaded.training
     assert loaded_tokenizer.tokenize("Red cotton shirts") == tokenizer.tokenize("Red cotton shirts")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
+from dram.nn.onnx_engine import ENGINE_VARIABLE, ENGINES
 from dram.nn.precision import PRECISIONS
 
 T = TypeVar("T")
@@ -84,10 +86,17 @@ class JobSettings:
     precision: str = field(default="auto", metadata={
         "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
         "default_help": "auto: bf16 on a GPU that has it, else fp32"})
+    engine: str | None = field(default=None, metadata={
+        "help": "what runs the encoders at inference: torch, or ONNX Runtime on a CPU (onnx: fp32, onnx-int8: "
+                "int8 text encoder)", "choices": ENGINES,
+        "default_help": f"${ENGINE_VARIABLE}, else auto: the fastest that keeps fp32's spans"})
 
     def apply(self) -> None:
-        """Set what the settings change for the whole process (torch's thread count)."""
+        """Set what the settings change for the whole process (torch's thread count, the engine every
+        checkpoint loaded in this job runs, which subprocesses inherit)."""
         if self.threads:
             import torch
 
             torch.set_num_threads(self.threads)
+        if self.engine:
+            os.environ[ENGINE_VARIABLE] = self.engine

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -92,21 +94,26 @@ class ImageRegionEncoder(nn.Module):
         # Channels-last convolutions run ~25% faster on CPU here (measured with EfficientNet-Lite0).
         self.backbone.to(memory_format=torch.channels_last)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C)."""
-        body = self._features or self.backbone
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    def forward(self, pixels: torch.Tensor, body: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C). `body`: what computes the
+        feature map instead of the torch CNN (the ONNX engine's session)."""
+        if body is None:
+            body = self._features or self.backbone
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         chunks = pixels.split(self.chunk_size) if pixels.device.type == "cpu" else [pixels]
-        fmap = torch.cat([self.pool(body(chunk)) for chunk in chunks])
+        fmap = torch.cat([body(chunk) for chunk in chunks])
+        if fmap.shape[-2:] != (self.grid, self.grid):  # 224 pixels give 7x7 already: pooling would copy them
+            fmap = self.pool(fmap)
         return fmap.flatten(2).transpose(1, 2)
 
     def preprocess(self, image: Image.Image, size: int) -> torch.Tensor:
-        pipeline = transforms.Compose([
-            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR),
-            transforms.ToTensor(),
-            self.normalize,
-        ])
-        return pipeline(image.convert("RGB"))
+        """(3, size, size) normalised pixels: torchvision's Resize, ToTensor and Normalize, bit for bit,
+        without their three passes and copies (a tenth of a batch listing's time went there)."""
+        resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
+        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1).to(torch.float32).div_(255)
+        mean = torch.as_tensor(self.normalize.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.as_tensor(self.normalize.std, dtype=torch.float32).view(-1, 1, 1)
+        return pixels.sub_(mean).div_(std).contiguous()
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecode
 from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
+from dram.nn.onnx_engine import OnnxEncoders
 from dram.nn.precision import autocast_dtype
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
@@ -94,6 +95,9 @@ class DramModel(nn.Module):
         self.config = config
         # Run-time, not saved: "auto" is bfloat16 encoders on a GPU that has it (dram/nn/precision.py).
         self.precision = "auto"
+        # Run-time, not saved: ONNX Runtime sessions standing in for the encoders at inference on a
+        # CPU (dram/nn/onnx_engine.py, attached by the loader); None: the torch modules run.
+        self.onnx: OnnxEncoders | None = None
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
         if self.image_encoder is not None:
@@ -175,6 +179,18 @@ class DramModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def train(self, mode: bool = True) -> "DramModel":
+        """Training changes the weights the ONNX graphs were exported from: the engine goes, torch runs."""
+        if mode:
+            self.onnx = None
+        return super().train(mode)
+
+    def _onnx_runs(self, part: str) -> bool:
+        """Whether the ONNX engine stands in for `part` ("text" or "image") in this call: only for
+        inference on the CPU, where nothing needs the torch modules' gradients."""
+        return (self.onnx is not None and getattr(self.onnx, part) is not None and not torch.is_grad_enabled()
+                and self.device.type == "cpu")
+
     def image_regions(self, batch: Batch) -> torch.Tensor | None:
         if self.image_encoder is None:
             return None
@@ -182,7 +198,8 @@ class DramModel(nn.Module):
             regions = batch.regions
         elif batch.pixels is not None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image_encoder):
-                regions = self.image_encoder(batch.pixels)
+                body = self.onnx.image_features if self._onnx_runs("image") else None
+                regions = self.image_encoder(batch.pixels, body)
         else:
             return None
         return self.region_norm(regions)
@@ -251,8 +268,12 @@ class DramModel(nn.Module):
             words = torch.cat([words, self.region_tokens(regions)], dim=1)
             image_mask = batch.has_image[:, None].expand(-1, regions.shape[1])
             attention = torch.cat([attention, image_mask], dim=1)
-        out = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(), output_hidden_states=True)
-        return self._heads(out.hidden_states, batch, cross)
+        if self._onnx_runs("text"):
+            hidden = self.onnx.text_states(words, attention)  # the last two layers: all `_heads` reads
+        else:
+            hidden = self.text_encoder(inputs_embeds=words, attention_mask=attention.long(),
+                                       output_hidden_states=True).hidden_states
+        return self._heads(hidden, batch, cross)
 
     def _heads(self, hidden: tuple[torch.Tensor, ...], batch: Batch, cross: torch.Tensor | None) -> EncoderOutput:
         pooled = _text_mean(hidden[-1], batch.attention_mask)

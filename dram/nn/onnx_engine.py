@@ -1,0 +1,244 @@
+"""ONNX Runtime for the two encoders at inference on a CPU, exported from the loaded model itself.
+
+"onnx" runs both encoders in float32 (the same numbers as PyTorch's, to ~1e-5); "onnx-int8" gives the
+text encoder int8 weights (ONNX Runtime's dynamic quantisation: activations quantised per call, VNNI/AMX
+integer matmuls) and keeps the CNN in float32, since int8 moved its region features away from those the
+heads learned from. On this project's listings (short titles, one 224x224 photo) PyTorch spends most of
+an encoder pass between kernels; ONNX Runtime's fused graph runs the CNN ~2.8x and the text encoder
+~2.5x (int8: ~7x) faster on one core (BENCHMARKS.md, "Faster than the bare fp32 encoders").
+
+Only inference takes this path: ARM, TEM and the CRF stay in PyTorch, anything that needs gradients
+runs the torch modules, and `DramModel.train()` drops the engine, since training changes the weights
+the exported graphs hold. The graphs are made once per set of weights (a hash of them and of the
+library versions names the files) and kept beside the checkpoint in `onnx/` (models/ is not in git),
+or in the temporary folder when the checkpoint's folder is read-only.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from dram.errors import DramInputError
+from dram.files import write_atomically
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")
+# The engine a loader runs when its caller names none: the app's setting, and what a job's --engine sets.
+ENGINE_VARIABLE = "DRAM_ENGINE"
+# What "auto" runs on a CPU when ONNX Runtime is installed: fp32 ONNX gives torch fp32's spans and
+# scores (500 of 500 bundled test listings, scores within 1e-4). int8 text is faster but moved ARM
+# scores by up to 0.18 and changed the spans of 3 of the 500 (BENCHMARKS.md): past the 0.02 bar.
+AUTO_CPU_ENGINE = "onnx"
+CACHE_FOLDER = "onnx"
+OPSET = 17
+
+
+def onnx_runtime_missing() -> str | None:
+    """Why the ONNX engine cannot run here (a message that says what to install), or None."""
+    try:
+        import onnx  # noqa: F401  (the quantiser and the exporter's checks read ONNX files with it)
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        return (f"The ONNX engine needs onnxruntime and onnx ({err}): `pip install onnxruntime onnx`, "
+                "or run with --engine torch.")
+    return None
+
+
+def resolve_engine(engine: str | None, precision: str, device: torch.device) -> str:
+    """The engine a model loaded with these settings runs: `engine` (None: $DRAM_ENGINE, else "auto"),
+    and for "auto" the fastest one that keeps fp32's spans. A combination that cannot run is refused
+    with what to use instead."""
+    if engine is None:
+        engine = os.environ.get(ENGINE_VARIABLE) or "auto"
+        if engine not in ENGINES:
+            raise DramInputError(f"{ENGINE_VARIABLE}={engine!r} is no engine: set it to one of {', '.join(ENGINES)}.")
+    if engine not in ENGINES:
+        raise DramInputError(f"Unknown engine {engine!r}: use one of {', '.join(ENGINES)}.")
+    if engine == "auto":
+        if device.type != "cpu" or precision in ("bf16", "fp16") or onnx_runtime_missing():
+            return "torch"  # on a GPU torch's autocast; a 16-bit precision asked for is torch's
+        return AUTO_CPU_ENGINE
+    if engine != "torch":
+        if device.type != "cpu":
+            raise DramInputError(f"The {engine} engine runs on the CPU: use --engine torch (or auto) on {device}.")
+        if precision in ("bf16", "fp16"):
+            raise DramInputError(f"--precision {precision} is the torch engine's: use --engine torch with it, "
+                                 f"or --precision fp32/auto with --engine {engine}.")
+        missing = onnx_runtime_missing()
+        if missing:
+            raise DramInputError(missing)
+    return engine
+
+
+class _TextCore(nn.Module):
+    """A BERT-style encoder from input embeddings to its last two layers' states (all the heads read),
+    with the padding mask as an additive bias written out, so the graph has no branch on the mask."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = self.encoder.embeddings(inputs_embeds=embeds)
+        bias = (1.0 - mask[:, None, None, :].to(states.dtype)) * torch.finfo(states.dtype).min
+        previous = states
+        for layer in self.encoder.encoder.layer:
+            out = layer(states, bias)
+            previous, states = states, (out[0] if isinstance(out, tuple) else out)
+        return previous, states
+
+
+def exportable_text(encoder: nn.Module) -> bool:
+    """BERT-family encoders (MiniLM included) run their layers as `_TextCore` does; others stay in torch."""
+    config = getattr(encoder, "config", None)
+    return (getattr(config, "model_type", None) == "bert" and hasattr(encoder, "embeddings")
+            and hasattr(getattr(encoder, "encoder", None), "layer"))
+
+
+def _weights_key(module: nn.Module, kind: str) -> str:
+    """Names a graph by everything it is made from: the weights, the libraries and the kind."""
+    import onnxruntime
+
+    digest = hashlib.sha1(f"{kind}:{torch.__version__}:{onnxruntime.__version__}:{OPSET}".encode())
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())  # C order, whatever the strides
+    return digest.hexdigest()[:16]
+
+
+def _cache_folder(checkpoint: Path | None) -> Path:
+    """`<checkpoint>/onnx`, or a folder in the temporary directory when that one cannot be written."""
+    if checkpoint is not None:
+        folder = Path(checkpoint) / CACHE_FOLDER
+        try:
+            folder.mkdir(exist_ok=True)
+            probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.")
+            probe.close()
+            return folder
+        except OSError:
+            log.info("%s is read-only: the ONNX graphs go to the temporary folder", checkpoint)
+    folder = Path(tempfile.gettempdir()) / "dram-onnx"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _export(module: nn.Module, inputs: tuple, path: Path, names: tuple[list[str], list[str]],
+            axes: dict[str, dict[int, str]]) -> None:
+    def write(staging: Path) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(module.eval(), inputs, str(staging), dynamo=False, input_names=names[0],
+                              output_names=names[1], dynamic_axes=axes, opset_version=OPSET)
+
+    write_atomically(path, write)
+
+
+def _quantise(source: Path, path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    before = logging.getLogger().disabled
+    logging.getLogger().disabled = True  # quiet its advice to pre-process, which goes to the root logger
+    try:
+        # Per output channel: the spans of fp32 on 497 of the 500 bundled test listings, against 494 per tensor.
+        write_atomically(path, lambda staging: quantize_dynamic(str(source), str(staging), per_channel=True,
+                                                                weight_type=QuantType.QInt8))
+    finally:
+        logging.getLogger().disabled = before
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the process's budget (--threads), as torch's
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _text_graph(encoder: nn.Module, folder: Path, int8: bool) -> Path:
+    key = _weights_key(encoder, "text")
+    fp32 = folder / f"text-fp32-{key}.onnx"
+    if not fp32.exists():
+        log.info("exporting the text encoder to ONNX (once for these weights): %s", fp32)
+        sample = (torch.zeros(2, 4, encoder.config.hidden_size), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]))
+        axes = {"embeds": {0: "rows", 1: "tokens"}, "mask": {0: "rows", 1: "tokens"},
+                "before_last": {0: "rows", 1: "tokens"}, "last": {0: "rows", 1: "tokens"}}
+        _export(_TextCore(encoder), sample, fp32, (["embeds", "mask"], ["before_last", "last"]), axes)
+    if not int8:
+        return fp32
+    quantised = folder / f"text-int8-{key}.onnx"
+    if not quantised.exists():
+        log.info("quantising the text encoder to int8 (once for these weights): %s", quantised)
+        _quantise(fp32, quantised)
+    return quantised
+
+
+def _image_graph(body: nn.Module, size: int, folder: Path) -> Path:
+    path = folder / f"cnn-fp32-{_weights_key(body, f'cnn{size}')}.onnx"
+    if not path.exists():
+        log.info("exporting the image encoder to ONNX (once for these weights): %s", path)
+        axes = {"pixels": {0: "photos"}, "features": {0: "photos"}}
+        _export(body, (torch.zeros(1, 3, size, size),), path, (["pixels"], ["features"]), axes)
+    return path
+
+
+class _Body(nn.Module):
+    """The CNN's feature extractor as a module of its own (efficientnet's is a bound method)."""
+
+    def __init__(self, features: Callable[[torch.Tensor], torch.Tensor], owner: nn.Module):
+        super().__init__()
+        self.owner = owner
+        self.features = features
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.features(pixels)
+
+
+class OnnxEncoders:
+    """ONNX Runtime sessions standing in for the encoders' forward passes (None: that one stays in torch)."""
+
+    def __init__(self, engine: str, text=None, image=None):
+        self.engine = engine
+        self.text = text
+        self.image = image
+
+    def text_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(second-to-last, last) layer states (B, T, H) for input embeddings (B, T, H) and mask (B, T)."""
+        feeds = {"embeds": embeds.detach().float().contiguous().numpy(),
+                 "mask": mask.detach().to(torch.int64).numpy()}
+        before_last, last = self.text.run(None, feeds)
+        return torch.from_numpy(before_last), torch.from_numpy(last)
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
+        feeds = {"pixels": np.ascontiguousarray(pixels.detach().float().numpy())}
+        return torch.from_numpy(self.image.run(None, feeds)[0])
+
+
+def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module | None, image_size: int,
+                 checkpoint: Path | None) -> OnnxEncoders:
+    """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks."""
+    folder = _cache_folder(checkpoint)
+    text = None
+    if exportable_text(text_encoder):
+        text = _session(_text_graph(text_encoder, folder, int8=engine == "onnx-int8"))
+    else:
+        log.info("the %s text encoder has no ONNX export here: it runs in torch",
+                 getattr(text_encoder.config, "model_type", "?"))
+    image = None
+    if image_encoder is not None:
+        body = image_encoder._features or image_encoder.backbone
+        module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
+        image = _session(_image_graph(module, image_size, folder))
+    return OnnxEncoders(engine, text, image)

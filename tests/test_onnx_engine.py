@@ -1,0 +1,127 @@
+"""The ONNX engine (dram/nn/onnx_engine.py): chosen by --engine, $DRAM_ENGINE and auto, exported once per
+set of weights, the same numbers as the torch encoders, gone once the model trains, and on the default
+model the same spans as torch fp32 (the full 500 bundled test listings: `python -m benchmarks.bench_model`)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+import torch
+
+from benchmarks.bench_model import agreement
+from dram.data.listings import read_jsonl
+from dram.errors import DramInputError
+from dram.inference import Extractor
+from dram.nn.onnx_engine import AUTO_CPU_ENGINE, ENGINE_VARIABLE, build_engine, resolve_engine
+from dram.paths import BUNDLE, DEFAULT_CHECKPOINT
+from tests.tiny_model import IMAGE_SIZE, tiny_model
+from training.options import JobSettings, add_options, settings_from
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+def test_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENGINE_VARIABLE, raising=False)
+    assert resolve_engine(None, "auto", CPU) == AUTO_CPU_ENGINE
+    assert resolve_engine("auto", "fp32", CPU) == AUTO_CPU_ENGINE
+    assert resolve_engine("auto", "bf16", CPU) == "torch"  # a 16-bit precision asked for is torch's autocast
+    assert resolve_engine("auto", "auto", GPU) == "torch"
+    assert resolve_engine("onnx", "fp32", CPU) == "onnx"
+    with pytest.raises(DramInputError, match="runs on the CPU: use --engine torch"):
+        resolve_engine("onnx", "auto", GPU)
+    with pytest.raises(DramInputError, match="--precision bf16 is the torch engine's"):
+        resolve_engine("onnx-int8", "bf16", CPU)
+    with pytest.raises(DramInputError, match="Unknown engine 'fast'"):
+        resolve_engine("fast", "auto", CPU)
+    monkeypatch.setenv(ENGINE_VARIABLE, "torch")
+    assert resolve_engine(None, "auto", CPU) == "torch"
+    assert resolve_engine("onnx", "auto", CPU) == "onnx"  # an engine named by the caller beats the variable
+    monkeypatch.setenv(ENGINE_VARIABLE, "quick")
+    with pytest.raises(DramInputError, match="DRAM_ENGINE='quick' is no engine"):
+        resolve_engine(None, "auto", CPU)
+
+
+def test_the_engine_option_reaches_every_loader_of_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--engine sets $DRAM_ENGINE for the job (and its subprocesses), which every loader reads."""
+    monkeypatch.setenv(ENGINE_VARIABLE, "auto")  # recorded, so the job's setting is undone after the test
+    monkeypatch.delenv(ENGINE_VARIABLE)
+    parser = argparse.ArgumentParser()
+    add_options(parser, JobSettings)
+    settings_from(JobSettings, parser.parse_args([])).apply()
+    assert ENGINE_VARIABLE not in os.environ  # not given: the variable or auto decide
+    job = settings_from(JobSettings, parser.parse_args(["--engine", "onnx"]))
+    job.apply()
+    assert job.engine == "onnx" and resolve_engine(None, "auto", CPU) == "onnx"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--engine", "tensorrt"])
+
+
+def test_exported_encoders_give_the_torch_numbers_and_are_made_once(tiny_encoder_dir: str, tmp_path) -> None:
+    model, _ = tiny_model(tiny_encoder_dir)
+    model.eval()
+    engine = build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for rows, tokens in ((1, 3), (3, 40)):  # other shapes than the export's sample, and padding
+            embeds = torch.randn(rows, tokens, 32, generator=generator)
+            mask = torch.ones(rows, tokens, dtype=torch.bool)
+            mask[-1, tokens // 2:] = False
+            expected = model.text_encoder(inputs_embeds=embeds, attention_mask=mask.long(),
+                                          output_hidden_states=True).hidden_states[-2:]
+            for got, want in zip(engine.text_states(embeds, mask), expected):
+                assert torch.allclose(got[mask], want[mask], atol=1e-4)
+        pixels = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+        assert torch.allclose(engine.image_features(pixels), model.image_encoder.backbone(pixels), atol=1e-4)
+        assert torch.allclose(model.image_encoder(pixels, engine.image_features), model.image_encoder(pixels), atol=1e-4)
+    made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "onnx").glob("*.onnx")}
+    assert len(made) == 2
+    build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "onnx").glob("*.onnx")} == made
+    with torch.no_grad():
+        model.text_encoder.encoder.layer[0].output.dense.bias.add_(1.0)  # other weights: another graph
+    build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
+    assert len(list((tmp_path / "onnx").glob("text-*.onnx"))) == 2
+
+
+def test_training_runs_the_torch_encoders(tiny_encoder_dir: str, tmp_path) -> None:
+    """The graphs hold the weights as exported: anything that needs gradients, and a model put back
+    into training (whose weights will move), runs torch."""
+    model, _ = tiny_model(tiny_encoder_dir)
+    model.eval()
+    model.onnx = build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
+    with torch.no_grad():
+        assert model._onnx_runs("text") and model._onnx_runs("image")
+    with torch.enable_grad():
+        assert not model._onnx_runs("text")
+    model.train()
+    assert model.onnx is None
+
+
+@pytest.fixture(scope="module")
+def fp32_and_items() -> tuple[list, list]:
+    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+        pytest.skip("the default model is not built (python -m training.build_default)")
+    items = [(l.text, l.image) for l in read_jsonl(BUNDLE / "test.jsonl")[0][:48]]
+    return Extractor.load(DEFAULT_CHECKPOINT, "cpu", "fp32", "torch").extract_batch(items, batch_size=16), items
+
+
+@pytest.mark.parametrize("engine", ["onnx", "auto"])
+def test_default_model_engines_keep_the_fp32_spans(fp32_and_items: tuple, engine: str) -> None:
+    """The issue's bar on a slice of the bundled test listings: the same spans as torch fp32 on at
+    least 99% (here: all 48), ARM scores within 0.02; fp32 ONNX, what auto runs, within float rounding."""
+    fp32, items = fp32_and_items
+    extractor = Extractor.load(DEFAULT_CHECKPOINT, "cpu", "auto", engine)
+    assert extractor.model.onnx is not None and extractor.model.onnx.engine == AUTO_CPU_ENGINE == "onnx"
+    same, gap = agreement(fp32, extractor.extract_batch(items, batch_size=16))
+    assert same == 1.0 and gap <= 1e-3, (same, gap)
+
+
+def test_int8_text_encoder_moves_the_scores_a_little(fp32_and_items: tuple) -> None:
+    """onnx-int8 runs int8 (the scores move) and keeps most spans; not auto's, since it misses the 0.02
+    bar (on the 500: the same spans on 497, scores up to 0.18 apart)."""
+    fp32, items = fp32_and_items
+    int8 = Extractor.load(DEFAULT_CHECKPOINT, "cpu", "auto", "onnx-int8").extract_batch(items, batch_size=16)
+    same, gap = agreement(fp32, int8)
+    assert same >= 0.9 and 1e-3 < gap < 0.5, (same, gap)
