@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_model [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
         [--engines torch:fp32,torch:bf16,onnx,onnx-int8,auto] [--threads 2] [--single 100] [--warmup 20]
-        [--chunks 32,8]   # batch throughput for each CNN chunk size of the torch engine
+        [--chunks 32,8]   # batch throughput for each CNN chunk size of the torch engines
         [--device cuda]   # on a GPU: --engines torch:fp32,torch:auto
 
 The floor is the two encoders' bare fp32 forward passes (the torch CNN on the listing's photo tensor,
@@ -132,6 +132,18 @@ def batch_rate(extractor: Extractor, items: list, batch_size: int) -> tuple[floa
     return len(items) / (time.perf_counter() - started), results
 
 
+def batch_variants(extractor: Extractor, chunks: str | None) -> list[tuple[str, Callable[[], None]]]:
+    """How the batch run's CNN is split: the torch CNN's chunk sizes (`--chunks`); for the ONNX engine its
+    way (whole chunks on one core each) and, last, each chunk's convolutions split across the cores."""
+    onnx, cnn = extractor.model.onnx, extractor.model.image_encoder
+    if onnx is None or onnx.image is None:
+        sizes = [int(c) for c in chunks.split(",")] if chunks and cnn is not None else []
+        return [(f", CNN chunk {c}", lambda c=c: setattr(cnn, "chunk_size", c)) for c in sizes] or [("", lambda: None)]
+    single = onnx.image_single
+    return [(", CNN chunks one per core", lambda: setattr(onnx, "image_single", single)),
+            (", each CNN chunk split across the cores", lambda: setattr(onnx, "image_single", None))]
+
+
 def measure(extractor: Extractor, listings: list[Listing], big: list[Path], args: argparse.Namespace) -> tuple[list[str], list]:
     """One engine's rows, and its batch extractions for the comparison with fp32."""
     few = listings[: args.single]
@@ -141,15 +153,11 @@ def measure(extractor: Extractor, listings: list[Listing], big: list[Path], args
     rows = [row("one listing with photo", with_photo), row("one listing, text only", text_only),
             row("one listing, 1000x1000 JPEG photo", large)]
     items = [(l.text, l.image) for l in listings]
-    cnn = extractor.model.image_encoder
-    chunks = [int(c) for c in args.chunks.split(",")] if args.chunks and extractor.model.onnx is None else [None]
     results = []
-    for chunk in chunks:
-        if chunk:
-            cnn.chunk_size = chunk
+    for label, configure in batch_variants(extractor, args.chunks):
+        configure()
         rate, results = batch_rate(extractor, items, args.batch_size)
-        rows.append(f"| batch with photos (batch {args.batch_size}{f', CNN chunk {chunk}' if chunk else ''}) | "
-                    f"{rate:.1f} listings/s | | {len(items)} |")
+        rows.append(f"| batch with photos (batch {args.batch_size}{label}) | {rate:.1f} listings/s | | {len(items)} |")
     return rows, results
 
 

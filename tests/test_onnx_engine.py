@@ -1,4 +1,4 @@
-"""The ONNX engine (dram/nn/onnx_engine.py): chosen by --engine, $DRAM_ENGINE and auto, exported once per
+"""The ONNX engine (dram/nn/onnx_engine.py): chosen by --encoder-engine, $DRAM_ENCODER_ENGINE and auto, exported once per
 set of weights, the same numbers as the torch encoders, gone once the model trains, and on the default
 model the same spans as torch fp32 (the full 500 bundled test listings: `python -m benchmarks.bench_model`)."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_engine("auto", "bf16", CPU) == "torch"  # a 16-bit precision asked for is torch's autocast
     assert resolve_engine("auto", "auto", GPU) == "torch"
     assert resolve_engine("onnx", "fp32", CPU) == "onnx"
-    with pytest.raises(DramInputError, match="runs on the CPU: use --engine torch"):
+    with pytest.raises(DramInputError, match="runs on the CPU: use --encoder-engine torch"):
         resolve_engine("onnx", "auto", GPU)
     with pytest.raises(DramInputError, match="--precision bf16 is the torch engine's"):
         resolve_engine("onnx-int8", "bf16", CPU)
@@ -39,23 +39,23 @@ def test_engine_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_engine(None, "auto", CPU) == "torch"
     assert resolve_engine("onnx", "auto", CPU) == "onnx"  # an engine named by the caller beats the variable
     monkeypatch.setenv(ENGINE_VARIABLE, "quick")
-    with pytest.raises(DramInputError, match="DRAM_ENGINE='quick' is no engine"):
+    with pytest.raises(DramInputError, match="DRAM_ENCODER_ENGINE='quick' is no engine"):
         resolve_engine(None, "auto", CPU)
 
 
 def test_the_engine_option_reaches_every_loader_of_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--engine sets $DRAM_ENGINE for the job (and its subprocesses), which every loader reads."""
+    """--encoder-engine sets $DRAM_ENCODER_ENGINE for the job (and its subprocesses), which every loader reads."""
     monkeypatch.setenv(ENGINE_VARIABLE, "auto")  # recorded, so the job's setting is undone after the test
     monkeypatch.delenv(ENGINE_VARIABLE)
     parser = argparse.ArgumentParser()
     add_options(parser, JobSettings)
     settings_from(JobSettings, parser.parse_args([])).apply()
     assert ENGINE_VARIABLE not in os.environ  # not given: the variable or auto decide
-    job = settings_from(JobSettings, parser.parse_args(["--engine", "onnx"]))
+    job = settings_from(JobSettings, parser.parse_args(["--encoder-engine", "onnx"]))
     job.apply()
-    assert job.engine == "onnx" and resolve_engine(None, "auto", CPU) == "onnx"
+    assert job.encoder_engine == "onnx" and resolve_engine(None, "auto", CPU) == "onnx"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--engine", "tensorrt"])
+        parser.parse_args(["--encoder-engine", "tensorrt"])
 
 
 def test_exported_encoders_give_the_torch_numbers_and_are_made_once(tiny_encoder_dir: str, tmp_path) -> None:

@@ -92,8 +92,9 @@ def _in_process(monkeypatch, module, *argv: str) -> SystemExit:
 
 def test_train_writes_a_checkpoint(runs) -> None:
     ck = runs["ck"]
-    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "familiarity.safetensors", "metrics.json",
-                                                    "model.safetensors", "text_encoder", "value_lookup.json"]
+    # evaluate and predict, run on it since, add their ONNX graphs (onnx/, dram/nn/onnx_engine.py): not train's.
+    assert sorted(p.name for p in ck.iterdir() if p.name != "onnx") == [
+        "config.json", "familiarity.safetensors", "metrics.json", "model.safetensors", "text_encoder", "value_lookup.json"]
     config = json.loads((ck / "config.json").read_text())
     assert config["variant"] == "text-only" and config["use_image"] is False
     assert config["attributes"] == ["article_type", "colour", "material"]  # most frequent first
@@ -194,6 +195,24 @@ def test_predict_keeps_a_line_for_a_listing_without_readable_words(runs, monkeyp
                                       "--output", str(out), "--cache-dir", str(runs["tmp"] / "cache")])
     predict.main()
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2"]
+
+
+def test_evaluate_runs_the_engine_asked_for_with_the_same_figures(runs, monkeypatch) -> None:
+    """evaluate without --encoder-engine ran auto (ONNX Runtime here: its graph is beside the checkpoint); --encoder-engine
+    torch gives the same figures."""
+    from training import evaluate
+
+    assert list((runs["ck"] / "onnx").glob("text-fp32-*.onnx"))
+    monkeypatch.setenv("DRAM_ENCODER_ENGINE", "onnx")  # the option beats it; undone after the test
+    out = runs["tmp"] / "metrics-torch.json"
+    monkeypatch.setattr(sys, "argv", ["evaluate", "--checkpoint", str(runs["ck"]), "--data", str(runs["data"]),
+                                      "--encoder-engine", "torch", "--json", str(out), "--cache-dir", str(runs["tmp"] / "cache")])
+    evaluate.main()
+    auto, torch_run = json.loads((runs["tmp"] / "metrics.json").read_text()), json.loads(out.read_text())
+    assert os.environ["DRAM_ENCODER_ENGINE"] == "torch"
+    for key in ("tag_f1", "cls_f1", "precision", "recall"):
+        assert torch_run[key] == pytest.approx(auto[key], abs=1e-9), key
+    assert torch_run["value"]["f1"] == pytest.approx(auto["value"]["f1"], abs=1e-9)
 
 
 def test_sweep_tau_prints_one_row_per_tau_and_matches_evaluate(runs, monkeypatch, capsys) -> None:

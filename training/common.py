@@ -27,12 +27,12 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def open_checkpoint(args: argparse.Namespace) -> tuple[Any, Any, JobSettings]:
     """(model, tokenizer, job settings) for a job given `add_checkpoint_arguments`: the checkpoint on
-    --device, with --threads and --engine applied to the process."""
+    --device, with --threads and --encoder-engine applied to the process."""
     from dram.checkpoint import load_checkpoint
 
     job = settings_from(JobSettings, args)
     job.apply()
-    model, tokenizer, _ = load_checkpoint(args.checkpoint, job.device, job.precision, job.engine)
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, job.device, job.precision, job.encoder_engine)
     return model, tokenizer, job
 
 

@@ -86,7 +86,7 @@ class JobSettings:
     precision: str = field(default="auto", metadata={
         "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
         "default_help": "auto: bf16 on a GPU that has it, else fp32"})
-    engine: str | None = field(default=None, metadata={
+    encoder_engine: str | None = field(default=None, metadata={
         "help": "what runs the encoders at inference: torch, or ONNX Runtime on a CPU (onnx: fp32, onnx-int8: "
                 "int8 text encoder)", "choices": ENGINES,
         "default_help": f"${ENGINE_VARIABLE}, else auto: the fastest that keeps fp32's spans"})
@@ -98,5 +98,5 @@ class JobSettings:
             import torch
 
             torch.set_num_threads(self.threads)
-        if self.engine:
-            os.environ[ENGINE_VARIABLE] = self.engine
+        if self.encoder_engine:
+            os.environ[ENGINE_VARIABLE] = self.encoder_engine

@@ -96,12 +96,14 @@ class ImageRegionEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor, body: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """pixels (B, 3, S, S) already normalised -> regions (B, grid*grid, C). `body`: what computes the
-        feature map instead of the torch CNN (the ONNX engine's session)."""
-        if body is None:
+        feature map of the whole batch instead of the torch CNN (the ONNX engine)."""
+        if body is not None:  # it takes the whole batch and chunks it itself
+            fmap = body(pixels)
+        else:
             body = self._features or self.backbone
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        chunks = pixels.split(self.chunk_size) if pixels.device.type == "cpu" else [pixels]
-        fmap = torch.cat([body(chunk) for chunk in chunks])
+            chunks = pixels.split(self.chunk_size) if pixels.device.type == "cpu" else [pixels]
+            fmap = torch.cat([body(chunk) for chunk in chunks])
         if fmap.shape[-2:] != (self.grid, self.grid):  # 224 pixels give 7x7 already: pooling would copy them
             fmap = self.pool(fmap)
         return fmap.flatten(2).transpose(1, 2)

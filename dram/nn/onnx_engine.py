@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -33,8 +34,9 @@ from dram.files import write_atomically
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "torch", "onnx", "onnx-int8")
-# The engine a loader runs when its caller names none: the app's setting, and what a job's --engine sets.
-ENGINE_VARIABLE = "DRAM_ENGINE"
+# The engine a loader runs when its caller names none: the app's setting, and what a job's
+# --encoder-engine sets (--engine is predict's choice between this process and Ray).
+ENGINE_VARIABLE = "DRAM_ENCODER_ENGINE"
 # What "auto" runs on a CPU when ONNX Runtime is installed: fp32 ONNX gives torch fp32's spans and
 # scores (500 of 500 bundled test listings, scores within 1e-4). int8 text is faster but moved ARM
 # scores by up to 0.18 and changed the spans of 3 of the 500 (BENCHMARKS.md): past the 0.02 bar.
@@ -50,12 +52,12 @@ def onnx_runtime_missing() -> str | None:
         import onnxruntime  # noqa: F401
     except ImportError as err:
         return (f"The ONNX engine needs onnxruntime and onnx ({err}): `pip install onnxruntime onnx`, "
-                "or run with --engine torch.")
+                "or run with --encoder-engine torch.")
     return None
 
 
 def resolve_engine(engine: str | None, precision: str, device: torch.device) -> str:
-    """The engine a model loaded with these settings runs: `engine` (None: $DRAM_ENGINE, else "auto"),
+    """The engine a model loaded with these settings runs: `engine` (None: $DRAM_ENCODER_ENGINE, else "auto"),
     and for "auto" the fastest one that keeps fp32's spans. A combination that cannot run is refused
     with what to use instead."""
     if engine is None:
@@ -70,10 +72,10 @@ def resolve_engine(engine: str | None, precision: str, device: torch.device) -> 
         return AUTO_CPU_ENGINE
     if engine != "torch":
         if device.type != "cpu":
-            raise DramInputError(f"The {engine} engine runs on the CPU: use --engine torch (or auto) on {device}.")
+            raise DramInputError(f"The {engine} engine runs on the CPU: use --encoder-engine torch (or auto) on {device}.")
         if precision in ("bf16", "fp16"):
-            raise DramInputError(f"--precision {precision} is the torch engine's: use --engine torch with it, "
-                                 f"or --precision fp32/auto with --engine {engine}.")
+            raise DramInputError(f"--precision {precision} is the torch engine's: use --encoder-engine torch "
+                                 f"with it, or --precision fp32/auto with --encoder-engine {engine}.")
         missing = onnx_runtime_missing()
         if missing:
             raise DramInputError(missing)
@@ -156,11 +158,11 @@ def _quantise(source: Path, path: Path) -> None:
         logging.getLogger().disabled = before
 
 
-def _session(path: Path):
+def _session(path: Path, threads: int | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the process's budget (--threads), as torch's
+    options.intra_op_num_threads = threads or torch.get_num_threads()  # the process's budget (--threads), as torch's
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -206,12 +208,21 @@ class _Body(nn.Module):
 
 
 class OnnxEncoders:
-    """ONNX Runtime sessions standing in for the encoders' forward passes (None: that one stays in torch)."""
+    """ONNX Runtime sessions standing in for the encoders' forward passes (None: that one stays in torch).
 
-    def __init__(self, engine: str, text=None, image=None):
+    A batch's photos go through the CNN in chunks of `chunk_size`, one chunk per core at a time, each
+    on a one-thread session (`image_single`): splitting a chunk's small convolutions across cores
+    keeps them waiting on each other, while whole chunks in parallel keep every core busy. One chunk
+    (a single listing) runs on the session with all the cores."""
+
+    chunk_size = 4
+
+    def __init__(self, engine: str, text=None, image=None, image_single=None):
         self.engine = engine
         self.text = text
         self.image = image
+        self.image_single = image_single
+        self._workers: ThreadPoolExecutor | None = None
 
     def text_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(second-to-last, last) layer states (B, T, H) for input embeddings (B, T, H) and mask (B, T)."""
@@ -222,8 +233,15 @@ class OnnxEncoders:
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
-        feeds = {"pixels": np.ascontiguousarray(pixels.detach().float().numpy())}
-        return torch.from_numpy(self.image.run(None, feeds)[0])
+        array = np.ascontiguousarray(pixels.detach().float().numpy())
+        cores = self.image.get_session_options().intra_op_num_threads
+        if len(array) <= self.chunk_size or cores < 2 or self.image_single is None:
+            return torch.from_numpy(self.image.run(None, {"pixels": array})[0])
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(cores, thread_name_prefix="dram-cnn")
+        chunks = [array[i:i + self.chunk_size] for i in range(0, len(array), self.chunk_size)]
+        maps = self._workers.map(lambda chunk: self.image_single.run(None, {"pixels": chunk})[0], chunks)
+        return torch.from_numpy(np.concatenate(list(maps)))
 
 
 def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module | None, image_size: int,
@@ -236,9 +254,10 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
     else:
         log.info("the %s text encoder has no ONNX export here: it runs in torch",
                  getattr(text_encoder.config, "model_type", "?"))
-    image = None
     if image_encoder is not None:
         body = image_encoder._features or image_encoder.backbone
         module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
-        image = _session(_image_graph(module, image_size, folder))
-    return OnnxEncoders(engine, text, image)
+        graph = _image_graph(module, image_size, folder)
+        image, image_single = _session(graph), _session(graph, threads=1)
+        return OnnxEncoders(engine, text, image, image_single)
+    return OnnxEncoders(engine, text)
