@@ -121,6 +121,8 @@ class SpanDecoder(nn.Module):
 
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1).clamp(min=1).cpu()
+        if bool((lengths == features.shape[1]).all()):  # one listing's rows: packing would change nothing
+            return self.emit(self.lstm(features)[0])  # but cost a third more (bit-identical, measured)
         packed = nn.utils.rnn.pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
