@@ -53,20 +53,27 @@ class ExtractSession:
     display: Any = None  # the photo at display size (uint8 array), scaled once for all its heatmaps
 
 
-def read_upload(path: str | None) -> bytes | None:
-    """The uploaded photo's bytes, read once: the model decodes them and the review queue keeps them."""
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded photo read once: the model decodes its bytes and the review queue keeps them."""
+
+    data: bytes
+    name: str  # the file's name, for error messages
+
+
+def read_upload(path: str | None) -> Upload | None:
     if not path:
         return None
     try:
-        return Path(path).read_bytes()
+        return Upload(Path(path).read_bytes(), Path(path).name)
     except OSError as err:
         raise UserFacingError(f"The photo could not be read ({err.strerror or err}); upload it again.") from err
 
 
-def _read_photo(upload: bytes | None) -> tuple[Image.Image | None, list[str]]:
+def _read_photo(upload: Upload | None) -> tuple[Image.Image | None, list[str]]:
     if upload is None:
         return None, []
-    photo = load_image(upload)
+    photo = load_image(upload.data, upload.name)
     notes = []
     if min(photo.size) < SMALL_PHOTO_PX:
         notes.append(f"The photo is only {photo.width}x{photo.height} pixels; it carries almost no "
@@ -74,9 +81,9 @@ def _read_photo(upload: bytes | None) -> tuple[Image.Image | None, list[str]]:
     return photo, notes
 
 
-def encode_listing(handle: ModelHandle, text: str, upload: bytes | str | None, tau: float | None = None) -> ExtractSession:
-    """Encode one listing and decode it once at `tau` (default: the model's); `upload`: the photo's
-    bytes (`read_upload`) or its path."""
+def encode_listing(handle: ModelHandle, text: str, upload: Upload | str | None, tau: float | None = None) -> ExtractSession:
+    """Encode one listing and decode it once at `tau` (default: the model's); `upload`: the photo
+    (`read_upload`) or its path."""
     extractor = handle.get()
     if not isinstance(text, str) or not text.strip():
         raise UserFacingError("The listing text is empty: paste a product title or description.")
@@ -85,11 +92,11 @@ def encode_listing(handle: ModelHandle, text: str, upload: bytes | str | None, t
     return ExtractSession(encoded, photo, extractor.decode(encoded, tau), notes)
 
 
-def _record(handle: ModelHandle, stores: StoreHandle, session: ExtractSession, upload: bytes | None) -> None:
+def _record(handle: ModelHandle, stores: StoreHandle, session: ExtractSession, upload: Upload | None) -> None:
     """Queue an extracted listing for review; a store problem is a warning, never a failed extraction."""
     try:
         store = stores.get()
-        record_extraction(store, session.extraction, upload, handle.version_in(store))
+        record_extraction(store, session.extraction, upload.data if upload else None, handle.version_in(store))
     except (StoreError, DramInputError, UserFacingError, OSError) as err:
         log.warning("extraction not queued for review: %s", err)
         gr.Warning(html.escape(f"Not added to the review queue: {err}", quote=False))
