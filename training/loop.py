@@ -92,7 +92,7 @@ class PreparedData:
 
     listings: list[Listing]
     texts: list[TextWindow]  # rows
-    listing_of: list[int]  # row -> index into listings
+    listing_of: list[int]  # row -> index into listings; a listing's rows are consecutive
     gold: list[tuple[torch.Tensor, torch.Tensor]]  # per row
     regions: torch.Tensor | None  # per listing
     has_image: list[bool]  # per listing
