@@ -19,6 +19,7 @@ from dram.data.spans import Span, char_spans
 from dram.errors import ImageError
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.nn.batching import Batch, TextWindow, collate, encode_windows, gold_targets
+from dram.nn.config import DramConfig
 from dram.nn.model import DramModel, EncoderOutput
 from dram.nn.precision import autocast_dtype
 from dram.nn.region_cache import region_features
@@ -52,9 +53,16 @@ class TrainSettings:
         "default_help": "{default}; the text-only profile's when no training listing has a photo"})
     lr_heads: float = field(default=1e-3, metadata={  # fresh layers (TEM, ARM, decoder) learn faster
         "help": "learning rate of TEM, ARM and the decoder"})
-    seed: int = field(default=13, metadata={"help": "random seed (validation split, initialisation, batch order)"})
+    seed: int = field(default=13, metadata={
+        "help": "random seed (validation split, initialisation, batch order, the value lookups' folds)"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})
     cache_dir: Path | None = DEFAULT_CACHE
+    # With a validation split, an ARM model's tau_R is chosen on this grid (`calibrate_tau`); a value
+    # other than the configured one must beat it by more than `tau_margin` TAG-F1: on Myntra the curve
+    # is flat (0.1-0.6 within 0.1 point) and the bare maximum moved the default model to 0.2 for
+    # +0.03, costing CLS-F1.
+    tau_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    tau_margin: float = 0.005
 
 
 def planned_epochs(n_train: int, settings: TrainSettings) -> int:
@@ -109,20 +117,21 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Path | None = DEFAULT_CACHE,
-            use_images: bool = True, training: bool = False,
+            use_images: bool = True, training: TrainSettings | None = None,
             lookups: list[ValueLookup] | None = None) -> PreparedData:
     """Tokenize, build gold tags, and look up (or compute) region features. Texts without words are skipped.
 
-    With `training`, each listing's value-lookup features come from a lookup built without it
-    (`cross_fitted`), so the model learns how far the dictionary can be trusted on unseen listings;
-    `lookups` gives one per listing instead (a fine-tune's, on top of the checkpoint's lookup).
-    Otherwise they come from the model's own lookup.
+    For `training` (its settings), each listing's value-lookup features come from a lookup built
+    without it (`cross_fitted` with the settings' seed), so the model learns how far the dictionary
+    can be trusted on unseen listings; `lookups` gives one per listing instead (a fine-tune's, on
+    top of the checkpoint's lookup). Otherwise they come from the model's own lookup.
     """
     config = model.config
     if not config.value_prior:
         lookups = None
     elif lookups is None:
-        lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
+        lookups = (cross_fitted(listings, seed=training.seed) if training is not None
+                   else [model.value_lookup] * len(listings))
     kept, texts, listing_of = [], [], []
     for i, listing in enumerate(listings):
         windows = encode_windows(tokenizer, listing.text, config.max_tokens)
@@ -156,7 +165,7 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
 
         pixels = decoded_pixels
     data = PreparedData(kept, texts, listing_of, gold, regions, has_image, pixels)
-    if training and model.caches_lower_layers:
+    if training is not None and model.caches_lower_layers:
         data.lower_states = _lower_states(model, texts, tokenizer.pad_token_id or 0)
     return data
 
@@ -410,14 +419,11 @@ def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], ba
     return {tau: score(model, data, merge_windows(data, predictions[tau]), tau) for tau in taus}
 
 
-TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-# A threshold other than the paper's 0.5 must beat it on validation by more than this (TAG-F1): on
-# Myntra the curve is flat (0.1-0.6 within 0.1 point) and the bare maximum moved the default model
-# to 0.2 for +0.03, costing CLS-F1.
-TAU_MARGIN = 0.005
+TAU_GRID = TrainSettings.tau_grid  # the calibration's grid, under the name `training.sweep_tau` reads
 
 
-def best_tau(tag_f1: dict[float, float], default: float = 0.5, margin: float = TAU_MARGIN) -> float:
+def best_tau(tag_f1: dict[float, float], default: float = DramConfig.tau_r,
+             margin: float = TrainSettings.tau_margin) -> float:
     """The tau_R with the best validation TAG-F1 if it beats `default` by more than `margin`, else
     `default`; ties go to the one nearest `default`."""
     best = max(tag_f1, key=lambda tau: (round(tag_f1[tau], 6), -abs(tau - default)))
@@ -426,16 +432,30 @@ def best_tau(tag_f1: dict[float, float], default: float = 0.5, margin: float = T
     return best
 
 
-def calibrate_tau(model: DramModel, tokenizer, valid: PreparedData) -> tuple[dict, dict]:
-    """Set ARM's tau_R to the grid value with the best validation TAG-F1 (`best_tau`; TAG-F1 as for
-    the epoch). With many rare attributes the existence classifier is unsure of them: on WDC-PAVE
-    (51 attributes) three ARM models moved to 0.3 and scored 0.8-3.1 higher on test; on Myntra
-    (5 attributes) 0.5 stays (BENCHMARKS.md, tau_R chosen on validation). Returns the validation
-    figures at the chosen tau_R (`evaluate`'s, without running the encoders again) and the sweep."""
-    results = sweep(model, tokenizer, valid, list(TAU_GRID))
+@dataclass
+class TauCalibration:
+    """The tau_R `calibrate_tau` chose, the validation figures there, and TAG-F1 across the grid."""
+
+    chosen: float
+    valid: dict  # `evaluate`'s figures at `chosen`
+    valid_tag_f1: dict[float, float]
+
+    def summary(self) -> dict:
+        """What the checkpoint's metrics keep: the chosen tau_R and the grid's TAG-F1."""
+        return {"chosen": self.chosen, "valid_tag_f1": {f"{tau:.1f}": round(f1, 6) for tau, f1 in self.valid_tag_f1.items()}}
+
+
+def calibrate_tau(model: DramModel, tokenizer, valid: PreparedData, settings: TrainSettings) -> TauCalibration:
+    """The grid value with the best validation TAG-F1 for ARM's tau_R (`best_tau` against the model's
+    own, TAG-F1 as for the epoch); the model is left as it is: the caller gives it the chosen value.
+    With many rare attributes the existence classifier is unsure of them: on WDC-PAVE (51 attributes)
+    three ARM models moved to 0.3 and scored 0.8-3.1 higher on test; on Myntra (5 attributes) 0.5
+    stays (BENCHMARKS.md, tau_R chosen on validation). The validation figures at the chosen tau_R are
+    `evaluate`'s, without running the encoders again."""
+    results = sweep(model, tokenizer, valid, list(settings.tau_grid))
     tag_f1 = {tau: r["tag_f1"] for tau, r in results.items()}
-    before, chosen = model.config.tau_r, best_tau(tag_f1)
-    model.config.tau_r = chosen
+    before = model.config.tau_r
+    chosen = best_tau(tag_f1, before, settings.tau_margin)
     log.info("tau_R chosen on the validation split: %.1f (TAG-F1 %.4f; %.4f at %.1f)", chosen, tag_f1[chosen],
              tag_f1.get(before, float("nan")), before)
-    return results[chosen], {"chosen": chosen, "valid_tag_f1": {f"{tau:.1f}": round(f1, 6) for tau, f1 in tag_f1.items()}}
+    return TauCalibration(chosen, results[chosen], tag_f1)
