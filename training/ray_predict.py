@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-NO_WORDS = "the text has no words the model can read"
 
 
 def input_files(spec: str | Path) -> list[Path]:
@@ -132,7 +131,7 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.loop import predict, prepare
+        from training.predict import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
@@ -142,23 +141,13 @@ class Predictor:
             photo = Path(str(batch["path"][i])).parent / image if image else None
             listings.append(Listing(id=str(batch["id"][i]), text=str(text), image=photo, spans=[]))
             rows.append(i)
-        results: dict[int, tuple] = {}
-        if listings:
-            data = prepare(self.model, self.tokenizer, listings, cache_dir=None)
-            kept = {id(listing): k for k, listing in enumerate(data.listings)}
-            predicted = predict(self.model, self.tokenizer, data, self.tau_r)
-            for listing, row in zip(listings, rows):
-                if id(listing) in kept:
-                    results[row] = predicted[kept[id(listing)]]
+        predicted = dict(zip(rows, predict_listings(self.model, self.tokenizer, listings, self.tau_r, cache_dir=None)
+                             if listings else []))
         out: dict[str, list] = {"path": [], "line": []}
         for i in range(len(batch["path"])):
-            record: dict[str, Any] = {"id": str(batch["id"][i]) or None, "spans": [], "attribute_scores": {}}
-            if i in results:
-                spans, scores = results[i]
-                record.update(spans=[s.to_dict() for s in spans],
-                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
-            else:
-                record["error"] = str(batch["problem"][i]) or NO_WORDS
+            record = prediction_record(str(batch["id"][i]) or None, predicted.get(i))
+            if i not in predicted:
+                record["error"] = str(batch["problem"][i])
             out["path"].append(str(batch["path"][i]))
             out["line"].append(json.dumps(record, ensure_ascii=False))
         return out
