@@ -131,7 +131,7 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.predict import predict_listings, prediction_record
+        from training.predictions import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
