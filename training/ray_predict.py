@@ -115,19 +115,23 @@ class Predictor:
     """One Ray actor: loads the checkpoint once, then predicts batch after batch (the photos read here)."""
 
     def __init__(self, checkpoint: str, device: str | None, tau_r: float | None, threads: int,
-                 precision: str = "auto") -> None:
+                 precision: str | None) -> None:
+        """`precision` None: the run default (`RunSettings`; imported here, as torch is: Ray's reading
+        workers import this module too, and need neither)."""
         import torch
 
         from dram.checkpoint import load_checkpoint, pick_device
+        from dram.nn.precision import RunSettings
 
         logging.getLogger().setLevel(logging.WARNING)
         torch.set_num_threads(max(1, threads))
-        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device), precision)
+        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device),
+                                                        precision or RunSettings.precision)
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.predict import predict_listings, prediction_record
+        from training.predictions import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
@@ -194,7 +198,7 @@ def _dataset(files: list[Path]):
 
 def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, workers: int | None = None,
                    batch_size: int = 64, device: str | None = None, tau_r: float | None = None,
-                   num_cpus: int | None = None, precision: str = "auto") -> dict[str, int]:
+                   num_cpus: int | None = None, precision: str | None = None) -> dict[str, int]:
     """Predict every listing of `inputs` into shards under `output`; finished shards are skipped.
 
     Returns counts: shards written and skipped, listings written. `workers` actors (default: one per
