@@ -33,9 +33,10 @@ def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
         return _normalise(_decoded(source, "the given picture"))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        name = getattr(source, "name", None) or "the uploaded file"  # a PhotoBytes knows the photo's name
         if not data:
-            raise _error("the file is empty")
-        return _open_and_normalise(io.BytesIO(data), "the uploaded file")
+            raise _error(f"{name} is empty")
+        return _open_and_normalise(io.BytesIO(data), name)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
