@@ -1,6 +1,7 @@
 """Extract attributes for a file of listings: `python -m training.predict --checkpoint DIR --input C.jsonl --output P.jsonl`.
 
-One line per listing: {"id", "spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores"}.
+One line per listing: {"id", "spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores"};
+a row that cannot be read keeps its line, with "error" saying why.
 `--engine ray` spreads a catalogue (a file, folder or glob of JSONL/CSV/Parquet) over a Ray actor
 pool and writes one shard per input file into the --output folder (see training/ray_predict.py).
 """
@@ -11,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging
+from dram.data.readers import read_listing_file
+from training.common import add_checkpoint_arguments, open_checkpoint, run_cli, setup_logging
 from training.loop import predict, prepare
 from training.options import add_options, settings_from
 
@@ -47,22 +49,22 @@ def main() -> None:
               + (f"; {counts['skipped']} shards were already there" if counts["skipped"] else ""))
         return
     model, tokenizer, job = open_checkpoint(args)
-    listings = load_data(args.input, "input")
-    data = prepare(model, tokenizer, listings, job.cache_dir)
+    read = read_listing_file(args.input)
+    data = prepare(model, tokenizer, read.listings, job.cache_dir)
     predicted = dict(zip((id(l) for l in data.listings),
                          predict(model, tokenizer, data, args.tau_r, batch_size=run.batch_size, progress=True)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
-        for listing in listings:  # one line per input listing, in order, even for unreadable ones
-            record: dict = {"id": listing.id, "spans": [], "attribute_scores": {}}
-            if id(listing) in predicted:
-                spans, scores = predicted[id(listing)]
+        for row in read.rows:  # one line per row of the input, in order, even for unusable ones (with the reason)
+            record: dict = {"id": row.id or None, "spans": [], "attribute_scores": {}}
+            if id(row.listing) in predicted:
+                spans, scores = predicted[id(row.listing)]
                 record.update(spans=[s.to_dict() for s in spans],
                               attribute_scores={a: round(v, 4) for a, v in scores.items()})
             else:
-                record["error"] = "the text has no words the model can read"
+                record["error"] = row.problem or "the text has no words the model can read"
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"wrote {len(listings)} predictions to {args.output}")
+    print(f"wrote {len(read.rows)} predictions to {args.output}")
 
 
 if __name__ == "__main__":
