@@ -100,8 +100,7 @@ def run_finetune(checkpoint: Path, corrections: list[Listing], args: argparse.Na
     with open_store(f"sqlite:///{args.work / name}.sqlite") as store:
         fill_store(store, checkpoint, corrections, args.cache_dir)
         settings = TrainSettings(epochs=args.epochs, seed=args.seed, cache_dir=args.cache_dir)
-        return finetune(checkpoint, store, args.work / name, train, test, settings, 0.2, args.replay_size,
-                        args.work / "photos")
+        return finetune(checkpoint, store, args.work / name, train, test, settings, 0.2, args.replay_size)
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ def settings(tmp_path: Path) -> TrainSettings:
 def run(source: Path, db_url: str, out: Path, tmp_path: Path, **options):
     with open_store(db_url) as store:
         return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                        tmp_path / "photos", progress=False, **options)
+                        progress=False, **options)
 
 
 def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_url: str, tmp_path: Path) -> None:
@@ -206,7 +206,7 @@ def killed_mid_write(tensors, filename, metadata=None):
 dram.checkpoint.save_file = killed_mid_write
 with open_store({db_url!r}) as store:
     finetune(Path({str(source)!r}), store, Path({str(out)!r}), data("replay"), data("heldout"),
-             settings(Path({str(tmp_path)!r})), 0.34, 4, Path({str(tmp_path / "photos")!r}), progress=False)
+             settings(Path({str(tmp_path)!r})), 0.34, 4, progress=False)
 """
     killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
@@ -218,7 +218,7 @@ with open_store({db_url!r}) as store:
 
     with open_store(db_url) as store:
         finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                 tmp_path / "photos", progress=False)
+                 progress=False)
     assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]
 
 
@@ -267,7 +267,7 @@ def test_each_correction_counts_correction_weight_times_an_epoch(source: Path, d
     replay = [listing("old " + text, spans, f"old-{i}") for i, (text, spans) in enumerate(TEXTS)]
     with open_store(db_url) as store:
         result = finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
-                          tmp_path / "photos", progress=False, correction_weight=3)
+                          progress=False, correction_weight=3)
 
     counts = {text: seen["texts"].count(text) for text in seen["texts"]}
     assert result.metrics["finetune"]["train_corrections"] == 4  # 6 minus 2 held out
@@ -296,7 +296,7 @@ def test_the_new_checkpoint_gets_its_own_familiarity_reference(source: Path, db_
               for i, (c, k) in enumerate((c, k) for c in colours for k in kinds)]
     with open_store(db_url) as store:
         finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
-                 tmp_path / "photos", progress=False, promote=True)
+                 progress=False, promote=True)
     model, _, _ = load_checkpoint(tmp_path / "v1")
     assert model.familiarity is not None and len(model.familiarity.points) == 4 + 4  # corrections + replayed
     assert model.familiarity.learned_from == "8 listings of the corrections and the replayed listings"

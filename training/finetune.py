@@ -190,9 +190,10 @@ def unreplayed(replay: list[Listing], used: list[Listing], size: int, seed: int)
     return random.Random(seed + 1).sample(pool, min(size, len(pool)))
 
 
-def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
-    """The store's corrections as training listings, or `FinetuneError` when there are none."""
-    listings = corrections_as_listings(store, photo_cache)
+def fetch_corrections(store: Store) -> list[Listing]:
+    """The store's corrections as training listings (photos as the stored bytes), or `FinetuneError` when there
+    are none."""
+    listings = corrections_as_listings(store)
     if not listings:
         raise FinetuneError(
             f"The store {store.db.url} has no corrections to learn from (skipped listings do not count). "
@@ -238,7 +239,7 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
 
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
              settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
-             photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
+             activate: bool = True, device: str | None = None,
              progress: bool = True, promote: bool = False, precision: str = "auto",
              correction_weight: int | None = None,
              suspicion: SuspicionSettings = SuspicionSettings()) -> FinetuneResult | None:
@@ -257,7 +258,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
     if correction_weight is not None and correction_weight < 1:
         raise FinetuneError(f"--correction-weight must be at least 1, got {correction_weight}.")
-    fetched = fetch_corrections(store, photo_cache)
+    fetched = fetch_corrections(store)
     model, tokenizer, _ = load_checkpoint(source, device, precision)
     main = distributed.is_main()  # under torchrun rank 0 checks, evaluates, saves and registers; all ranks train
     flags = check_corrections(store, Extractor(model, tokenizer), suspicion) if main else []
@@ -418,7 +419,6 @@ def main() -> None:
                              f"{MAX_CORRECTION_WEIGHT}, less once the corrections fill {CORRECTION_VIEWS} listings)")
     add_training_arguments(parser)
     parser.set_defaults(epochs=EPOCHS)
-    parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
     parser.add_argument("--no-activate", action="store_true", help="register the new version, never activate it")
     parser.add_argument("--promote", "--force", dest="promote", action="store_true",
                         help="activate the new version even if the promotion gate refuses it (worse held-out figures, "
@@ -433,7 +433,7 @@ def main() -> None:
     try:
         with open_store(existing_store_url(args.db)) as store:
             result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
-                              args.replay_size, args.photo_cache, activate=not args.no_activate, device=device,
+                              args.replay_size, activate=not args.no_activate, device=device,
                               promote=args.promote, precision=args.precision,
                               correction_weight=args.correction_weight)
     finally:
