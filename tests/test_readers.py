@@ -182,7 +182,7 @@ def test_csv_problems_keep_their_row_with_the_reason(tmp_path: Path) -> None:
         (1, "a", ""),
         (2, "", 'it has no "id"'),
         (3, "d", 'its "text" is empty or missing'),
-        (4, "", "it has 1 more cells than the header has columns; put text that holds commas in double quotes"),
+        (4, "e", "it has 1 more cells than the header has columns; put text that holds commas in double quotes"),
         (5, "a", "the id was already used by an earlier listing"),
         (6, "f", f"its photo 'nope.jpg' does not exist (looked for {(tmp_path / 'nope.jpg').resolve()})"),
     ]

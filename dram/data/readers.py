@@ -229,11 +229,12 @@ def _read_csv(path: Path) -> tuple[str, list[_Record]]:
     records = []
     for number, row in enumerate(reader, start=1):
         extra = row.pop(None, None)  # cells past the header's columns
+        record = _canonical({k: v.strip() for k, v in row.items() if v and v.strip()})
         if extra:
             records.append(_Record(number, None, f"it has {len(extra)} more cells than the header has columns; "
-                                                 "put text that holds commas in double quotes"))
-            continue
-        records.append(_Record(number, _canonical({k: v.strip() for k, v in row.items() if v and v.strip()})))
+                                                 "put text that holds commas in double quotes", record.get("id")))
+        else:
+            records.append(_Record(number, record))
     _require_columns(path, records)
     return "row", records
 
