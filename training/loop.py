@@ -6,6 +6,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,10 +17,11 @@ from tqdm import tqdm
 from dram.data.images import load_image
 from dram.data.photo_sources import photo_label
 from dram.data.listings import Listing
-from dram.data.spans import Span, char_spans
+from dram.data.spans import Span
+from dram.decoding import decode_listings, listing_windows
 from dram.errors import ImageError
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
-from dram.nn.batching import Batch, TextWindow, collate, encode_windows, gold_targets
+from dram.nn.batching import Batch, TextWindow, collate, gold_targets
 from dram.nn.model import DramModel, EncoderOutput
 from dram.nn.precision import autocast_dtype
 from dram.nn.region_cache import region_features
@@ -91,7 +93,7 @@ class PreparedData:
 
     listings: list[Listing]
     texts: list[TextWindow]  # rows
-    listing_of: list[int]  # row -> index into listings
+    listing_of: list[int]  # row -> index into listings; a listing's rows are consecutive
     gold: list[tuple[torch.Tensor, torch.Tensor]]  # per row
     regions: torch.Tensor | None  # per listing
     has_image: list[bool]  # per listing
@@ -126,15 +128,12 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         lookups = cross_fitted(listings, seed=13) if training else [model.value_lookup] * len(listings)
     kept, texts, listing_of = [], [], []
     for i, listing in enumerate(listings):
-        windows = encode_windows(tokenizer, listing.text, config.max_tokens)
-        if not windows[0].words:
+        windows = listing_windows(tokenizer, config, listing.text, lookups[i] if lookups is not None else None)
+        if not windows:
             log.warning("skipping listing %s: no readable words", listing.id)
             continue
-        for enc in windows:
-            if lookups is not None:
-                enc.prior = prior_features(lookups[i], enc.words, config.attributes)
-            texts.append(enc)
-            listing_of.append(len(kept))
+        texts += windows
+        listing_of += [len(kept)] * len(windows)
         kept.append(listing)
     unknown = sorted({s.attribute for l in kept for s in l.spans} - set(config.attributes))
     if unknown:
@@ -337,51 +336,49 @@ def fit(model: DramModel, tokenizer, train: PreparedData, valid: PreparedData | 
             "best_epoch": best_epoch, "planned_epochs": epochs}
 
 
-# One listing's (or window's) extracted spans and attribute scores.
+# One listing's extracted spans and attribute scores.
 ListingPrediction = tuple[list[Span], dict[str, float]]
+
+
+def listing_batches(data: PreparedData, batch_size: int) -> list[list[int]]:
+    """Row indices in batches of at most `batch_size` rows that hold whole listings (all of a listing's
+    windows, so `decode_listings` can merge them; a listing of more windows is a batch of its own)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    row = 0
+    for _, windows in groupby(data.listing_of):  # a listing's rows are consecutive
+        n = sum(1 for _ in windows)
+        if current and len(current) + n > batch_size:
+            batches.append(current)
+            current = []
+        current += range(row, row + n)
+        row += n
+    return batches + ([current] if current else [])
 
 
 def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size: int = 64, progress: bool = False,
                     desc: str = "predict") -> Iterator[tuple[list[int], EncoderOutput]]:
-    """The encoders' outputs batch by batch, with the data indices of each batch."""
+    """The encoders' outputs batch by batch (whole listings, `listing_batches`), with each batch's row indices."""
     model.eval()
     pad = tokenizer.pad_token_id or 0
-    for start in tqdm(range(0, len(data), batch_size), desc=desc, unit="batch", disable=not progress):
-        index = list(range(start, min(start + batch_size, len(data))))
+    for index in tqdm(listing_batches(data, batch_size), desc=desc, unit="batch", disable=not progress):
         with torch.no_grad():
             encoded = model.encode(make_batch(data, index, pad, with_gold=False).to(model.device))
         yield index, encoded
 
 
-def decode_batch(model: DramModel, data: PreparedData, index: list[int], encoded: EncoderOutput,
-                 tau_r: float | None = None) -> list[ListingPrediction]:
-    """Character spans and attribute scores for each row (text window) of one encoded batch."""
-    scores, decoded = model.decode(encoded, tau_r)
-    out = []
-    for row, i in enumerate(index):
-        text = data.texts[i]
-        mine = [d for d in decoded if d.listing == row and text.owns(d.first_word)]
-        out.append((char_spans(text.text, text.words, mine), dict(zip(model.config.attributes, scores[row].tolist()))))
-    return out
-
-
-def merge_windows(data: PreparedData, rows: list[ListingPrediction]) -> list[ListingPrediction]:
-    """One prediction per listing: its windows' spans (each reported by one window) and, per
-    attribute, the highest score any window gave."""
-    merged: list[ListingPrediction] = [([], {}) for _ in data.listings]
-    for k, (spans, scores) in zip(data.listing_of, rows):
-        merged[k][0].extend(spans)
-        for attribute, value in scores.items():
-            merged[k][1][attribute] = max(value, merged[k][1].get(attribute, value))
-    return [(sorted(spans, key=lambda s: (s.start, s.attribute)), scores) for spans, scores in merged]
+def decode_rows(model: DramModel, data: PreparedData, index: list[int], encoded: EncoderOutput,
+                tau_r: float | None = None) -> list[ListingPrediction]:
+    """Spans and attribute scores of each listing of one encoded batch, as the app decodes them."""
+    windows = [[data.texts[i] for i in rows] for _, rows in groupby(index, key=data.listing_of.__getitem__)]
+    return [(d.spans, d.scores) for d in decode_listings(model, windows, encoded, tau_r)]
 
 
 def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
             progress: bool = False) -> list[ListingPrediction]:
-    """One prediction per listing of `data`."""
-    rows = [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
-            for prediction in decode_batch(model, data, index, encoded, tau_r)]
-    return merge_windows(data, rows)
+    """One prediction per listing of `data`, in order; `batch_size` rows (text windows) per model call."""
+    return [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
+            for prediction in decode_rows(model, data, index, encoded, tau_r)]
 
 
 def score(model: DramModel, data: PreparedData, predictions, tau_r: float | None = None,
@@ -404,11 +401,11 @@ def evaluate(model: DramModel, tokenizer, data: PreparedData, tau_r: float | Non
 def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = 64,
           progress: bool = False) -> dict[float, dict]:
     """`score` at each tau_R; the encoders run once, ARM and the CRF once per tau_R."""
-    predictions: dict[float, list] = {tau: [] for tau in taus}
+    predictions: dict[float, list[ListingPrediction]] = {tau: [] for tau in taus}
     for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress=progress, desc="sweep"):
         for tau in taus:
-            predictions[tau] += decode_batch(model, data, index, encoded, tau)
-    return {tau: score(model, data, merge_windows(data, predictions[tau]), tau) for tau in taus}
+            predictions[tau] += decode_rows(model, data, index, encoded, tau)
+    return {tau: score(model, data, predictions[tau], tau) for tau in taus}
 
 
 TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

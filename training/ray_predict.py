@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # the files a folder or glob of inputs contributes
-NO_WORDS = "the text has no words the model can read"
 
 
 def input_files(spec: str | Path) -> list[Path]:
@@ -85,7 +84,7 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.loop import predict, prepare
+        from training.predict import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
@@ -94,23 +93,11 @@ class Predictor:
             image = str(batch["image"][i])  # the reader made it absolute and found it there
             listings.append(Listing(id=str(batch["id"][i]), text=str(text), image=Path(image) if image else None))
             rows.append(i)
-        results: dict[int, tuple] = {}
-        if listings:
-            data = prepare(self.model, self.tokenizer, listings, cache_dir=None)
-            kept = {id(listing): k for k, listing in enumerate(data.listings)}
-            predicted = predict(self.model, self.tokenizer, data, self.tau_r)
-            for listing, row in zip(listings, rows):
-                if id(listing) in kept:
-                    results[row] = predicted[kept[id(listing)]]
+        predicted = dict(zip(rows, predict_listings(self.model, self.tokenizer, listings, self.tau_r, cache_dir=None)
+                             if listings else []))
         out: dict[str, list] = {"path": [], "of": [], "line": []}
         for i in range(len(batch["path"])):
-            record: dict[str, Any] = {"id": str(batch["id"][i]) or None, "spans": [], "attribute_scores": {}}
-            if i in results:
-                spans, scores = results[i]
-                record.update(spans=[s.to_dict() for s in spans],
-                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
-            else:
-                record["error"] = str(batch["problem"][i]) or NO_WORDS
+            record = prediction_record(str(batch["id"][i]) or None, predicted.get(i), str(batch["problem"][i]))
             out["path"].append(str(batch["path"][i]))
             out["of"].append(int(batch["of"][i]))
             out["line"].append(json.dumps(record, ensure_ascii=False))

@@ -22,6 +22,7 @@ from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
 from dram.nn.precision import autocast_dtype
+from dram.nn.region_cache import as_cached
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
 
@@ -183,6 +184,8 @@ class DramModel(nn.Module):
         elif batch.pixels is not None:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image_encoder):
                 regions = self.image_encoder(batch.pixels)
+            if self.config.freeze_image_encoder:
+                regions = as_cached(regions)
         else:
             return None
         return self.region_norm(regions)

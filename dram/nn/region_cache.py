@@ -21,6 +21,16 @@ from dram.nn.encoders import ImageRegionEncoder
 log = logging.getLogger(__name__)
 
 
+# The cache keeps a frozen CNN's features in 16 bits; the model learns from those.
+CACHED_DTYPE = torch.float16
+
+
+def as_cached(regions: torch.Tensor) -> torch.Tensor:
+    """Region features rounded as the cache stores them, so a photo read live (the app) gives the
+    model the same numbers as the cached one (training, `predict`)."""
+    return regions.to(CACHED_DTYPE).to(regions.dtype)
+
+
 def _key(photo: Path | bytes) -> str:
     """A file by its path, size and time (not read again while unchanged); a photo's bytes by their content."""
     if isinstance(photo, bytes):
@@ -58,7 +68,7 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
                 log.warning("skipping photo %s: %s", photo_label(path), err)
                 bad.add(key)
         if pixels:
-            feats = encoder(torch.stack(pixels).to(device)).half().cpu()
+            feats = encoder(torch.stack(pixels).to(device)).to(CACHED_DTYPE).cpu()
             store.update(zip(chunk_keys, feats))
     if todo and cache_file is not None:
         write_atomically(cache_file, lambda partial: torch.save(store, partial))
