@@ -101,7 +101,7 @@ def run_finetune(checkpoint: Path, corrections: list[Listing], args: argparse.Na
         fill_store(store, checkpoint, corrections, args.cache_dir)
         settings = TrainSettings(epochs=args.epochs, seed=args.seed, cache_dir=args.cache_dir)
         return finetune(checkpoint, store, args.work / name, train, test, settings,
-                        FinetuneSettings(replay_size=args.replay_size), args.work / "photos")
+                        FinetuneSettings(replay_size=args.replay_size))
 
 
 def main() -> None:

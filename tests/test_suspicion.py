@@ -140,7 +140,7 @@ def test_a_fine_tune_that_learned_flagged_corrections_is_not_promoted(tmp_path: 
     def run(out: str, **options):
         with open_store(db_url) as store:
             return finetune(source, store, tmp_path / out, data("replay"), data("heldout"), settings,
-                            FinetuneSettings(0.34, 4, **options), tmp_path / "photos", progress=False)
+                            FinetuneSettings(0.34, 4, **options), progress=False)
 
     refused = run("v1")
     assert refused.active is False and refused.metrics["promotion"]["promoted"] is False
@@ -161,7 +161,7 @@ def test_the_probe_is_flagged_and_not_promoted(app_checkpoint: Path, tmp_path: P
     with open_store(db_url) as store:
         save_corrections(store, probe)
         result = finetune(app_checkpoint, store, tmp_path / "v1", *bundled(), TrainSettings(seed=13, epochs=4,
-                          cache_dir=tmp_path / "features"), photo_cache=tmp_path / "photos", progress=False)
+                          cache_dir=tmp_path / "features"), progress=False)
     suspicion, promotion = result.metrics["suspicion"], result.metrics["promotion"]
     assert len({f["listing_id"] for f in suspicion["flagged"]}) >= 27
     assert promotion["promoted"] is False and not result.active

@@ -191,9 +191,10 @@ def unreplayed(replay: list[Listing], used: list[Listing], size: int, seed: int)
     return random.Random(seed + 1).sample(pool, min(size, len(pool)))
 
 
-def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
-    """The store's corrections as training listings, or `FinetuneError` when there are none."""
-    listings = corrections_as_listings(store, photo_cache)
+def fetch_corrections(store: Store) -> list[Listing]:
+    """The store's corrections as training listings (photos as the stored bytes), or `FinetuneError` when there
+    are none."""
+    listings = corrections_as_listings(store)
     if not listings:
         raise FinetuneError(
             f"The store {store.db.url} has no corrections to learn from (skipped listings do not count). "
@@ -276,7 +277,7 @@ class FinetuneData:
 
 
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
-             settings: TrainSettings, options: FinetuneSettings | None = None, photo_cache: Path | None = None,
+             settings: TrainSettings, options: FinetuneSettings | None = None,
              device: str | None = None, progress: bool = True, precision: str = RunSettings.precision,
              suspicion: SuspicionSettings = SuspicionSettings()) -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
@@ -291,7 +292,7 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     source, out = Path(source), Path(out)
     if out.exists():
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
-    fetched = fetch_corrections(store, photo_cache)
+    fetched = fetch_corrections(store)
     model, tokenizer, _ = load_checkpoint(source, device, precision)
     main = distributed.is_main()  # under torchrun rank 0 checks, evaluates, saves and registers; all ranks train
     flags = check_corrections(store, Extractor(model, tokenizer), suspicion) if main else []
@@ -485,7 +486,6 @@ def finetune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="new checkpoint folder (must not exist)")
     parser.add_argument("--replay", type=Path, default=BUNDLE / "train.jsonl", help="original training data")
     parser.add_argument("--heldout", type=Path, default=BUNDLE / "test.jsonl", help="held-out data file")
-    parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
     add_options(parser.add_argument_group("fine-tune"), FinetuneSettings)
     add_training_arguments(parser)
     parser.set_defaults(epochs=EPOCHS)
@@ -503,7 +503,7 @@ def main() -> None:
     device = distributed.setup(job.device)
     try:
         with open_store(existing_store_url(args.db)) as store:
-            result = finetune(args.source, store, args.out, replay, heldout, settings, options, args.photo_cache,
+            result = finetune(args.source, store, args.out, replay, heldout, settings, options,
                               device=device, precision=job.precision)
     finally:
         distributed.teardown()

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dram.data.images import load_image
+from dram.data.photo_sources import photo_label
 from dram.data.listings import Listing
 from dram.data.spans import Span
 from dram.decoding import decode_listings, listing_windows
@@ -195,14 +196,14 @@ def _lower_states(model: DramModel, texts: list[TextWindow], pad: int, batch_siz
     return states
 
 
-def _readable(path: Path | None):
-    """The photo as an RGB image, or None (logged) when it is missing or unreadable."""
-    if path is None:
+def _readable(photo: Path | bytes | None):
+    """The photo (a file or its bytes) as an RGB image, or None (logged) when it is missing or unreadable."""
+    if photo is None:
         return None
     try:
-        return load_image(path)
+        return load_image(photo)
     except ImageError as err:
-        log.warning("skipping photo %s: %s", path, err)
+        log.warning("skipping photo %s: %s", photo_label(photo), err)
         return None
 
 

@@ -22,12 +22,12 @@ def predict_listings(model: DramModel, tokenizer, listings: list[Listing], tau_r
     return [predicted.get(id(listing)) for listing in listings]
 
 
-def prediction_record(listing_id: str | None, prediction: ListingPrediction | None) -> dict:
+def prediction_record(listing_id: str | None, prediction: ListingPrediction | None, problem: str = "") -> dict:
     """One output line: {"id", "spans", "attribute_scores"} (scores to 4 places, as the app gives them),
-    with an "error" instead for a listing the model could not read."""
+    with an "error" instead for a row that could not be read (`problem`) or a listing the model could not read."""
     record: dict = {"id": listing_id, "spans": [], "attribute_scores": {}}
     if prediction is None:
-        record["error"] = NO_WORDS
+        record["error"] = problem or NO_WORDS
         return record
     spans, scores = prediction
     record.update(spans=[s.to_dict() for s in spans], attribute_scores={a: round(v, 4) for a, v in scores.items()})
