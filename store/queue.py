@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 from itertools import islice
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from store.double_review import DoubleReview, DoubleReviewState, double_review_states
@@ -57,13 +57,35 @@ def _done_for(state: DoubleReviewState | None, annotator: str | None) -> bool:
     return state is not None and (state.trains is not None or annotator in state.reviewers)
 
 
+class _Candidate(NamedTuple):
+    """A listing's place in the queue (compared field by field: skipped ones last, then those without a
+    prediction, then by margin, confidence and id) and its row, made a `QueueItem` only if handed out."""
+
+    skipped: bool
+    unpredicted: bool
+    margin: float
+    min_confidence: float
+    listing_id: int
+    row: Row
+
+    def item(self) -> QueueItem:
+        row = self.row
+        if self.unpredicted:
+            return QueueItem(row.id, row.external_id, row.text, row.photo_sha256, None, None, skipped=self.skipped)
+        return QueueItem(row.id, row.external_id, row.text, row.photo_sha256, row.prediction_id, row.model_version_id,
+                         stored_spans(row.spans), dict(row.attribute_scores or {}), self.margin, self.min_confidence,
+                         self.skipped)
+
+
 def _candidates(session: Session, settings: DoubleReview, tau_r: float, *, skip_claimed: bool,
-                annotator: str | None = None) -> list[QueueItem]:
+                annotator: str | None = None) -> list[_Candidate]:
     """The review queue's listings in its order (see `Store.review_queue`), double listings not yet
     checked (`_open_for` does); `skip_claimed` leaves out live claims not `annotator`'s."""
     latest = latest_prediction_ids()
     query = (
-        select(ListingRow, Prediction)
+        select(ListingRow.id, ListingRow.external_id, ListingRow.text, ListingRow.photo_sha256,
+               Prediction.id.label("prediction_id"), Prediction.model_version_id, Prediction.spans,
+               Prediction.attribute_scores)
         .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
         .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
         .where(ListingRow.id.not_in(_settled_singles(settings)))
@@ -74,36 +96,28 @@ def _candidates(session: Session, settings: DoubleReview, tau_r: float, *, skip_
             held = held.where(Claim.annotator != annotator)
         query = query.where(ListingRow.id.not_in(held))
     skipped = set(session.scalars(_current_with("skipped")))
-    items = []
-    for listing, prediction in session.execute(query):
-        was_skipped = listing.id in skipped
-        if prediction is None:
-            items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None,
-                                   skipped=was_skipped))
+    candidates = []
+    for row in session.execute(query):
+        if row.prediction_id is None:
+            candidates.append(_Candidate(row.id in skipped, True, math.inf, 1.0, row.id, row))
             continue
-        scores = prediction.attribute_scores or {}
-        margin = min((abs(float(v) - tau_r) for v in scores.values()), default=math.inf)
-        confidence = min((float(s.get("confidence", 1.0)) for s in prediction.spans), default=1.0)
-        items.append(
-            QueueItem(
-                listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
-                prediction.model_version_id, stored_spans(prediction.spans), dict(scores), margin, confidence, was_skipped,
-            )
-        )
-    items.sort(key=lambda q: (q.skipped, q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
-    return items
+        margin = min((abs(float(v) - tau_r) for v in (row.attribute_scores or {}).values()), default=math.inf)
+        confidence = min((float(s.get("confidence", 1.0)) for s in row.spans), default=1.0)
+        candidates.append(_Candidate(row.id in skipped, False, margin, confidence, row.id, row))
+    candidates.sort()
+    return candidates
 
 
-def _open_for(session: Session, settings: DoubleReview, items: list[QueueItem],
+def _open_for(session: Session, settings: DoubleReview, candidates: list[_Candidate],
               annotator: str | None) -> Iterator[QueueItem]:
-    """`items` in order without the double listings done for `annotator`; their states are read lazily, a
-    few at a time (doubling), so a short queue or a claim reads the states of the listings near its top, not
-    of every double listing in the store."""
+    """The candidates in order without the double listings done for `annotator`; their states are read lazily,
+    a few at a time (doubling), so a short queue or a claim reads the states of the listings near its top,
+    not of every double listing in the store."""
     start, size = 0, _FIRST_STATES
-    while start < len(items):
-        chunk = items[start:start + size]
-        states = double_review_states(session, settings, [i.listing_id for i in chunk if settings.chosen(i.listing_id)])
-        yield from (item for item in chunk if not _done_for(states.get(item.listing_id), annotator))
+    while start < len(candidates):
+        chunk = candidates[start:start + size]
+        states = double_review_states(session, settings, [c.listing_id for c in chunk if settings.chosen(c.listing_id)])
+        yield from (c.item() for c in chunk if not _done_for(states.get(c.listing_id), annotator))
         start, size = start + size, size * 2
 
 
@@ -111,8 +125,8 @@ def _queue(session: Session, settings: DoubleReview, tau_r: float, limit: int | 
            annotator: str | None = None) -> list[QueueItem]:
     """The review queue (see `Store.review_queue`) as `annotator` sees it: without the double listings
     they gave a verdict on; `skip_claimed` leaves out live claims not theirs."""
-    items = _candidates(session, settings, tau_r, skip_claimed=skip_claimed, annotator=annotator)
-    return list(islice(_open_for(session, settings, items, annotator), limit))
+    candidates = _candidates(session, settings, tau_r, skip_claimed=skip_claimed, annotator=annotator)
+    return list(islice(_open_for(session, settings, candidates, annotator), limit))
 
 
 def _live(session: Session, listing_id: int) -> bool:
