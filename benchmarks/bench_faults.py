@@ -176,7 +176,7 @@ from pathlib import Path
 import dram.checkpoint
 from store import open_store
 from tests.test_finetune import data, settings
-from training.finetune import finetune
+from training.finetune import FinetuneSettings, finetune
 
 def killed_mid_write(tensors, filename, metadata=None):
     Path(filename).write_bytes(os.urandom(1 << 20))
@@ -188,7 +188,7 @@ if sys.argv[4] == "kill":
 scratch = Path(sys.argv[5])
 with open_store(sys.argv[2]) as store:
     finetune(Path(sys.argv[1]), store, Path(sys.argv[3]), data("replay"), data("heldout"), settings(scratch),
-             0.34, 4, scratch / "photos", progress=False, promote=True)
+             FinetuneSettings(0.34, 4, promote=True), scratch / "photos", progress=False)
 """
 
 

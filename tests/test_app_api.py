@@ -102,7 +102,7 @@ def test_tau_between_scores_splits_the_attributes(client: Client):
 
 def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
     """The UI keeps the EncodedListing in gr.State; moving tau_R must only call decode."""
-    from ui.extract_tab import encode_listing, render
+    from ui.extract_tab import encode_listing, redecode
     from ui.serving import ModelHandle
 
     handle = ModelHandle(app_checkpoint).load()
@@ -113,14 +113,14 @@ def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, mon
 
     monkeypatch.setattr(handle.extractor, "encode", no_encoding)
     monkeypatch.setattr(handle.extractor, "encode_many", no_encoding)
-    all_on = render(session, 0.0, handle)
+    all_on = redecode(session, 0.0, handle)
     assert session.extraction.selected == ATTRIBUTES
-    all_off = render(session, 1.0, handle)
+    all_off = redecode(session, 1.0, handle)
     assert session.extraction.selected == [] and all_off[2] == []  # table rows
     assert all_off[1] == [(TITLE, None)]  # nothing highlighted
     chart_lines = [line.get_ydata()[0] for line in all_off[3].axes[0].get_lines()]
     assert 1.0 in chart_lines
-    render(session, 0.0, handle)
+    redecode(session, 0.0, handle)
     assert len(all_on[4]) == len(session.extraction.spans)  # one heatmap per extracted value
 
 

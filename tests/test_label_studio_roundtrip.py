@@ -440,7 +440,8 @@ def test_an_edit_in_label_studio_reaches_the_served_model_and_junk_does_not(
     model, tokenizer = tiny_model(write_text_encoder(tmp_path / "bert"), "text-only")
     source = save_checkpoint(model, tokenizer, tmp_path / "models" / "v0", {})
     result = finetune_module.finetune(source, store, tmp_path / "models" / "v1", data("replay"), data("heldout"),
-                                      settings(tmp_path), 0.25, 4, tmp_path / "photos", progress=False, promote=True)
+                                      settings(tmp_path), finetune_module.FinetuneSettings(0.25, 4, promote=True),
+                                      tmp_path / "photos", progress=False)
 
     assert {item.text: item.spans for item in trained_on} == expected  # every edit, nothing else
     assert result.metrics["finetune"]["corrections"] == 4 and result.metrics["finetune"]["dropped_spans"] == {}

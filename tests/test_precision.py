@@ -75,7 +75,7 @@ def test_training_steps_run_under_bf16_autocast(tiny_encoder_dir: str) -> None:
     model._encode = lambda batch: under_autocast.append(torch.is_autocast_enabled("cpu")) or encode(batch)
     data = prepare(model, tokenizer, [listing("red cotton shirt", [("red", "colour"), ("cotton", "material")]),
                                       listing("blue denim jeans", [("blue", "colour"), ("denim", "material")])],
-                   None, training=True)
+                   None, training=TrainSettings())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = fit(model, tokenizer, data, None, TrainSettings(epochs=2, batch_size=2, cache_dir=None), progress=False)
     assert all(r["mean_loss"] == r["mean_loss"] and r["mean_loss"] < float("inf") for r in result["history"])

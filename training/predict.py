@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging
-from training.loop import predict, prepare
 from training.options import add_options, settings_from
+from training.predictions import predict_listings, prediction_record
 
 
 @dataclass
@@ -22,7 +22,8 @@ class PredictSettings:
         "help": "local: this process; ray: a Ray actor pool (local Ray, or RAY_ADDRESS)", "choices": ("local", "ray")})
     workers: int | None = field(default=None, metadata={
         "help": "ray: actors", "default_help": "one per GPU, else one per two CPUs"})
-    batch_size: int = field(default=64, metadata={"help": "listings per model call"})
+    batch_size: int = field(default=64, metadata={
+        "help": "listings per model call (a listing longer than the model's window counts once per window)"})
 
 
 def main() -> None:
@@ -48,20 +49,11 @@ def main() -> None:
         return
     model, tokenizer, job = open_checkpoint(args)
     listings = load_data(args.input, "input")
-    data = prepare(model, tokenizer, listings, job.cache_dir)
-    predicted = dict(zip((id(l) for l in data.listings),
-                         predict(model, tokenizer, data, args.tau_r, batch_size=run.batch_size, progress=True)))
+    predictions = predict_listings(model, tokenizer, listings, args.tau_r, run.batch_size, job.cache_dir, progress=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
-        for listing in listings:  # one line per input listing, in order, even for unreadable ones
-            record: dict = {"id": listing.id, "spans": [], "attribute_scores": {}}
-            if id(listing) in predicted:
-                spans, scores = predicted[id(listing)]
-                record.update(spans=[s.to_dict() for s in spans],
-                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
-            else:
-                record["error"] = "the text has no words the model can read"
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for listing, prediction in zip(listings, predictions):  # one line per input listing, in order
+            out.write(json.dumps(prediction_record(listing.id, prediction), ensure_ascii=False) + "\n")
     print(f"wrote {len(listings)} predictions to {args.output}")
 
 

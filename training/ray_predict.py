@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-NO_WORDS = "the text has no words the model can read"
 
 
 def input_files(spec: str | Path) -> list[Path]:
@@ -116,19 +115,23 @@ class Predictor:
     """One Ray actor: loads the checkpoint once, then predicts batch after batch (the photos read here)."""
 
     def __init__(self, checkpoint: str, device: str | None, tau_r: float | None, threads: int,
-                 precision: str = "auto") -> None:
+                 precision: str | None) -> None:
+        """`precision` None: the run default (`RunSettings`; imported here, as torch is: Ray's reading
+        workers import this module too, and need neither)."""
         import torch
 
         from dram.checkpoint import load_checkpoint, pick_device
+        from dram.nn.precision import RunSettings
 
         logging.getLogger().setLevel(logging.WARNING)
         torch.set_num_threads(max(1, threads))
-        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device), precision)
+        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device),
+                                                        precision or RunSettings.precision)
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.loop import predict, prepare
+        from training.predictions import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
@@ -138,23 +141,13 @@ class Predictor:
             photo = Path(str(batch["path"][i])).parent / image if image else None
             listings.append(Listing(id=str(batch["id"][i]), text=str(text), image=photo, spans=[]))
             rows.append(i)
-        results: dict[int, tuple] = {}
-        if listings:
-            data = prepare(self.model, self.tokenizer, listings, cache_dir=None)
-            kept = {id(listing): k for k, listing in enumerate(data.listings)}
-            predicted = predict(self.model, self.tokenizer, data, self.tau_r)
-            for listing, row in zip(listings, rows):
-                if id(listing) in kept:
-                    results[row] = predicted[kept[id(listing)]]
+        predicted = dict(zip(rows, predict_listings(self.model, self.tokenizer, listings, self.tau_r, cache_dir=None)
+                             if listings else []))
         out: dict[str, list] = {"path": [], "line": []}
         for i in range(len(batch["path"])):
-            record: dict[str, Any] = {"id": str(batch["id"][i]) or None, "spans": [], "attribute_scores": {}}
-            if i in results:
-                spans, scores = results[i]
-                record.update(spans=[s.to_dict() for s in spans],
-                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
-            else:
-                record["error"] = str(batch["problem"][i]) or NO_WORDS
+            record = prediction_record(str(batch["id"][i]) or None, predicted.get(i))
+            if i not in predicted:
+                record["error"] = str(batch["problem"][i])
             out["path"].append(str(batch["path"][i]))
             out["line"].append(json.dumps(record, ensure_ascii=False))
         return out
@@ -205,7 +198,7 @@ def _dataset(files: list[Path]):
 
 def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, workers: int | None = None,
                    batch_size: int = 64, device: str | None = None, tau_r: float | None = None,
-                   num_cpus: int | None = None, precision: str = "auto") -> dict[str, int]:
+                   num_cpus: int | None = None, precision: str | None = None) -> dict[str, int]:
     """Predict every listing of `inputs` into shards under `output`; finished shards are skipped.
 
     Returns counts: shards written and skipped, listings written. `workers` actors (default: one per

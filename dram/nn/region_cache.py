@@ -20,6 +20,16 @@ from dram.nn.encoders import ImageRegionEncoder
 log = logging.getLogger(__name__)
 
 
+# The cache keeps a frozen CNN's features in 16 bits; the model learns from those.
+CACHED_DTYPE = torch.float16
+
+
+def as_cached(regions: torch.Tensor) -> torch.Tensor:
+    """Region features rounded as the cache stores them, so a photo read live (the app) gives the
+    model the same numbers as the cached one (training, `predict`)."""
+    return regions.to(CACHED_DTYPE).to(regions.dtype)
+
+
 def _key(path: Path) -> str:
     stat = path.stat()
     return hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
@@ -52,7 +62,7 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
                 log.warning("skipping photo %s: %s", path, err)
                 bad.add(key)
         if pixels:
-            feats = encoder(torch.stack(pixels).to(device)).half().cpu()
+            feats = encoder(torch.stack(pixels).to(device)).to(CACHED_DTYPE).cpu()
             store.update(zip(chunk_keys, feats))
     if todo and cache_file is not None:
         write_atomically(cache_file, lambda partial: torch.save(store, partial))
