@@ -25,7 +25,8 @@ NO_RETRY: dict[str, Any] = {"max_retries": 0}
 def talking_to(url: str, what: str, job: str) -> Iterator[None]:
     """Turn transport and authentication failures into a `LabelStudioError` that says what to fix;
     `job` ('export' or 'import') is what the annotator ran, so the message speaks of it."""
-    again = ("unexported corrections go out with the next export" if job == "export" else
+    again = ("run the export again once the server answers: it sends the corrections not yet exported and "
+             "repairs any task or prediction this one left half made" if job == "export" else
              "run the import again once the server answers; annotations already imported are recognised, "
              "not added twice")
     try:
