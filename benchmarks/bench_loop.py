@@ -217,10 +217,14 @@ def run_chain(scenario: Scenario, start: Path, seed: int, order: str, rounds: li
                     out / f"round-{target}.log")
         with open_store(db_url) as store:
             version_id = store.active_model_version().id
-        metrics = json.loads((following / "metrics.json").read_text())["finetune"]
+        written = json.loads((following / "metrics.json").read_text())
+        metrics = written["finetune"]
         rows.append({"seed": seed, "order": order, "corrections": target, "checkpoint": str(following),
                      "finetuned_from": metrics["source"], "added": [gold[i].id for i in batch],
                      "new_attributes": metrics["new_attributes"], "finetune_minutes": metrics["minutes"],
+                     # what the promotion gate said on its own (the chain goes on with --promote either way)
+                     "flagged_listings": written["suspicion"]["flagged_listings"],
+                     "gate_failed": written["promotion"]["failed"],
                      **measure(following, scenario.test, scenario.category, cache_dir)})
         log.info("%s seed %d, %d corrections: %s", order, seed, target,
                  {k: round(v, 4) for k, v in rows[-1].items() if k.endswith("f1")})
@@ -267,6 +271,22 @@ def summary_table(rows: list[dict], start: dict, reference: dict, category: str)
     lines.append("| reference (all of train_large) | " + " | ".join(
         [f"{reference['target_value_f1'] * 100:.2f}"] * len(orders) +
         [f"{reference['others_value_f1'] * 100:.2f}"] * len(orders) + ["—"] * len(orders)) + " |")
+    return "\n".join(lines)
+
+
+def gate_table(rows: list[dict]) -> str:
+    """Markdown: per order and round, the listings flagged as suspicious and how many seeds' versions the
+    promotion gate would have promoted by itself, with the first reason of a refusal."""
+    lines = ["| order | corrections | flagged listings (per seed) | promoted by the gate | refused because |",
+             "|---|---:|---|---|---|"]
+    for order in dict.fromkeys(r["order"] for r in rows):
+        for n in sorted({r["corrections"] for r in rows if r["order"] == order}):
+            mine = [r for r in rows if r["order"] == order and r["corrections"] == n and "gate_failed" in r]
+            if not mine:
+                continue
+            refused = [r["gate_failed"][0] for r in mine if r["gate_failed"]]
+            lines.append(f"| {order} | {n} | {', '.join(str(r['flagged_listings']) for r in mine)} | "
+                         f"{len(mine) - len(refused)} of {len(mine)} | {refused[0] if refused else '—'} |")
     return "\n".join(lines)
 
 
@@ -350,9 +370,9 @@ def main(argv: list[str] | None = None) -> None:
                "reference": {"checkpoint": str(reference), **reference_figures}, "rounds_measured": rows}
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     table = summary_table(rows, start_figures, reference_figures, args.category)
-    (args.out / "results.md").write_text(table + "\n")
+    (args.out / "results.md").write_text(table + "\n\n" + gate_table(rows) + "\n")
     pictures = plot(rows, start_figures, reference_figures, args.category, args.out)
-    print(table)
+    print(table + "\n\n" + gate_table(rows))
     print("curves:", ", ".join(str(p) for p in pictures))
 
 

@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 
 from dram.data.images import load_image
-from dram.data.listings import Listing, read_jsonl
+from dram.data.listings import Listing
+from dram.data.readers import read_listings
 from dram.inference import Extraction, Extractor
 from dram.metrics import ExtractionScorer
 from dram.nn.batching import collate
@@ -188,7 +189,7 @@ def main() -> None:
     add_options(parser, JobSettings, ("device", "threads"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads or 2)
-    listings, _ = read_jsonl(args.data)
+    listings, _ = read_listings(args.data, "jsonl")
     listings = [l for l in listings if l.image is not None]
     load_before = os.getloadavg()
     lines, reference = [], None

@@ -23,7 +23,7 @@ from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
 from dram.nn.onnx_engine import CACHE_FOLDER, build_engine, resolve_engine
-from dram.nn.precision import autocast_dtype
+from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,15 @@ def _name_ids(tokenizer, attributes: list[str]) -> list[list[int]]:
     return [tokenizer(a.replace("_", " "))["input_ids"] for a in attributes]
 
 
-def add_attributes(model: DramModel, tokenizer, names: list[str], seed: int = 13) -> None:
+def add_attributes(model: DramModel, tokenizer, names: list[str], *, seed: int) -> None:
     """Grow `model` by attributes it has no outputs for (silent until `model.switch_on`); see
     `DramModel.add_attributes`. The grown model saves and loads as any other checkpoint."""
     needs_names = model.config.use_arm and model.config.arm_policy == "bert"
     name_ids = _name_ids(tokenizer, [*model.config.attributes, *names]) if needs_names else None
-    model.add_attributes(names, name_ids, seed)
+    model.add_attributes(names, name_ids, seed=seed)
 
 
-def build_model(config: DramConfig, pretrained: bool = True, precision: str = "auto") -> tuple[DramModel, object]:
+def build_model(config: DramConfig, pretrained: bool = True, precision: str = RunSettings.precision) -> tuple[DramModel, object]:
     """A fresh model from the configured encoders (pretrained weights from the installed packages);
     `precision` is the encoders' arithmetic (dram/nn/precision.py)."""
     tokenizer = load_tokenizer(config.text_encoder)
@@ -137,10 +137,11 @@ def read_metrics(path: Path | str) -> dict:
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
-                    precision: str = "auto", engine: str | None = None) -> tuple[DramModel, object, dict]:
+                    precision: str = RunSettings.precision, engine: str | None = RunSettings.encoder_engine
+                    ) -> tuple[DramModel, object, dict]:
     """(model in eval mode on device, with the encoders in `precision` run by `engine` (None:
-    $DRAM_ENGINE, else auto; dram/nn/onnx_engine.py); tokenizer, metrics). A precision or engine the device cannot run is
-    refused here, not on the first listing."""
+    $DRAM_ENCODER_ENGINE, else auto; dram/nn/onnx_engine.py); tokenizer, metrics). A precision or
+    engine the device cannot run is refused here, not on the first listing."""
     path = Path(path)
     where = pick_device(device) if not isinstance(device, torch.device) else device
     autocast_dtype(precision, where)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -16,13 +16,14 @@ from tqdm import tqdm
 
 from dram.checkpoint import load_checkpoint, pick_device
 from dram.data.images import load_image
-from dram.data.spans import Span, char_spans
+from dram.data.spans import Span
 from dram.data.tagging import Word
+from dram.decoding import decode_listings, listing_windows
 from dram.errors import DramInputError
 from dram.familiarity import listing_embedding
-from dram.nn.batching import TextWindow, collate, encode_windows
-from dram.nn.model import DecodedSpan, EncoderOutput
-from dram.nn.value_lookup import prior_features
+from dram.nn.batching import TextWindow, collate
+from dram.nn.model import EncoderOutput
+from dram.nn.precision import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ class Extractor:
         self.config = model.config
 
     @classmethod
-    def load(cls, path: Path | str, device: str | None = None, precision: str = "auto",
-             engine: str | None = None) -> "Extractor":
+    def load(cls, path: Path | str, device: str | None = None, precision: str = RunSettings.precision,
+             engine: str | None = RunSettings.encoder_engine) -> "Extractor":
         """`precision`: the encoders' arithmetic, see dram/nn/precision.py; `engine`: what runs them,
         see dram/nn/onnx_engine.py."""
         model, tokenizer, metrics = load_checkpoint(path, pick_device(device), precision, engine)
@@ -96,12 +97,9 @@ class Extractor:
         if len(text) > MAX_TEXT_CHARS:
             text = text[:MAX_TEXT_CHARS]
             warnings.append(f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read.")
-        windows = encode_windows(self.tokenizer, text, self.config.max_tokens)
-        if not windows[0].words:
+        windows = listing_windows(self.tokenizer, self.config, text, self.model.value_lookup)
+        if not windows:
             raise DramInputError("The listing text has no words the model can read.")
-        if self.model.value_lookup is not None:
-            for window in windows:
-                window.prior = prior_features(self.model.value_lookup, window.words, self.config.attributes)
         return windows, warnings
 
     def _prepare_image(self, image: ImageInput) -> tuple[torch.Tensor | None, list[str]]:
@@ -155,44 +153,14 @@ class Extractor:
     def encode(self, text: str, image: ImageInput = None) -> EncodedListing:
         return self.encode_many([(text, image)])[0]
 
-    @torch.inference_mode()
-    def _extraction(self, listing: EncodedListing, scores: torch.Tensor, decoded: list[DecodedSpan], tau: float) -> Extraction:
-        """One listing's windows merged: each span from the window that owns its first word, each
-        attribute's highest score, and each word's TEM attention from the window that owns it."""
-        words, spans, attention_rows = [], [], []
-        for row, window in enumerate(listing.windows):
-            owned = [j for j in range(len(window.words)) if window.owns(j)]
-            words += [window.words[j] for j in owned]
-            mine = [d for d in decoded if d.listing == row and window.owns(d.first_word)]
-            spans += char_spans(window.text, window.words, mine)
-            cross = listing.encoded.cross_attention
-            if cross is not None and listing.has_image:
-                rows = cross[row, [window.word_first_token[j] for j in owned]]  # (W, R)
-                attention_rows.append(rows if self.config.tem_softmax else rows.softmax(-1))
-        attention = None
-        if attention_rows:
-            rows = torch.cat(attention_rows)
-            grid = int(round(rows.shape[-1] ** 0.5))
-            attention = rows.reshape(len(words), grid, grid).float().cpu().numpy()
-        best = scores.max(dim=0).values
-        scored = {a: round(float(v), 4) for a, v in zip(self.config.attributes, best)}
-        spans.sort(key=lambda s: (s.start, s.attribute))
-        return Extraction(listing.windows[0].text, spans, scored, tau, words, attention, list(listing.warnings),
-                          listing.unfamiliar)
-
-    @torch.inference_mode()
     def _extractions(self, listings: list[EncodedListing], tau_r: float | None) -> list[Extraction]:
-        """ARM + CRF once for the whole batch, then one Extraction per listing."""
+        """ARM + CRF once for the whole batch (`decode_listings`), then one Extraction per listing."""
         tau = self.config.tau_r if tau_r is None else float(tau_r)
-        encoded = EncoderOutput.concat([l.encoded for l in listings])
-        scores, decoded = self.model.decode(encoded, tau)
-        results, first = [], 0
-        for listing in listings:
-            n = len(listing.windows)
-            mine = [replace(d, listing=d.listing - first) for d in decoded if first <= d.listing < first + n]
-            results.append(self._extraction(listing, scores[first:first + n], mine, tau))
-            first += n
-        return results
+        decoded = decode_listings(self.model, [l.windows for l in listings],
+                                  EncoderOutput.concat([l.encoded for l in listings]), tau,
+                                  photos=[l.has_image for l in listings])
+        return [Extraction(l.windows[0].text, d.spans, {a: round(v, 4) for a, v in d.scores.items()}, tau, d.words,
+                           d.attention, list(l.warnings), l.unfamiliar) for l, d in zip(listings, decoded)]
 
     def decode(self, listing: EncodedListing, tau_r: float | None = None) -> Extraction:
         return self._extractions([listing], tau_r)[0]

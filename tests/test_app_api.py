@@ -102,7 +102,7 @@ def test_tau_between_scores_splits_the_attributes(client: Client):
 
 def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, monkeypatch: pytest.MonkeyPatch):
     """The UI keeps the EncodedListing in gr.State; moving tau_R must only call decode."""
-    from ui.extract_tab import encode_listing, render
+    from ui.extract_tab import encode_listing, redecode
     from ui.serving import ModelHandle
 
     handle = ModelHandle(app_checkpoint).load()
@@ -113,14 +113,14 @@ def test_slider_redecodes_without_running_the_encoders(app_checkpoint: Path, mon
 
     monkeypatch.setattr(handle.extractor, "encode", no_encoding)
     monkeypatch.setattr(handle.extractor, "encode_many", no_encoding)
-    all_on = render(session, 0.0, handle)
+    all_on = redecode(session, 0.0, handle)
     assert session.extraction.selected == ATTRIBUTES
-    all_off = render(session, 1.0, handle)
+    all_off = redecode(session, 1.0, handle)
     assert session.extraction.selected == [] and all_off[2] == []  # table rows
     assert all_off[1] == [(TITLE, None)]  # nothing highlighted
     chart_lines = [line.get_ydata()[0] for line in all_off[3].axes[0].get_lines()]
     assert 1.0 in chart_lines
-    render(session, 0.0, handle)
+    redecode(session, 0.0, handle)
     assert len(all_on[4]) == len(session.extraction.spans)  # one heatmap per extracted value
 
 
@@ -253,8 +253,8 @@ def test_audit_reports_bad_rows_and_processes_the_rest(client: Client, tmp_path:
     rows, summary, missing, problems = audit(client, listings, photos, 0.0)
     by_id = {p[1]: p[2] for p in problems}
     assert set(by_id) == {"empty", "unknown", "broken"}
-    assert "empty text" in by_id["empty"]
-    assert "unknown image name 'missing.jpg'" in by_id["unknown"]
+    assert 'its "text" is empty' in by_id["empty"]
+    assert "its photo 'missing.jpg' is not in the photo zip" in by_id["unknown"]
     assert "broken.jpg is not an image file" in by_id["broken"]
     assert {r["id"] for r in rows} == {"good1", "good2"}  # tau 0: every attribute decoded for the good rows
     assert "**5** listings read, **2** extracted, **3** skipped" in summary
@@ -265,8 +265,8 @@ def test_audit_jsonl_with_a_broken_line(client: Client, tmp_path: Path):
     listings.write_text(json.dumps({"id": "a", "text": TITLE}) + "\n{not json\n"
                         + json.dumps({"id": "b", "text": "Diva Women Printed Green Kurta", "category": "Kurtas"}) + "\n")
     rows, summary, missing, problems = audit(client, listings, None, 0.0)
-    assert problems == [[2, "", "line is not valid JSON", "skipped"]]
-    assert "**2** listings read, **2** extracted" in summary
+    assert problems == [[2, "", "the line is not JSON (Expecting property name enclosed in double quotes)", "skipped"]]
+    assert "**3** listings read, **2** extracted, **1** skipped" in summary  # the broken line keeps its place
     assert {r["id"] for r in rows} <= {"a", "b"}
 
 

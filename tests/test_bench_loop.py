@@ -126,6 +126,14 @@ def test_rounds_chain_through_the_store_and_the_figures_add_up(data: Path, start
     row_4 = next(line for line in table.splitlines() if line.startswith("| 4 |")).strip("| ").split(" | ")
     expected = f"{statistics.mean(cells) * 100:.2f} ± {statistics.stdev(cells) * 100:.2f}"
     assert row_4[header.index("Watches (random)")] == expected
+    # Each round records what the promotion gate said by itself, read from the fine-tune's own metrics.
+    for row in rows:
+        written = json.loads((Path(row["checkpoint"]) / "metrics.json").read_text())
+        assert row["gate_failed"] == written["promotion"]["failed"]
+        assert row["flagged_listings"] == written["suspicion"]["flagged_listings"]
+    gate_rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| random | 4 |")]
+    passed = sum(not r["gate_failed"] for r in rows if r["order"] == "random" and r["corrections"] == 4)
+    assert len(gate_rows) == 1 and gate_rows[0][3] == f"{passed} of 2"
     for picture in ("watches.png", "old-categories.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

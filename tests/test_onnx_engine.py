@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.bench_model import agreement
-from dram.data.listings import read_jsonl
+from dram.data.readers import read_listings
 from dram.errors import DramInputError
 from dram.inference import Extractor
 from dram.nn.onnx_engine import AUTO_CPU_ENGINE, ENGINE_VARIABLE, build_engine, resolve_engine
@@ -103,7 +103,7 @@ def test_training_runs_the_torch_encoders(tiny_encoder_dir: str, tmp_path) -> No
 def fp32_and_items() -> tuple[list, list]:
     if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
         pytest.skip("the default model is not built (python -m training.build_default)")
-    items = [(l.text, l.image) for l in read_jsonl(BUNDLE / "test.jsonl")[0][:48]]
+    items = [(l.text, l.image) for l in read_listings(BUNDLE / "test.jsonl", "jsonl")[0][:48]]
     return Extractor.load(DEFAULT_CHECKPOINT, "cpu", "fp32", "torch").extract_batch(items, batch_size=16), items
 
 

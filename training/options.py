@@ -6,7 +6,7 @@ field's name with dashes, its type and default come from the dataclass. Optional
 "choices", "aliases" (more flags), "default_help" (what to show instead of the default; "{default}"
 is replaced by it) and "decided_later" (the option defaults to None so the job can tell "not given"
 and choose by the data, as train does without photos; left None, the setting keeps its default).
-`JobSettings` holds what every job takes.
+`JobSettings` holds what every job takes, `RunSettings`' fields (--precision) among them.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
-from dram.nn.onnx_engine import ENGINE_VARIABLE, ENGINES
-from dram.nn.precision import PRECISIONS
+from dram.nn.onnx_engine import ENGINE_VARIABLE
+from dram.nn.precision import RunSettings
 
 T = TypeVar("T")
 DEFAULT_CACHE = Path(".cache/features")
@@ -76,20 +76,14 @@ def settings_from(settings: type[T], args: argparse.Namespace, **overrides: Any)
 
 
 @dataclass
-class JobSettings:
-    """What every job that runs the model takes: where, with how many threads, and the feature cache."""
+class JobSettings(RunSettings):
+    """What every job that runs the model takes: how the model runs (`RunSettings`: --precision,
+    --encoder-engine), where, with how many threads, and the feature cache."""
 
     device: str | None = field(default=None, metadata={"help": "cuda or cpu", "default_help": "cuda when available"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch",
                                                         "default_help": "torch's choice"})
     cache_dir: Path = field(default=DEFAULT_CACHE, metadata={"help": "region feature cache"})
-    precision: str = field(default="auto", metadata={
-        "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
-        "default_help": "auto: bf16 on a GPU that has it, else fp32"})
-    encoder_engine: str | None = field(default=None, metadata={
-        "help": "what runs the encoders at inference: torch, or ONNX Runtime on a CPU (onnx: fp32, onnx-int8: "
-                "int8 text encoder)", "choices": ENGINES,
-        "default_help": f"${ENGINE_VARIABLE}, else auto: the fastest that keeps fp32's spans"})
 
     def apply(self) -> None:
         """Set what the settings change for the whole process (torch's thread count, the engine every

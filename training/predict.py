@@ -1,6 +1,7 @@
 """Extract attributes for a file of listings: `python -m training.predict --checkpoint DIR --input C.jsonl --output P.jsonl`.
 
-One line per listing: {"id", "spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores"}.
+One line per listing: {"id", "spans": [{"start", "end", "attribute", "text", "confidence"}], "attribute_scores"};
+a row that cannot be read keeps its line, with "error" saying why.
 `--engine ray` spreads a catalogue (a file, folder or glob of JSONL/CSV/Parquet) over a Ray actor
 pool and writes one shard per input file into the --output folder (see training/ray_predict.py).
 """
@@ -11,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging
-from training.loop import predict, prepare
+from dram.data.readers import read_listing_file
+from training.common import add_checkpoint_arguments, open_checkpoint, run_cli, setup_logging
 from training.options import add_options, settings_from
+from training.predictions import predict_listings, prediction_record
 
 
 @dataclass
@@ -22,7 +24,8 @@ class PredictSettings:
         "help": "local: this process; ray: a Ray actor pool (local Ray, or RAY_ADDRESS)", "choices": ("local", "ray")})
     workers: int | None = field(default=None, metadata={
         "help": "ray: actors", "default_help": "one per GPU, else one per two CPUs"})
-    batch_size: int = field(default=64, metadata={"help": "listings per model call"})
+    batch_size: int = field(default=64, metadata={
+        "help": "listings per model call (a listing longer than the model's window counts once per window)"})
 
 
 def main() -> None:
@@ -47,22 +50,15 @@ def main() -> None:
               + (f"; {counts['skipped']} shards were already there" if counts["skipped"] else ""))
         return
     model, tokenizer, job = open_checkpoint(args)
-    listings = load_data(args.input, "input")
-    data = prepare(model, tokenizer, listings, job.cache_dir)
-    predicted = dict(zip((id(l) for l in data.listings),
-                         predict(model, tokenizer, data, args.tau_r, batch_size=run.batch_size, progress=True)))
+    read = read_listing_file(args.input)
+    predictions = iter(predict_listings(model, tokenizer, read.listings, args.tau_r, run.batch_size, job.cache_dir,
+                                        progress=True))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w") as out:
-        for listing in listings:  # one line per input listing, in order, even for unreadable ones
-            record: dict = {"id": listing.id, "spans": [], "attribute_scores": {}}
-            if id(listing) in predicted:
-                spans, scores = predicted[id(listing)]
-                record.update(spans=[s.to_dict() for s in spans],
-                              attribute_scores={a: round(v, 4) for a, v in scores.items()})
-            else:
-                record["error"] = "the text has no words the model can read"
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(f"wrote {len(listings)} predictions to {args.output}")
+        for row in read.rows:  # one line per row of the input, in order, even an unusable one (with the reason)
+            prediction = next(predictions) if row.listing is not None else None
+            out.write(json.dumps(prediction_record(row.id or None, prediction, row.problem), ensure_ascii=False) + "\n")
+    print(f"wrote {len(read.rows)} predictions to {args.output}")
 
 
 if __name__ == "__main__":

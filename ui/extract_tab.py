@@ -53,10 +53,27 @@ class ExtractSession:
     display: Any = None  # the photo at display size (uint8 array), scaled once for all its heatmaps
 
 
-def _read_photo(path: str | None) -> tuple[Image.Image | None, list[str]]:
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded photo read once: the model decodes its bytes and the review queue keeps them."""
+
+    data: bytes
+    name: str  # the file's name, for error messages
+
+
+def read_upload(path: str | None) -> Upload | None:
     if not path:
+        return None
+    try:
+        return Upload(Path(path).read_bytes(), Path(path).name)
+    except OSError as err:
+        raise UserFacingError(f"The photo could not be read ({err.strerror or err}); upload it again.") from err
+
+
+def _read_photo(upload: Upload | None) -> tuple[Image.Image | None, list[str]]:
+    if upload is None:
         return None, []
-    photo = load_image(path)
+    photo = load_image(upload.data, upload.name)
     notes = []
     if min(photo.size) < SMALL_PHOTO_PX:
         notes.append(f"The photo is only {photo.width}x{photo.height} pixels; it carries almost no "
@@ -64,23 +81,22 @@ def _read_photo(path: str | None) -> tuple[Image.Image | None, list[str]]:
     return photo, notes
 
 
-def encode_listing(handle: ModelHandle, text: str, photo_path: str | None) -> ExtractSession:
+def encode_listing(handle: ModelHandle, text: str, upload: Upload | str | None, tau: float | None = None) -> ExtractSession:
+    """Encode one listing and decode it once at `tau` (default: the model's); `upload`: the photo
+    (`read_upload`) or its path."""
     extractor = handle.get()
     if not isinstance(text, str) or not text.strip():
         raise UserFacingError("The listing text is empty: paste a product title or description.")
-    photo, notes = _read_photo(photo_path)
+    photo, notes = _read_photo(read_upload(upload) if isinstance(upload, str) else upload)
     encoded = extractor.encode(text, photo)
-    return ExtractSession(encoded, photo, extractor.decode(encoded), notes)
+    return ExtractSession(encoded, photo, extractor.decode(encoded, tau), notes)
 
 
-def _record(handle: ModelHandle, stores: StoreHandle, session: ExtractSession, photo_path: str | None,
-            tau: float) -> None:
+def _record(handle: ModelHandle, stores: StoreHandle, session: ExtractSession, upload: Upload | None) -> None:
     """Queue an extracted listing for review; a store problem is a warning, never a failed extraction."""
     try:
         store = stores.get()
-        photo = Path(photo_path).read_bytes() if photo_path else None
-        extraction = handle.get().decode(session.encoded, tau)
-        record_extraction(store, extraction, photo, handle.version_in(store))
+        record_extraction(store, session.extraction, upload.data if upload else None, handle.version_in(store))
     except (StoreError, DramInputError, UserFacingError, OSError) as err:
         log.warning("extraction not queued for review: %s", err)
         gr.Warning(html.escape(f"Not added to the review queue: {err}", quote=False))
@@ -147,14 +163,19 @@ def _notes_markdown(extraction: Extraction, session: ExtractSession) -> str:
     return "\n".join(f"- ⚠️ {html.escape(n, quote=False)}" for n in listing_warnings(extraction, session))
 
 
-def render(session: ExtractSession, tau: float, handle: ModelHandle) -> tuple:
-    """All Extract-tab outputs for a session decoded at tau (ARM + CRF only)."""
-    extraction = handle.get().decode(session.encoded, tau)
-    session.extraction = extraction
+def render(session: ExtractSession) -> tuple:
+    """All Extract-tab outputs for the session's extraction, as decoded."""
+    extraction = session.extraction
     highlighted = highlight_segments(extraction.text, extraction.spans)
     chart = arm_chart(extraction.attribute_scores, extraction.tau_r, extraction.selected, title=None)
     return (session, highlighted, _table(extraction), chart, _value_heatmaps(session),
             _notes_markdown(extraction, session))
+
+
+def redecode(session: ExtractSession, tau: float, handle: ModelHandle) -> tuple:
+    """The outputs at another tau_R: ARM and the CRF once, the encoders not at all."""
+    session.extraction = handle.get().decode(session.encoded, tau)
+    return render(session)
 
 
 def _word_choices(session: ExtractSession) -> gr.Dropdown:
@@ -178,18 +199,19 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, served: gr.State
 
     @user_errors
     def extract_ui(text: str, photo: str | None, tau: float):
-        session = encode_listing(handle, text, photo)
-        _record(handle, stores, session, photo, tau)
+        upload = read_upload(photo)
+        session = encode_listing(handle, text, upload, tau)
+        _record(handle, stores, session, upload)
         for note in session.extraction.warnings + session.notes:
             gr.Warning(html.escape(note, quote=False))
-        outputs = render(session, tau, handle)
+        outputs = render(session)
         return (*outputs, _word_choices(session), _token_heatmap(session, 0 if session.photo else None))
 
     @user_errors
     def retune(tau: float, session: ExtractSession | None):
         if session is None:
             return (gr.skip(),) * 6
-        return render(session, tau, handle)
+        return redecode(session, tau, handle)
 
     @user_errors
     def pick_word(word: int | None, session: ExtractSession | None) -> str | None:
@@ -198,9 +220,8 @@ def build_extract_tab(handle: ModelHandle, stores: StoreHandle, served: gr.State
     @api_errors
     def extract_api(text: str, image: str | None, tau_r: float) -> dict:
         """Extract attribute values from one listing: text, optional photo path, tau_R in [0, 1]."""
-        session = encode_listing(handle, text, image)
-        extraction = handle.get().decode(session.encoded, tau_r)
-        return {**extraction.to_dict(), "warnings": listing_warnings(extraction, session)}
+        session = encode_listing(handle, text, image, tau_r)
+        return {**session.extraction.to_dict(), "warnings": listing_warnings(session.extraction, session)}
 
     with gr.Tab("Extract"):
         with gr.Row():

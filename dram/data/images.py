@@ -27,15 +27,17 @@ def _error(reason: str) -> ImageError:
     return ImageError(f"The photo could not be read: {reason}. {_ADVICE}")
 
 
-def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
-    """Return an upright RGB copy of `source`, at most MAX_SIDE pixels on its long side."""
+def load_image(source: str | Path | bytes | Image.Image, name: str | None = None) -> Image.Image:
+    """Return an upright RGB copy of `source`, at most MAX_SIDE pixels on its long side; `name`: the
+    file that bytes were read from, for the error message."""
     if isinstance(source, Image.Image):
         return _normalise(_decoded(source, "the given picture"))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        name = name or getattr(source, "name", None)  # a PhotoBytes knows the photo's name
         if not data:
-            raise _error("the file is empty")
-        return _open_and_normalise(io.BytesIO(data), "the uploaded file")
+            raise _error(f"the file {name} is empty" if name else "the file is empty")
+        return _open_and_normalise(io.BytesIO(data), name or "the uploaded file")
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():

@@ -1,0 +1,139 @@
+"""Speed of this tree against an older commit, in interleaved runs on the same machine (A/B).
+
+    python -m benchmarks.bench_ab --old 98dd6e1 [--runs 5] [--checkpoint models/default]
+
+The older commit is checked out into a temporary git worktree beside this one, sharing this tree's
+`.venv` and the same checkpoint. Each run measures both trees, the order alternating (old, new, then
+new, old, ...), so slow minutes of a shared machine fall on both alike:
+1. one listing with its photo, p50 over `--single` listings (`Extractor.extract`, after a warm-up);
+2. batch extraction with photos over the whole data file (`Extractor.extract_batch`), listings/s;
+3. the app's `/extract` p50 over `--calls` calls, each tree's `app.py` started once.
+Each figure is measured in a fresh process of its tree; the tables give every run and the medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_app import sequential  # noqa: E402
+from tests.app_server import free_port, stop_app  # noqa: E402
+
+# Run inside each tree: uses only what both trees have (Extractor.load/extract/extract_batch) and
+# reads the data file itself, so a moved reader does not change what is timed.
+MEASURE = """
+import json, statistics, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads({threads})
+from dram.inference import Extractor
+data = Path({data!r})
+rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+items = [(r["text"], str(data.parent / r["image"]) if r.get("image") else None) for r in rows]
+extractor = Extractor.load({checkpoint!r})
+for text, image in items[:5]:
+    extractor.extract(text, image)
+times = []
+for text, image in items[:{single}]:
+    started = time.perf_counter()
+    extractor.extract(text, image)
+    times.append(1000 * (time.perf_counter() - started))
+started = time.perf_counter()
+extractor.extract_batch(items, batch_size=32)
+rate = len(items) / (time.perf_counter() - started)
+print(json.dumps({{"single_p50_ms": statistics.median(times), "batch_per_s": rate}}))
+"""
+
+
+def measure_model(tree: Path, args: argparse.Namespace) -> dict:
+    code = MEASURE.format(threads=args.threads, data=str(args.data.resolve()), checkpoint=str(args.checkpoint.resolve()),
+                          single=args.single)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=True,
+                          env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_app(tree: Path, checkpoint: Path, log_file: Path) -> tuple[str, subprocess.Popen]:
+    """`python app.py` of `tree` at a free port, its store in a temporary file."""
+    import httpx
+
+    port = free_port()
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+           "DRAM_CHECKPOINT": str(checkpoint.resolve()), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+           "DRAM_DB_URL": f"sqlite:///{log_file.with_suffix('.sqlite')}"}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=tree, env=env, stdout=log_file.open("w"),
+                               stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{tree}'s app exited:\n{log_file.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
+                return url, process
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    stop_app(process)
+    raise RuntimeError(f"{tree}'s app did not start in 300 s")
+
+
+def old_tree(rev: str, where: Path) -> Path:
+    tree = where / "old"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
+    (tree / ".venv").symlink_to(ROOT / ".venv")
+    return tree
+
+
+def table(rows: list[tuple[str, int, dict]]) -> str:
+    out = ["| run | tree | one listing with photo p50 ms | batch with photos listings/s | /extract p50 ms |",
+           "|---|---|--:|--:|--:|"]
+    out += [f"| {run} | {name} | {r['single_p50_ms']:.1f} | {r['batch_per_s']:.1f} | {r['extract_p50_ms']:.0f} |"
+            for name, run, r in rows]
+    for name in ("old", "new"):
+        mine = [r for n, _, r in rows if n == name]
+        medians = [statistics.median(r[k] for r in mine) for k in ("single_p50_ms", "batch_per_s", "extract_p50_ms")]
+        out.append(f"| **median** | **{name}** | **{medians[0]:.1f}** | **{medians[1]:.1f}** | **{medians[2]:.0f}** |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--old", required=True, help="the commit to compare against")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "default")
+    parser.add_argument("--data", type=Path, default=ROOT / "assets" / "myntra-small" / "test.jsonl")
+    parser.add_argument("--single", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as scratch:
+        where = Path(scratch)
+        trees = {"old": old_tree(args.old, where), "new": ROOT}
+        apps = {name: start_app(tree, args.checkpoint, where / f"{name}.log") for name, tree in trees.items()}
+        rows = []
+        try:
+            for run in range(1, args.runs + 1):
+                for name in (("old", "new") if run % 2 else ("new", "old")):
+                    result = measure_model(trees[name], args)
+                    result["extract_p50_ms"] = 1000 * statistics.median(sequential(apps[name][0], args.calls, "/extract"))
+                    rows.append((name, run, result))
+                    print(f"run {run} {name}: {result}", flush=True)
+        finally:
+            for _, process in apps.values():
+                stop_app(process)
+            subprocess.run(["git", "worktree", "remove", "--force", str(trees["old"])], cwd=ROOT, check=False)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

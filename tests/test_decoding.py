@@ -1,0 +1,63 @@
+"""One decode path (`dram.decoding`): the app and `training.predict` give the same spans and scores,
+with the default model the app ships with, on real listings of the bundled test file (photos included)
+and a listing long enough for several windows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dram.data.listings import Listing, write_jsonl
+from dram.inference import Extractor
+from dram.paths import BUNDLE
+from training.common import load_data
+from training.loop import listing_batches, prepare
+from training.predictions import predict_listings, prediction_record
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def extractor(app_checkpoint: Path) -> Extractor:
+    return Extractor.load(app_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def listing_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve listings of the bundled test file with their photos, and one of several windows in the
+    middle: its text is the titles of 120 listings, and it keeps the first listing's photo."""
+    listings = load_data(BUNDLE / "test.jsonl", "test")
+    long = Listing(id="long", text="\n".join(l.text for l in listings[:120]), image=listings[0].image, spans=[])
+    path = tmp_path_factory.mktemp("decoding") / "listings.jsonl"
+    write_jsonl(path, [*listings[:6], long, *listings[6:12]])
+    return path
+
+
+def test_the_app_and_training_predict_give_identical_spans_and_scores(extractor: Extractor, listing_file: Path) -> None:
+    listings = load_data(listing_file, "input")
+    rows = prepare(extractor.model, extractor.tokenizer, listings, cache_dir=None, use_images=False).listing_of
+    assert rows.count(6) >= 2 and all(l.image is not None for l in listings)
+    # One model call on each side: how rows are batched moves the last bits of the encoders' sums
+    # (the BLAS blocks follow the padded shapes), and a confidence can then round to another 4th place.
+    app = extractor.extract_batch([(l.text, l.image) for l in listings], batch_size=len(listings))
+    predicted = predict_listings(extractor.model, extractor.tokenizer, listings, batch_size=len(rows),
+                                 cache_dir=None)
+    from_app = [{"id": l.id, "spans": [s.to_dict() for s in e.spans], "attribute_scores": e.attribute_scores}
+                for l, e in zip(listings, app)]
+    assert from_app == [prediction_record(l.id, p) for l, p in zip(listings, predicted)]
+    long = from_app[6]["spans"]
+    assert len(long) >= 100 and max(s["end"] for s in long) > len(listings[6].text) - 40  # read to its end
+    assert len({(s["start"], s["attribute"]) for s in long}) == len(long)  # each value reported once
+
+
+def test_prediction_batches_hold_whole_listings_in_order(extractor: Extractor, listing_file: Path) -> None:
+    data = prepare(extractor.model, extractor.tokenizer, load_data(listing_file, "input"), cache_dir=None,
+                   use_images=False)
+    long_rows = [row for row, owner in enumerate(data.listing_of) if owner == 6]
+    batches = listing_batches(data, 2)
+    assert [row for batch in batches for row in batch] == list(range(len(data.texts)))
+    for batch in batches:
+        owners = [data.listing_of[row] for row in batch]
+        assert all(data.listing_of.count(k) == owners.count(k) for k in set(owners))  # no listing cut
+        assert len(batch) <= 2 or batch == long_rows  # a listing of more windows is a batch of its own
+    assert long_rows in batches and len(long_rows) > 2
