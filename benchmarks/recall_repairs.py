@@ -30,7 +30,7 @@ import itertools
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ from dram.data.tagging import Word, bio_ranges
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.nn.crf_marginals import crf_marginals
 from dram.nn.model import DecodedSpan
+from benchmarks.recall_breakdown import Evidence, breakdown_table, cause_of, missed_slots
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation
 from training.loop import encoded_batches, prepare
 
@@ -73,6 +74,11 @@ class Dump:
     rows: list[Row]
     listings: list[Listing]
     lookup: dict[tuple[str, ...], Counter]  # training value words -> listings per attribute
+    seed: int = 13  # the checkpoint's training seed: which listings its validation split held out
+    longest: int = field(init=False, default=0)  # words in the longest training value
+
+    def __post_init__(self) -> None:
+        self.longest = max((len(key) for key in self.lookup), default=0)
 
 
 @torch.no_grad()
@@ -98,7 +104,8 @@ def dump_decoder_inputs(model, tokenizer, listings: list[Listing], cache_dir: Pa
                             scores[row].float().clone()))
     lookup = model.value_lookup.counts if model.value_lookup is not None else {}
     return Dump(list(model.config.attributes), model.config.use_arm, model.config.tau_r,
-                {k: v.detach().clone() for k, v in decoder.crf.state_dict().items()}, rows, data.listings, lookup)
+                {k: v.detach().clone() for k, v in decoder.crf.state_dict().items()}, rows, data.listings, lookup,
+                int(model.config.train.get("seed", 13)))
 
 
 @dataclass(frozen=True)
@@ -172,30 +179,32 @@ def span_probability(decoded: Decoded, a: int, first: int, end: int) -> float:
     return p
 
 
-def known_values(dump: Dump, words: list[Word], attribute: str, share: float) -> list[tuple[int, int]]:
+def known_values(dump: Dump, words: list[Word], attribute: str, share: float,
+                 holding: tuple[int, int] | None = None) -> list[tuple[int, int]]:
     """Word ranges (first, end) of training values of `attribute` written in `words`, every
-    occurrence, overlaps included (the lookup's own matcher keeps the longest only)."""
-    keys = [w.text.lower() for w in words]
-    longest = max((len(k) for k in dump.lookup), default=0)
+    occurrence, overlaps included (the lookup's own matcher keeps the longest only); with `holding`,
+    only those that hold that word range (a few look-ups instead of a scan of a long description)."""
+    low, high = (0, len(words)) if holding is None else (max(0, holding[1] - dump.longest),
+                                                         min(len(words), holding[0] + dump.longest))
+    keys = [w.text.lower() for w in words[low:high]]
     found = []
-    for first in range(len(words)):
-        for size in range(1, min(longest, len(words) - first) + 1):
-            counts = dump.lookup.get(tuple(keys[first:first + size]))
+    for first in range(low, high if holding is None else holding[0] + 1):
+        smallest = 1 if holding is None else holding[1] - first
+        for size in range(smallest, min(dump.longest, high - first) + 1):
+            counts = dump.lookup.get(tuple(keys[first - low:first - low + size]))
             if counts and counts[attribute] / sum(counts.values()) >= share:
                 found.append((first, first + size))
     return found
 
 
 def extend_to_known(dump: Dump, row: Row, decoded: Decoded, repairs: Repairs) -> list[DecodedSpan]:
-    """Each span inside a longer training value of its attribute grows to the longest such value."""
+    """Each span that is no training value of its attribute but lies inside one or more grows to the
+    longest of them (the first, at equal length)."""
     out = []
-    cache: dict[str, list[tuple[int, int]]] = {}
     for span in decoded.spans:
-        if span.attribute not in cache:
-            cache[span.attribute] = known_values(dump, row.words, span.attribute, repairs.extend_share)
-        around = [(f, e) for f, e in cache[span.attribute]
-                  if f <= span.first_word and span.end_word <= e and (f, e) != (span.first_word, span.end_word)]
-        if around and (span.first_word, span.end_word) not in cache[span.attribute]:
+        own = (span.first_word, span.end_word)
+        around = known_values(dump, row.words, span.attribute, repairs.extend_share, holding=own)
+        if around and own not in around:
             f, e = max(around, key=lambda r: r[1] - r[0])
             span = replace(span, first_word=f, end_word=e)
         out.append(span)
@@ -340,23 +349,35 @@ def score_spans(dump: Dump, predicted: list[list[Span]]) -> dict:
             "tag_f1": summary["tag_f1"], "cls_f1": summary["cls_f1"]}
 
 
-GRID = {"o_bias": [0.0, 0.5, 1.0, 2.0], "extend": [False, True], "fill": [False, True],
-        "fill_tau": [0.3, 0.5, 0.7], "fill_p": [0.05, 0.1, 0.2, 0.4]}
-
-
 def grid() -> list[Repairs]:
-    """Every combination of GRID (the fill settings only with fill on)."""
-    combos = set()
-    for values in itertools.product(*GRID.values()):
-        r = Repairs(**dict(zip(GRID, values)))
-        combos.add(r if r.fill else replace(r, fill_tau=Repairs.fill_tau, fill_p=Repairs.fill_p))
-    return sorted(combos, key=lambda r: tuple(asdict(r).values()))
+    """The settings BENCHMARKS.md reports: the O bias with and without the extension, each with the
+    fill at every (fill_tau, fill_p), then the other repairs on their own or beside the extension."""
+    specs: list[dict] = [{}]
+    for o_bias, extend in itertools.product((0.0, 0.25, 0.5, 1.0), (False, True)):
+        specs.append({"o_bias": o_bias, "extend": extend})
+        specs += [{"o_bias": o_bias, "extend": extend, "fill": True, "fill_tau": tau, "fill_p": p}
+                  for tau, p in itertools.product((0.3, 0.5, 0.7, 0.9), (0.1, 0.2, 0.3, 0.4))]
+    specs += [{"extend": True, "prefer_known": bonus} for bonus in (0.1, 0.2, 0.5)]
+    specs += [{"merge": True}, {"trim": True}, {"extend": True, "trim": True}, {"extend_p": 0.35},
+              {"extend": True, "extend_p": 0.35}]
+    specs += [{"extend": True, "gate": gate} for gate in (0.02, 0.05, 0.1, 0.2)]
+    specs += [{"extend": True, "fill": True, "fill_known_only": True, "fill_tau": tau} for tau in (0.5, 0.8, 0.95)]
+    return [Repairs(**spec) for spec in specs]
+
+
+def print_breakdown(dump: Dump, predicted: list[list[Span]], training: list[Listing]) -> None:
+    """`benchmarks.recall_breakdown`'s causes of the slots still missed after the repairs."""
+    evidence = Evidence.gather(dump.attributes, not dump.use_arm, training, predicted)
+    misses = [m for listing, spans in zip(dump.listings, predicted) for m in missed_slots(listing, spans)]
+    n_valued = sum(1 for listing in dump.listings for gold in listing.target_values().values() if gold)
+    print(breakdown_table([cause_of(m, evidence) for m in misses], n_valued))
 
 
 def save_dump(dump: Dump, path: Path) -> None:
     """Plain containers only, so the file reads back whichever module name wrote it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({**vars(dump), "rows": [vars(row) for row in dump.rows]}, path)
+    state = {f.name: getattr(dump, f.name) for f in fields(Dump) if f.init}
+    torch.save({**state, "rows": [vars(row) for row in dump.rows]}, path)
 
 
 def load_dump(path: Path) -> Dump:
@@ -384,23 +405,34 @@ def main() -> None:
     parser.add_argument("--train", type=Path, help="the checkpoint's training file (its validation split is scored)")
     parser.add_argument("--data", type=Path, help="labelled listings to score instead of the validation split")
     parser.add_argument("--cache", type=Path, help="keep what the decoder saw here, and read it back if present")
-    parser.add_argument("--grid", action="store_true", help="score every combination of GRID")
-    parser.add_argument("--json", type=Path, help="write every scored combination here (JSON lines)")
+    parser.add_argument("--repairs", type=json.loads, default={},
+                        help='the repairs to score, as JSON (default: none, the decoder as it is): {"extend": true}')
+    parser.add_argument("--grid", action="store_true", help="score every setting of `grid()` instead")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also put each slot still missed down to its cause (needs --train, and no --data)")
+    parser.add_argument("--json", type=Path, help="write every scored setting here (JSON lines)")
     args = parser.parse_args()
     if not args.train and not args.data:
         parser.error("give --train (its validation split is scored) or --data")
     setup_logging()
     dump = load_or_dump(args)
     torch.set_num_threads(1)
-    settings = grid() if args.grid else [Repairs()]
     out = args.json.open("w") if args.json else None
-    for repairs in settings:
-        result = score_spans(dump, repaired_spans(dump, repairs))
+    for repairs in grid() if args.grid else [Repairs(**args.repairs)]:
+        predicted = repaired_spans(dump, repairs)
+        result = score_spans(dump, predicted)
         v = result["value"]
         print(f"{json.dumps(asdict(repairs))}  F1 {100 * v['f1']:.2f} P {100 * v['precision']:.2f} "
               f"R {100 * v['recall']:.2f} TAG-F1 {100 * result['tag_f1']:.2f}", flush=True)
         if out:
             out.write(json.dumps({"repairs": asdict(repairs), **result}) + "\n")
+    if args.breakdown and not args.grid:
+        if args.data or not args.train:
+            parser.error("--breakdown scores the validation split of --train: leave out --data")
+        training, held = split_validation(load_data(args.train, "train"), seed=dump.seed)
+        if [l.id for l in held] != [l.id for l in dump.listings]:
+            raise SystemExit(f"error: {args.cache} holds other listings than the validation split of {args.train}.")
+        print_breakdown(dump, predicted, training)
 
 
 if __name__ == "__main__":
