@@ -2,26 +2,28 @@
 
     python -m benchmarks.recall_repairs --checkpoint /work/runs/titles-large-s13 \
         --train data/wdc-titles/train_large.jsonl [--data labelled.jsonl] --cache /work/runs/recall-cache/t13.pt \
-        [--grid] [--threads 1]
+        [--repairs '{"extend": true}' [--breakdown] | --grid] [--json out.jsonl] [--threads 1]
 
 The encoders run once per listing; what the decoder saw (its emissions, the CRF's parameters, the
 classifier's attribute scores) is kept in --cache, and each repair re-decodes from it, so a grid of
 repairs costs seconds. Without --data the listings are the run's own validation split of --train
 (`training.common.split_validation` with the checkpoint's seed): defaults are chosen there and the
-test split is read only for final figures.
+test split is read only for final figures. With every repair off it decodes exactly as the model does.
 
-The repairs, each switched by `Repairs` (all off = the decoder as it is today, the baseline):
+The repairs, each switched by `Repairs` (BENCHMARKS.md, "Decode-time repairs of the saved models",
+has each one's figures: `extend` won on every validation set, the others did not):
 
+- `extend`: a span that is no training value of its attribute but lies inside one written in the
+  text (the checkpoint's value lookup) grows to the longest such value ("Cube" -> "Cube Ice Machine").
 - `o_bias`: the O tag's emission lowered before Viterbi (and the marginals), so the CRF prefers a
   value to nothing: more and longer spans, traded against precision.
-- `extend`: a span whose words are inside a longer training value of the same attribute (the
-  checkpoint's value lookup, matched in the text) grows to it ("Roaring" -> "Roaring Spring").
 - `fill`: an attribute the decoder left empty in a listing, but which the classifier scores above
   `fill_tau`, gets the candidate span (any extracted span, any training value of the attribute
   written in the text, the attribute's own most likely B-I run) whose CRF probability of being that
   attribute (B on its first word, I after, not I after its end, from the marginals) is highest, if
-  above `fill_p`. A second "Width" in "8-1/2" x 11"" becomes the empty Height when the CRF gave
-  Height some mass there; a Brand that is also the listing's Manufacturer answers both.
+  above `fill_p` (`fill_known_only`: the longest training value of it in the text, whatever the
+  marginals say). A second "Width" in "8-1/2" x 11"" can become the empty Height this way.
+- `prefer_known`, `merge`, `trim`, `extend_p`, `gate`: see their functions and `Repairs`.
 """
 from __future__ import annotations
 
