@@ -18,14 +18,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_app import sequential  # noqa: E402
-from tests.app_server import free_port, stop_app  # noqa: E402
+from tests.app_server import launch_app, stop_app  # noqa: E402
 
 # Run inside each tree: uses only what both trees have (Extractor.load/extract/extract_batch) and
 # reads the data file itself, so a moved reader does not change what is timed.
@@ -61,32 +60,6 @@ def measure_model(tree: Path, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def start_app(tree: Path, checkpoint: Path, log_file: Path) -> tuple[str, subprocess.Popen]:
-    """`python app.py` of `tree` at a free port, its store in a temporary file."""
-    import httpx
-
-    port = free_port()
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-           "DRAM_CHECKPOINT": str(checkpoint.resolve()), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           "DRAM_DB_URL": f"sqlite:///{log_file.with_suffix('.sqlite')}"}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=tree, env=env, stdout=log_file.open("w"),
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{tree}'s app exited:\n{log_file.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
-                return url, process
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    stop_app(process)
-    raise RuntimeError(f"{tree}'s app did not start in 300 s")
-
-
 def old_tree(rev: str, where: Path) -> Path:
     tree = where / "old"
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
@@ -119,7 +92,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as scratch:
         where = Path(scratch)
         trees = {"old": old_tree(args.old, where), "new": ROOT}
-        apps = {name: start_app(tree, args.checkpoint, where / f"{name}.log") for name, tree in trees.items()}
+        apps = {name: launch_app(args.checkpoint.resolve(), where / f"{name}.log", tree=tree,
+                                 env={"DRAM_DB_URL": f"sqlite:///{where / name}.sqlite"})
+                for name, tree in trees.items()}
         rows = []
         try:
             for run in range(1, args.runs + 1):

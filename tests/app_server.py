@@ -37,14 +37,15 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_file: Path) -> None:
     raise RuntimeError(f"the app did not start in {STARTUP_TIMEOUT_S}s:\n{log_file.read_text()[-4000:]}")
 
 
-def launch_app(checkpoint: Path, log_file: Path, env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
-    """Start `python app.py` on 127.0.0.1 at a free port, the way a user would (`env` adds to the
-    environment, e.g. DRAM_DB_URL); return its URL."""
+def launch_app(checkpoint: Path, log_file: Path, env: dict[str, str] | None = None,
+               tree: Path = ROOT) -> tuple[str, subprocess.Popen]:
+    """Start `python app.py` of `tree` (this checkout unless told) on 127.0.0.1 at a free port, the way
+    a user would (`env` adds to the environment, e.g. DRAM_DB_URL); return its URL."""
     port = free_port()
     env = {**os.environ, **(env or {}), "DRAM_CHECKPOINT": str(checkpoint), "GRADIO_SERVER_NAME": "127.0.0.1",
            "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
     handle = log_file.open("w")
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=handle,
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=tree, env=env, stdout=handle,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -405,6 +405,9 @@ def _stop_after(done: int, best: _BestEpoch, patience: int, earliest_stop: int, 
 # One listing's extracted spans and attribute scores.
 ListingPrediction = tuple[list[Span], dict[str, float]]
 
+# Windows per model call when predicting (`training.predict --batch-size` and every caller below).
+PREDICTION_BATCH_SIZE = 64
+
 
 def listing_batches(data: PreparedData, batch_size: int) -> list[list[int]]:
     """Row indices in batches of at most `batch_size` rows that hold whole listings (all of a listing's
@@ -422,7 +425,7 @@ def listing_batches(data: PreparedData, batch_size: int) -> list[list[int]]:
     return batches + ([current] if current else [])
 
 
-def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size: int = 64, progress: bool = False,
+def encoded_batches(model: DramModel, tokenizer, data: PreparedData, batch_size: int = PREDICTION_BATCH_SIZE, progress: bool = False,
                     desc: str = "predict") -> Iterator[tuple[list[int], EncoderOutput]]:
     """The encoders' outputs batch by batch (whole listings, `listing_batches`), with each batch's row indices."""
     model.eval()
@@ -440,7 +443,7 @@ def decode_rows(model: DramModel, data: PreparedData, index: list[int], encoded:
     return [(d.spans, d.scores) for d in decode_listings(model, windows, encoded, tau_r)]
 
 
-def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = 64,
+def predict(model: DramModel, tokenizer, data: PreparedData, tau_r: float | None = None, batch_size: int = PREDICTION_BATCH_SIZE,
             progress: bool = False) -> list[ListingPrediction]:
     """One prediction per listing of `data`, in order; `batch_size` rows (text windows) per model call."""
     return [prediction for index, encoded in encoded_batches(model, tokenizer, data, batch_size, progress)
@@ -464,7 +467,7 @@ def evaluate(model: DramModel, tokenizer, data: PreparedData, tau_r: float | Non
     return score(model, data, predict(model, tokenizer, data, tau_r, progress=progress), tau_r)
 
 
-def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = 64,
+def sweep(model: DramModel, tokenizer, data: PreparedData, taus: list[float], batch_size: int = PREDICTION_BATCH_SIZE,
           progress: bool = False) -> dict[float, dict]:
     """`score` at each tau_R; the encoders run once, ARM and the CRF once per tau_R."""
     predictions: dict[float, list[ListingPrediction]] = {tau: [] for tau in taus}

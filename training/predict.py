@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dram.data.readers import read_listing_file
 from training.common import add_checkpoint_arguments, open_checkpoint, run_cli, setup_logging
+from training.loop import PREDICTION_BATCH_SIZE
 from training.options import add_options, settings_from
 from training.predictions import predict_listings, prediction_record
 
@@ -24,7 +25,7 @@ class PredictSettings:
         "help": "local: this process; ray: a Ray actor pool (local Ray, or RAY_ADDRESS)", "choices": ("local", "ray")})
     workers: int | None = field(default=None, metadata={
         "help": "ray: actors", "default_help": "one per GPU, else one per two CPUs"})
-    batch_size: int = field(default=64, metadata={
+    batch_size: int = field(default=PREDICTION_BATCH_SIZE, metadata={
         "help": "listings per model call (a listing longer than the model's window counts once per window)"})
 
 

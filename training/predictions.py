@@ -6,14 +6,14 @@ from pathlib import Path
 
 from dram.data.listings import Listing
 from dram.nn.model import DramModel
-from training.loop import ListingPrediction, predict, prepare
+from training.loop import PREDICTION_BATCH_SIZE, ListingPrediction, predict, prepare
 from training.options import DEFAULT_CACHE
 
 NO_WORDS = "the text has no words the model can read"
 
 
 def predict_listings(model: DramModel, tokenizer, listings: list[Listing], tau_r: float | None = None,
-                     batch_size: int = 64, cache_dir: Path | None = DEFAULT_CACHE,
+                     batch_size: int = PREDICTION_BATCH_SIZE, cache_dir: Path | None = DEFAULT_CACHE,
                      progress: bool = False) -> list[ListingPrediction | None]:
     """Each listing's spans and attribute scores, in order (None for one without readable words),
     decoded as the app decodes them (`dram.decoding`)."""

@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from training.loop import PREDICTION_BATCH_SIZE
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +139,7 @@ def _dataset(files: list[Path]):
 
 
 def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, workers: int | None = None,
-                   batch_size: int = 64, device: str | None = None, tau_r: float | None = None,
+                   batch_size: int = PREDICTION_BATCH_SIZE, device: str | None = None, tau_r: float | None = None,
                    num_cpus: int | None = None, precision: str | None = None) -> dict[str, int]:
     """Predict every listing of `inputs` into shards under `output`; finished shards are skipped.
 

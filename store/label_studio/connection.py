@@ -19,6 +19,8 @@ DEFAULT_TIMEOUT_S = 30.0
 # Creates are never retried blindly: a create the server stored before its answer was lost would be
 # stored twice. The export looks in Label Studio for what an earlier try created instead.
 NO_RETRY: dict[str, Any] = {"max_retries": 0}
+# The Label Studio project both jobs use unless told another.
+PROJECT_TITLE = "DRAM attribute review"
 
 
 @contextlib.contextmanager

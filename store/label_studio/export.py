@@ -17,7 +17,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from store.agreement import AgreementRow
-from store.label_studio.connection import NO_RETRY, connect, find_project, talking_to
+from store.label_studio.connection import NO_RETRY, PROJECT_TITLE, connect, find_project, talking_to
 from store.label_studio.format import (
     IMAGE_NAME,
     TEXT_NAME,
@@ -39,7 +39,7 @@ def export_to_label_studio(
     store: Store,
     url: str | None = None,
     api_key: str | None = None,
-    project_title: str = "DRAM attribute review",
+    project_title: str = PROJECT_TITLE,
     attributes: Iterable[str] = (),
 ) -> ExportReport:
     """Send new listings (with predictions) and unexported corrections to a Label Studio project.

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from label_studio_sdk import LabelStudio
 
 from store.errors import CorrectionError, StoreBusyError, StoreError
-from store.label_studio.connection import LabelStudioError, connect, find_project, talking_to
+from store.label_studio.connection import PROJECT_TITLE, LabelStudioError, connect, find_project, talking_to
 from store.label_studio.format import TEXT_NAME, spans_from_result, timestamp, whole_number
 from store.label_studio.reports import ImportReport
 from store.label_studio.users import annotation_user_id, user_name
@@ -30,7 +30,7 @@ def import_from_label_studio(
     store: Store,
     url: str | None = None,
     api_key: str | None = None,
-    project_title: str = "DRAM attribute review",
+    project_title: str = PROJECT_TITLE,
     attributes: Iterable[str] = (),
 ) -> ImportReport:
     """Bring annotations made in Label Studio into the store as corrections (source 'label_studio').
