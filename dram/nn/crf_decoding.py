@@ -1,0 +1,110 @@
+"""What a pytorch-crf CRF says about a batch of sequences, as tensors: the Viterbi paths, each
+position's tag marginals, and the B-I-O spans of the paths with their confidences.
+
+pytorch-crf gives the Viterbi path (as Python lists, traced back one position and one sequence at a
+time) and the likelihood, but no marginals. Here the paths are traced back for the whole batch at
+once, forward-backward in log space gives P(tag_t = k | x), and a span's confidence is the mean
+marginal of its path's tags; only the time steps loop in Python, never the sequences or the spans'
+words.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchcrf import CRF
+
+
+def viterbi(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """emissions (B, T, K), mask (B, T) bool, contiguous from position 0 -> best paths (B, T), tag 0
+    past each sequence's end. The same arithmetic as `CRF.decode`, so the same paths, ties included."""
+    batch, length, _ = emissions.shape
+    score = crf.start_transitions + emissions[:, 0]
+    history = []  # history[t][b, k]: the best tag at t given tag k at t + 1
+    for t in range(1, length):
+        step, best_previous = (score.unsqueeze(2) + crf.transitions + emissions[:, t].unsqueeze(1)).max(dim=1)
+        score = torch.where(mask[:, t].unsqueeze(1), step, score)
+        history.append(best_previous)
+    ends = mask.long().sum(1) - 1
+    last = (score + crf.end_transitions).max(dim=1).indices
+    tags = torch.where(ends == length - 1, last, 0)
+    paths = [tags]
+    for t in range(length - 2, -1, -1):
+        traced = history[t].gather(1, tags.unsqueeze(1)).squeeze(1)
+        tags = torch.where(ends == t, last, torch.where(ends > t, traced, 0))
+        paths.append(tags)
+    return torch.stack(paths[::-1], 1)
+
+
+def crf_marginals(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """emissions (B, T, K), mask (B, T) bool, contiguous from position 0 -> marginals (B, T, K)."""
+    batch, length, _ = emissions.shape
+    trans = crf.transitions.unsqueeze(0)  # (1, K, K): from i to j
+    alpha = [crf.start_transitions + emissions[:, 0]]
+    for t in range(1, length):
+        step = torch.logsumexp(alpha[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
+        alpha.append(torch.where(mask[:, t : t + 1], step, alpha[-1]))
+    lengths = mask.long().sum(1)
+    beta = [None] * length
+    last = crf.end_transitions.expand(batch, -1)
+    beta[length - 1] = last
+    for t in range(length - 2, -1, -1):
+        step = torch.logsumexp(trans + (emissions[:, t + 1] + beta[t + 1]).unsqueeze(1), dim=2)
+        # At a sequence's last real position the backward message is the end transition.
+        is_last = (lengths - 1 == t).unsqueeze(1)
+        beta[t] = torch.where(is_last, last, torch.where(mask[:, t + 1 : t + 2], step, beta[t + 1]))
+    alpha_t = torch.stack(alpha, 1)
+    beta_t = torch.stack(beta, 1)
+    log_z = torch.logsumexp(alpha_t[torch.arange(batch), lengths - 1] + crf.end_transitions, dim=1)
+    return torch.exp(alpha_t + beta_t - log_z[:, None, None]) * mask.unsqueeze(2)
+
+
+@dataclass
+class TaggedSpans:
+    """The spans of a batch's paths, one entry per span in (row, first word) order, as Python lists."""
+
+    row: list[int]
+    first_word: list[int]
+    end_word: list[int]
+    tag: list[int]  # the tag of the span's first word: its B (or a stray I), which names the span's label
+    confidence: list[float]  # the mean marginal of the path's tags over the span's words
+
+
+def tagged_spans(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor, tags: list[str]) -> TaggedSpans:
+    """The B-I-O spans of the Viterbi paths, as `dram.data.tagging.bio_ranges` reads tags (a stray I
+    opens a span, an I of another label too), each with its confidence.
+
+    `tags`: the tag names by id ("O", "B", "I" or "B-colour", ...). Marginals are computed only for
+    the rows whose path tags a span, up to the longest of them.
+    """
+    paths = viterbi(crf, emissions, mask)
+    kind_of, label_of = _tag_tables(tags, paths.device)
+    kind, label = kind_of[paths], label_of[paths]  # kind: 0 O, 1 B, 2 I
+    inside = (kind > 0) & mask
+    continues = torch.zeros_like(inside)
+    continues[:, 1:] = (kind[:, 1:] == 2) & inside[:, :-1] & (label[:, 1:] == label[:, :-1])
+    starts = inside & ~continues
+    tagging = inside.any(1).nonzero().squeeze(1)
+    if len(tagging) == 0:
+        return TaggedSpans([], [], [], [], [])
+    length = int(mask[tagging].sum(1).max())
+    marginals = crf_marginals(crf, emissions[tagging, :length], mask[tagging, :length])
+    path = paths[tagging, :length]
+    on_path = marginals.gather(2, path.unsqueeze(2)).squeeze(2)  # (R, length)
+    span_of = starts[tagging, :length].flatten().cumsum(0).view_as(path) - 1
+    words = inside[tagging, :length]
+    n_spans = int(starts.sum())
+    member = span_of[words]
+    total = on_path.new_zeros(n_spans).index_add_(0, member, on_path[words])  # word by word, in reading order
+    count = torch.bincount(member, minlength=n_spans)
+    row, first = starts.nonzero().unbind(1)
+    return TaggedSpans(row.tolist(), first.tolist(), (first + count).tolist(), paths[row, first].tolist(),
+                       (total / count).tolist())
+
+
+def _tag_tables(tags: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per tag id: its kind (0 O, 1 B, 2 I) and its label's number (tags of one label share it)."""
+    names = [tag.partition("-")[2] for tag in tags]
+    labels = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    kind = torch.tensor([{"O": 0, "B": 1, "I": 2}[tag.partition("-")[0]] for tag in tags], device=device)
+    return kind, torch.tensor([labels[name] for name in names], device=device)
