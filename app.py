@@ -37,6 +37,7 @@ import os
 from pathlib import Path
 
 from dram.nn.encoders import stay_offline
+from dram.nn.precision import RunSettings
 
 stay_offline()  # the entry point's choice, made before gradio imports huggingface_hub (which reads it once)
 
@@ -64,7 +65,7 @@ MAX_UPLOAD = "20mb"
 
 def serve_model(path: Path) -> ModelHandle:
     """The model at `path`, loaded now, or built in the background first where `should_build` says so."""
-    device, precision = os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or "auto"
+    device, precision = os.environ.get("DRAM_DEVICE") or None, os.environ.get("DRAM_PRECISION") or RunSettings.precision
     handle = ModelHandle(path, device, precision)
     return handle.build_then_load(build_default_model) if should_build(path) else handle.load()
 

@@ -26,7 +26,7 @@ from dram.inference import Extractor
 from dram.nn.config import DramConfig
 from dram.nn.value_lookup import ValueLookup
 from training.common import attribute_set
-from training.loop import make_batch, prepare
+from training.loop import TrainSettings, make_batch, prepare
 
 
 def fresh_model(spec: str, attributes: list[str], lookup: ValueLookup):
@@ -63,7 +63,7 @@ def main() -> None:
     print("|---|--:|--:|")
     for spec in args.models.split(","):
         model, tokenizer = fresh_model(spec, attributes, lookup)
-        data = prepare(model, tokenizer, listings[: 16 * args.steps], None, training=True)
+        data = prepare(model, tokenizer, listings[: 16 * args.steps], None, training=TrainSettings())
         model.train()
         steps = []
         for step in range(args.steps):

@@ -176,7 +176,7 @@ from pathlib import Path
 import dram.checkpoint
 from store import open_store
 from tests.test_finetune import data, settings
-from training.finetune import finetune
+from training.finetune import FinetuneSettings, finetune
 
 def killed_mid_write(tensors, filename, metadata=None):
     Path(filename).write_bytes(os.urandom(1 << 20))
@@ -188,7 +188,7 @@ if sys.argv[4] == "kill":
 scratch = Path(sys.argv[5])
 with open_store(sys.argv[2]) as store:
     finetune(Path(sys.argv[1]), store, Path(sys.argv[3]), data("replay"), data("heldout"), settings(scratch),
-             0.34, 4, scratch / "photos", progress=False, promote=True)
+             FinetuneSettings(0.34, 4, promote=True), progress=False)
 """
 
 
@@ -209,7 +209,7 @@ def kill_during_finetune(work: Path, name: str, source: Path) -> tuple[Tally, st
     if again.returncode != 0:
         raise RuntimeError(f"the fine-tune after the kill failed:\n{again.stderr[-2000:]}")
     with open_store(url) as store:
-        lost = len(data("corr")) - len(corrections_as_listings(store, work / "photos"))
+        lost = len(data("corr")) - len(corrections_as_listings(store))
         versions = [v.name for v in store.list_model_versions()]
     leftovers = [p.name for p in models.iterdir() if p.name != "v1"]
     removed = next((line for line in again.stderr.splitlines() if "interrupted" in line), "")

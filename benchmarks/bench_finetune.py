@@ -35,7 +35,7 @@ from dram.data.spans import Span  # noqa: E402
 from dram.nn.config import DramConfig  # noqa: E402
 from store import Store, open_store  # noqa: E402
 from training.common import load_data, setup_logging  # noqa: E402
-from training.finetune import EPOCHS, FinetuneResult, comparison_table, finetune  # noqa: E402
+from training.finetune import EPOCHS, FinetuneResult, FinetuneSettings, comparison_table, finetune  # noqa: E402
 from training.loop import DEFAULT_CACHE, PreparedData, TrainSettings, predict, prepare  # noqa: E402
 
 log = logging.getLogger("bench_finetune")
@@ -100,8 +100,8 @@ def run_finetune(checkpoint: Path, corrections: list[Listing], args: argparse.Na
     with open_store(f"sqlite:///{args.work / name}.sqlite") as store:
         fill_store(store, checkpoint, corrections, args.cache_dir)
         settings = TrainSettings(epochs=args.epochs, seed=args.seed, cache_dir=args.cache_dir)
-        return finetune(checkpoint, store, args.work / name, train, test, settings, 0.2, args.replay_size,
-                        args.work / "photos")
+        return finetune(checkpoint, store, args.work / name, train, test, settings,
+                        FinetuneSettings(replay_size=args.replay_size))
 
 
 def main() -> None:
@@ -112,8 +112,8 @@ def main() -> None:
     parser.add_argument("--min-seen", type=int, default=5, help="occurrences in VALID for an error to count")
     parser.add_argument("--min-miss-rate", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--replay-size", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--replay-size", type=int, default=FinetuneSettings.replay_size)
+    parser.add_argument("--seed", type=int, default=TrainSettings.seed)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--work", type=Path, help="folder for the stores and checkpoints (default: temporary)")
     parser.add_argument("--timing-only", action="store_true", help="only step 4")

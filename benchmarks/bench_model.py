@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dram.data.listings import read_jsonl
+from dram.data.readers import read_listings
 from dram.inference import Extractor
 from training.options import JobSettings, add_options
 
@@ -36,7 +36,7 @@ def main() -> None:
     add_options(parser, JobSettings, ("device", "precision"))
     args = parser.parse_args()
     extractor = Extractor.load(args.checkpoint, args.device, args.precision)
-    listings, _ = read_jsonl(args.data)
+    listings, _ = read_listings(args.data, "jsonl")
     for listing in listings[:5]:  # warm-up
         extractor.extract(listing.text, listing.image)
     rows = []

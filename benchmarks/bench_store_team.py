@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dram.data.spans import Span  # noqa: E402
+from dram.nn.config import DramConfig  # noqa: E402
 from review.queue import next_item, save_verdict  # noqa: E402
 from store import open_store  # noqa: E402
 from tests.postgres_server import running_postgres  # noqa: E402
 
-TAU = 0.5
+TAU = DramConfig.tau_r  # the threshold a model is served with by default
 ATTRIBUTES = ["colour", "material"]
 TEXT = "Red cotton shirt with short sleeves"
 

@@ -22,7 +22,7 @@ from dram.familiarity import REFERENCE_FILE, FamiliarityReference
 from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
-from dram.nn.precision import autocast_dtype
+from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,15 @@ def _name_ids(tokenizer, attributes: list[str]) -> list[list[int]]:
     return [tokenizer(a.replace("_", " "))["input_ids"] for a in attributes]
 
 
-def add_attributes(model: DramModel, tokenizer, names: list[str], seed: int = 13) -> None:
+def add_attributes(model: DramModel, tokenizer, names: list[str], *, seed: int) -> None:
     """Grow `model` by attributes it has no outputs for (silent until `model.switch_on`); see
     `DramModel.add_attributes`. The grown model saves and loads as any other checkpoint."""
     needs_names = model.config.use_arm and model.config.arm_policy == "bert"
     name_ids = _name_ids(tokenizer, [*model.config.attributes, *names]) if needs_names else None
-    model.add_attributes(names, name_ids, seed)
+    model.add_attributes(names, name_ids, seed=seed)
 
 
-def build_model(config: DramConfig, pretrained: bool = True, precision: str = "auto") -> tuple[DramModel, object]:
+def build_model(config: DramConfig, pretrained: bool = True, precision: str = RunSettings.precision) -> tuple[DramModel, object]:
     """A fresh model from the configured encoders (pretrained weights from the installed packages);
     `precision` is the encoders' arithmetic (dram/nn/precision.py)."""
     tokenizer = load_tokenizer(config.text_encoder)
@@ -135,7 +135,7 @@ def read_metrics(path: Path | str) -> dict:
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
-                    precision: str = "auto") -> tuple[DramModel, object, dict]:
+                    precision: str = RunSettings.precision) -> tuple[DramModel, object, dict]:
     """(model in eval mode on device, with the encoders in `precision`; tokenizer, metrics).
     A precision the device cannot run is refused here, not on the first listing."""
     path = Path(path)

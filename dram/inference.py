@@ -23,6 +23,7 @@ from dram.errors import DramInputError
 from dram.familiarity import listing_embedding
 from dram.nn.batching import TextWindow, collate
 from dram.nn.model import EncoderOutput
+from dram.nn.precision import RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Extractor:
         self.config = model.config
 
     @classmethod
-    def load(cls, path: Path | str, device: str | None = None, precision: str = "auto") -> "Extractor":
+    def load(cls, path: Path | str, device: str | None = None, precision: str = RunSettings.precision) -> "Extractor":
         """`precision`: the encoders' arithmetic, see dram/nn/precision.py."""
         model, tokenizer, metrics = load_checkpoint(path, pick_device(device), precision)
         return cls(model, tokenizer, metrics, Path(path))

@@ -37,11 +37,11 @@ def record_extraction(store: Store, extraction: Extraction, photo: bytes | None,
 
 @dataclass(frozen=True)
 class IntakeRow:
-    """One listing of an uploaded file: its id (or None), text and photo file (or None)."""
+    """One listing of an uploaded file: its id (or None), text and photo (a file or its bytes, or None)."""
 
     external_id: str | None
     text: str
-    photo: Path | None = None
+    photo: Path | bytes | None = None
 
 
 @dataclass
@@ -71,7 +71,7 @@ def import_for_review(store: Store, extractor: Extractor, rows: Sequence[IntakeR
                 report.problems.append(f"{name}: {result}")
                 continue
             try:
-                photo = row.photo.read_bytes() if row.photo is not None else None
+                photo = row.photo.read_bytes() if isinstance(row.photo, Path) else row.photo and bytes(row.photo)
                 record_extraction(store, result, photo, version_id, row.external_id)
                 report.added += 1
             except StoreBusyError:

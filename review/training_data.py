@@ -1,29 +1,23 @@
-"""Corrections as training data: each reviewed listing's current correction as a `Listing`."""
+"""Corrections as training data: each reviewed listing's current correction as a `Listing`, its photo the stored bytes."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from dram.data.listings import Listing
-from dram.files import write_atomically
+from dram.data.photo_sources import PhotoBytes
 from store.records import CurrentCorrection
 from store.repository import Store
 
-PHOTO_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}
 
-
-def corrections_as_listings(store: Store, cache_dir: str | os.PathLike[str] | None = None) -> list[Listing]:
+def corrections_as_listings(store: Store) -> list[Listing]:
     """Training data: the current correction of each listing, the one made last (skipped ones left out).
 
-    Photos are written once to `cache_dir` (default `$DRAM_PHOTO_CACHE` or `.cache/dram-photos`)
-    because the training code reads `Listing.image` as a file path.
+    A photo stays the store's bytes, which training reads as it reads a file: none is written out to be
+    read back, and one that cannot be read is named by its hash in the message.
     """
-    directory = Path(cache_dir or os.environ.get("DRAM_PHOTO_CACHE") or Path(".cache") / "dram-photos")
     return [
         Listing(
             id=training_id(current.listing.id, current.listing.external_id),
             text=current.listing.text,
-            image=_cached_photo(directory, current) if current.photo is not None else None,
+            image=_photo(current),
             spans=sorted(current.spans),
         )
         for current in store.current_corrections()
@@ -35,9 +29,7 @@ def training_id(listing_id: int, external_id: str | None) -> str:
     return external_id or f"listing-{listing_id}"
 
 
-def _cached_photo(directory: Path, current: CurrentCorrection) -> Path:
-    """The photo's file under its hash, written once (atomically, so a crash never leaves a torn file)."""
-    path = directory / f"{current.listing.photo_sha256}{PHOTO_SUFFIX.get(current.photo_mime_type or '', '.img')}"
-    if not path.exists():
-        write_atomically(path, lambda partial: partial.write_bytes(current.photo or b""))
-    return path.resolve()
+def _photo(current: CurrentCorrection) -> PhotoBytes | None:
+    if current.photo is None:
+        return None
+    return PhotoBytes(current.photo, f"the stored photo {(current.listing.photo_sha256 or '')[:12]}")

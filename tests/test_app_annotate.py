@@ -4,7 +4,9 @@ The app gets its own SQLite store in a temporary folder (DRAM_DB_URL), filled he
 """
 from __future__ import annotations
 
+import hashlib
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from dram.checkpoint import save_checkpoint
+from dram.paths import EXAMPLES
 from store import open_store
 from tests.app_server import ATTRIBUTES, launch_app, stop_app
 from tests.tiny_model import ATTRIBUTES as TINY_ATTRIBUTES, tiny_model, write_text_encoder
@@ -134,6 +137,22 @@ def test_import_listings_for_review(client: Client, db_url: str, tmp_path: Path)
     assert "1 listings added" in report and "u2" in report and "missing.jpg" in report
     with open_store(db_url) as store:
         assert "u1" in {i.external_id for i in store.review_queue(0.5)}
+
+
+def test_imported_photos_come_from_the_zip_as_they_are(client: Client, db_url: str, tmp_path: Path) -> None:
+    """The import reads the file and the zip as the audit does: a photo by its name in the zip, stored byte for
+    byte (never unpacked to disk), and a bad row named with its reason."""
+    photo = (EXAMPLES / "17187.jpg").read_bytes()
+    upload = tmp_path / "listings.csv"
+    upload.write_text("ID,Text,Image\nz1,Puma Men Black Sports Shoes,shoes.jpg\nz2,Nike cap,cap.jpg\n")
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("photos/shoes.jpg", photo)
+    report, _ = client.predict(handle_file(str(upload)), handle_file(str(archive)), api_name="/review_import")
+    assert "1 listings added" in report and "row 2 (z2): its photo 'cap.jpg' is not in the photo zip" in report
+    with open_store(db_url) as store:
+        (item,) = [i for i in store.review_queue(0.5) if i.external_id == "z1"]
+        assert item.photo_sha256 == hashlib.sha256(photo).hexdigest() and store.photo_bytes(item.photo_sha256) == photo
 
 
 def test_switch_model_without_restart(client: Client, app: tuple[str, subprocess.Popen], db_url: str,

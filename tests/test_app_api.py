@@ -253,8 +253,8 @@ def test_audit_reports_bad_rows_and_processes_the_rest(client: Client, tmp_path:
     rows, summary, missing, problems = audit(client, listings, photos, 0.0)
     by_id = {p[1]: p[2] for p in problems}
     assert set(by_id) == {"empty", "unknown", "broken"}
-    assert "empty text" in by_id["empty"]
-    assert "unknown image name 'missing.jpg'" in by_id["unknown"]
+    assert 'its "text" is empty' in by_id["empty"]
+    assert "its photo 'missing.jpg' is not in the photo zip" in by_id["unknown"]
     assert "broken.jpg is not an image file" in by_id["broken"]
     assert {r["id"] for r in rows} == {"good1", "good2"}  # tau 0: every attribute decoded for the good rows
     assert "**5** listings read, **2** extracted, **3** skipped" in summary
@@ -265,8 +265,8 @@ def test_audit_jsonl_with_a_broken_line(client: Client, tmp_path: Path):
     listings.write_text(json.dumps({"id": "a", "text": TITLE}) + "\n{not json\n"
                         + json.dumps({"id": "b", "text": "Diva Women Printed Green Kurta", "category": "Kurtas"}) + "\n")
     rows, summary, missing, problems = audit(client, listings, None, 0.0)
-    assert problems == [[2, "", "line is not valid JSON", "skipped"]]
-    assert "**2** listings read, **2** extracted" in summary
+    assert problems == [[2, "", "the line is not JSON (Expecting property name enclosed in double quotes)", "skipped"]]
+    assert "**3** listings read, **2** extracted, **1** skipped" in summary  # the broken line keeps its place
     assert {r["id"] for r in rows} <= {"a", "b"}
 
 

@@ -1,4 +1,7 @@
-"""ui.audit directly, without the app: reading a batch, unpacking its photos, the "usually has" rule."""
+"""ui.audit directly, without the app: a batch read with its photo zip, the "usually has" rule, the values CSV.
+
+Reading the file and the zip is `dram.data.readers`' and `dram.data.photo_sources`' (tests/test_readers.py,
+tests/test_photo_sources.py); here, what the audit makes of it."""
 from __future__ import annotations
 
 import csv
@@ -7,23 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from dram.data.listings import Listing
 from dram.data.spans import Span
 from dram.errors import DramInputError
 from dram.inference import Extraction
 from ui import audit
-from ui.audit import BatchRow, missing_summary, read_rows, run_audit, unpack_photos
+from ui.audit import missing_summary, run_audit
 
 
-def listing(i: int, attributes: list[str], category: str = "") -> tuple[BatchRow, Extraction]:
+def listing(i: int, attributes: list[str], category: str = "") -> tuple[Listing, Extraction]:
     spans = [Span(0, 1, a, "x", 0.9) for a in attributes]
-    return BatchRow(i, f"id{i}", "x", "", category), Extraction("x", spans, {}, 0.5, [])
+    return Listing(f"id{i}", "x", meta={"category": category} if category else {}), Extraction("x", spans, {}, 0.5, [])
 
 
 class FakeExtractor:
     """extract_batch as dram.inference.Extractor has it: one brand value per listing, a bad text fails alone."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, Path | None]] = []
+        self.seen: list[tuple[str, Path | bytes | None]] = []
 
     def extract_batch(self, items, tau_r=None, batch_size=32):
         out = []
@@ -34,105 +38,6 @@ class FakeExtractor:
             else:
                 out.append(Extraction(text, [Span(0, 4, "brand", text[:4], 0.875)], {}, 0.5, []))
         return out
-
-
-# ---------------------------------------------------------------- read_rows
-
-def test_missing_columns_are_named_with_the_columns_found(tmp_path: Path):
-    path = tmp_path / "listings.csv"
-    path.write_text("ID,title,Image\n1,shirt,a.jpg\n")
-    with pytest.raises(DramInputError) as err:
-        read_rows(path)
-    assert str(err.value) == ("The listing file is missing the column(s) text. It needs columns `id` and `text`, "
-                              "and may have `image` (a file name in the photo zip) and `category`. "
-                              "Columns found: id, image, title.")
-
-
-def test_jsonl_without_id_or_text_says_so(tmp_path: Path):
-    path = tmp_path / "listings.jsonl"
-    path.write_text('{"name": "x"}\n')
-    with pytest.raises(DramInputError, match=r"missing the column\(s\) id, text\. .* Columns found: name\.$"):
-        read_rows(path)
-
-
-def test_csv_rows_are_trimmed_and_keyed_case_insensitively(tmp_path: Path):
-    path = tmp_path / "listings.csv"
-    path.write_text("\ufeff Id ,TEXT,category\n 7 ,  Navy shirt ,Shirts\n8,Red shoe,\n", encoding="utf-8")
-    rows, problems = read_rows(path)
-    assert rows == [BatchRow(1, "7", "Navy shirt", "", "Shirts"), BatchRow(2, "8", "Red shoe", "", "")]
-    assert problems == []
-
-
-def test_jsonl_bad_lines_become_problems_and_the_rest_is_read(tmp_path: Path):
-    path = tmp_path / "listings.jsonl"
-    path.write_text('{"id": 1, "text": "a"}\nnot json\n\n[1, 2]\n{"ID": "2", "Text": "b", "image": "p.jpg"}\n')
-    rows, problems = read_rows(path)
-    assert rows == [BatchRow(1, "1", "a", "", ""), BatchRow(5, "2", "b", "p.jpg", "")]
-    assert problems == [[2, "", "line is not valid JSON", "skipped"], [4, "", "line is not a JSON object", "skipped"]]
-
-
-@pytest.mark.parametrize("name, content, message", [
-    ("listings.txt", "id,text\n1,a\n", "Unsupported listing file 'listings.txt': upload a .csv or .jsonl file."),
-    ("listings.csv", "id,text\n", "The listing file has no rows."),
-])
-def test_unusable_files_are_refused(tmp_path: Path, name: str, content: str, message: str):
-    path = tmp_path / name
-    path.write_text(content)
-    with pytest.raises(DramInputError) as err:
-        read_rows(path)
-    assert str(err.value) == message
-
-
-def test_non_utf8_and_oversized_files_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("id,text\n1,Café\n".encode("latin-1"))
-    with pytest.raises(DramInputError, match="not UTF-8 text"):
-        read_rows(latin)
-    monkeypatch.setattr(audit, "MAX_BATCH_ROWS", 2)
-    big = tmp_path / "big.csv"
-    big.write_text("id,text\n1,a\n2,b\n3,c\n")
-    with pytest.raises(DramInputError) as err:
-        read_rows(big)
-    assert str(err.value) == "The file has 3 listings; this app audits at most 2 at a time. Split the file."
-
-
-# ---------------------------------------------------------------- unpack_photos
-
-def test_zip_path_traversal_is_refused(tmp_path: Path):
-    archive = tmp_path / "photos.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("../escape.jpg", b"evil")
-        zf.writestr("/abs.jpg", b"evil")
-        zf.writestr("a/../../up.jpg", b"evil")
-        zf.writestr("__MACOSX/._shirt.jpg", b"junk")
-        zf.writestr("shirts/shirt.jpg", b"shirt")
-        zf.writestr("a/same.jpg", b"1")
-        zf.writestr("b/same.jpg", b"2")
-    into = tmp_path / "out" / "photos"
-    names = unpack_photos(archive, into)
-    # shirt.jpg by its path and its unique base name; same.jpg only by path (two files share it)
-    assert names == {"shirts/shirt.jpg": into / "shirts" / "shirt.jpg", "shirt.jpg": into / "shirts" / "shirt.jpg",
-                     "a/same.jpg": into / "a" / "same.jpg", "b/same.jpg": into / "b" / "same.jpg"}
-    assert (into / "shirts" / "shirt.jpg").read_bytes() == b"shirt"
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["out/photos/a/same.jpg", "out/photos/b/same.jpg", "out/photos/shirts/shirt.jpg", "photos.zip"]
-
-
-def test_broken_and_oversized_zips_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    assert unpack_photos(None, tmp_path) == {}
-    broken = tmp_path / "broken.zip"
-    broken.write_bytes(b"PK not really")
-    with pytest.raises(DramInputError) as err:
-        unpack_photos(broken, tmp_path / "x")
-    assert str(err.value) == "The photo archive is not a valid zip file."
-    monkeypatch.setattr(audit, "MAX_ZIP_BYTES", 2 * 2**20)
-    big = tmp_path / "big.zip"
-    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("one.jpg", b"\0" * 2**20)
-        zf.writestr("two.jpg", b"\0" * (2**20 + 1))
-    with pytest.raises(DramInputError) as err:
-        unpack_photos(big, tmp_path / "y")
-    assert str(err.value) == "The photo zip unpacks to more than 2 MB; upload smaller photos or fewer at a time."
 
 
 # ---------------------------------------------------------------- the "usually has" rule
@@ -159,10 +64,10 @@ def test_usually_has_means_at_least_80_percent_of_the_category():
 
 
 def test_category_column_wins_over_the_extracted_article_type():
-    row, extraction = listing(1, ["article_type"], category="Tops")
+    row, extraction = listing(1, ["article_type"], category=" Tops ")
     extraction.spans[0] = Span(0, 5, "article_type", "Tshirts", 0.9)
     assert audit.listing_category(row, extraction) == "Tops"
-    row.category = ""
+    row.meta["category"] = ""
     assert audit.listing_category(row, extraction) == "tshirts"
     assert audit.listing_category(row, Extraction("x", [], {}, 0.5, [])) == audit.NO_CATEGORY == "(no category)"
 
@@ -186,15 +91,15 @@ def test_run_audit_reports_unknown_images_and_bad_rows_and_writes_the_csv(tmp_pa
     result = run_audit(extractor, listings, photos, 0.5, progress=shares.append, out_dir=tmp_path)
 
     assert result.problems == [
-        [2, "b", "unknown image name 'nope.jpg': not in the photo zip", "skipped"],
-        [3, "", "no id", "skipped"],
-        [4, "d", "empty text", "skipped"],
+        [2, "b", "its photo 'nope.jpg' is not in the photo zip", "skipped"],
+        [3, "", 'it has no "id"', "skipped"],
+        [4, "d", 'its "text" is empty or missing', "skipped"],
         [5, "e", "cannot read this listing", "skipped"],
     ]
     assert [text for text, _ in extractor.seen] == ["Roadster shirt", "bad", "Nike cap"]
-    assert extractor.seen[0][1].name == "shirt.jpg" and extractor.seen[2][1] is None
-    assert not extractor.seen[0][1].exists()  # unpacked photos are removed after the audit
-    assert [row.id for row, _ in result.done] == ["a", "f"]
+    assert extractor.seen[0][1] == b"jpeg" and extractor.seen[2][1] is None  # the photo's bytes, from the zip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch-attributes.csv", "batch.csv", "photos.zip"]
+    assert [listing.id for listing, _ in result.done] == ["a", "f"]
     assert result.rows_read == 6
     assert shares == [0.0, 1.0]
     assert result.csv_path == tmp_path / "batch-attributes.csv"
@@ -206,11 +111,32 @@ def test_run_audit_reports_unknown_images_and_bad_rows_and_writes_the_csv(tmp_pa
         "category usually has.\n\n| category | listings |")
 
 
+def test_run_audit_counts_a_broken_jsonl_line_as_read_and_skipped(tmp_path: Path):
+    listings = tmp_path / "batch.jsonl"
+    listings.write_text('{"id": "a", "text": "Roadster shirt", "Category": "Shirts"}\n{not json\n')
+    result = run_audit(FakeExtractor(), listings, None, 0.5, out_dir=tmp_path)
+    assert result.problems == [[2, "", "the line is not JSON (Expecting property name enclosed in double quotes)",
+                                "skipped"]]
+    assert audit.listing_category(*result.done[0]) == "Shirts"
+    assert result.summary_markdown().startswith("**2** listings read, **1** extracted, **1** skipped (see problems)")
+
+
+def test_run_audit_refuses_more_rows_than_it_audits_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(audit, "MAX_BATCH_ROWS", 2)
+    big = tmp_path / "big.csv"
+    big.write_text("id,text\n1,a\n2,b\n3,c\n")
+    extractor = FakeExtractor()
+    with pytest.raises(DramInputError) as err:
+        run_audit(extractor, big, None, 0.5, out_dir=tmp_path)
+    assert str(err.value) == "The listing file big.csv has 3 listings; at most 2 are read at a time. Split the file."
+    assert extractor.seen == []
+
+
 def test_run_audit_without_a_zip_skips_rows_that_name_a_photo(tmp_path: Path):
     listings = tmp_path / "batch.jsonl"
     listings.write_text('{"id": "a", "text": "Roadster shirt", "image": "shirt.jpg"}\n')
     result = run_audit(FakeExtractor(), listings, None, 0.5, out_dir=tmp_path)
-    assert result.problems == [[1, "a", "names the photo 'shirt.jpg' but no photo zip was uploaded", "skipped"]]
+    assert result.problems == [[1, "a", "it names the photo 'shirt.jpg' but no photo zip was uploaded", "skipped"]]
     assert result.done == [] and result.missing == []
 
 

@@ -44,7 +44,7 @@ def test_split_validation_is_seeded_disjoint_and_skips_tiny_sets() -> None:
     train, valid = split_validation(listings, fraction=0.1, seed=3)
     assert len(valid) == 20 and len(train) == 180 and not {l.id for l in train} & {l.id for l in valid}
     assert [l.id for l in split_validation(listings, fraction=0.1, seed=3)[1]] == [l.id for l in valid]
-    assert split_validation(listings[:15])[1] == []
+    assert split_validation(listings[:15], seed=3)[1] == []
 
 
 def test_early_stop_waits_for_half_the_budget_then_keeps_the_best_epoch(monkeypatch) -> None:

@@ -12,7 +12,7 @@ from dram.inference import Extractor
 from dram.paths import BUNDLE
 from training.common import load_data
 from training.loop import listing_batches, prepare
-from training.predict import predict_listings, prediction_record
+from training.predictions import predict_listings, prediction_record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

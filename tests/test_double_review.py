@@ -29,7 +29,7 @@ def store(any_url: str) -> Iterator[Store]:
 
 
 def trained(store: Store, tmp_path: Path) -> dict[str, list[Span]]:
-    return {listing.id: listing.spans for listing in corrections_as_listings(store, tmp_path / "photos")}
+    return {listing.id: listing.spans for listing in corrections_as_listings(store)}
 
 
 def test_the_share_picks_the_same_listings_every_time_near_the_share_in_python_and_sql(any_url: str) -> None:

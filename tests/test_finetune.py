@@ -14,7 +14,14 @@ from dram.paths import ROOT
 from store import open_store
 from tests.tiny_model import ATTRIBUTES, listing, tiny_model, write_text_encoder
 from training import finetune as finetune_module
-from training.finetune import FinetuneError, finetune, promotion_failures, replay_sample, split_corrections
+from training.finetune import (
+    FinetuneError,
+    FinetuneSettings,
+    finetune,
+    promotion_failures,
+    replay_sample,
+    split_corrections,
+)
 from training.loop import TrainSettings
 
 TEXTS = [
@@ -57,8 +64,8 @@ def settings(tmp_path: Path) -> TrainSettings:
 
 def run(source: Path, db_url: str, out: Path, tmp_path: Path, **options):
     with open_store(db_url) as store:
-        return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                        tmp_path / "photos", progress=False, **options)
+        return finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path),
+                        FinetuneSettings(0.34, 4, **options), progress=False)
 
 
 def test_finetune_registers_new_version_with_source_as_parent(source: Path, db_url: str, tmp_path: Path) -> None:
@@ -197,7 +204,7 @@ from pathlib import Path
 import dram.checkpoint
 from store import open_store
 from tests.test_finetune import data, settings
-from training.finetune import finetune
+from training.finetune import FinetuneSettings, finetune
 
 def killed_mid_write(tensors, filename, metadata=None):
     Path(filename).write_bytes(b"half a model")
@@ -206,7 +213,8 @@ def killed_mid_write(tensors, filename, metadata=None):
 dram.checkpoint.save_file = killed_mid_write
 with open_store({db_url!r}) as store:
     finetune(Path({str(source)!r}), store, Path({str(out)!r}), data("replay"), data("heldout"),
-             settings(Path({str(tmp_path)!r})), 0.34, 4, Path({str(tmp_path / "photos")!r}), progress=False)
+             settings(Path({str(tmp_path)!r})), FinetuneSettings(0.34, 4),
+             progress=False)
 """
     killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr
@@ -217,8 +225,7 @@ with open_store({db_url!r}) as store:
         assert len(store.all_corrections()) == len(TEXTS)
 
     with open_store(db_url) as store:
-        finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), 0.34, 4,
-                 tmp_path / "photos", progress=False)
+        finetune(source, store, out, data("replay"), data("heldout"), settings(tmp_path), FinetuneSettings(0.34, 4), progress=False)
     assert sorted(p.name for p in out.parent.iterdir()) == ["v1"]
 
 
@@ -266,8 +273,8 @@ def test_each_correction_counts_correction_weight_times_an_epoch(source: Path, d
     monkeypatch.setattr(finetune_module, "fit", counting_fit)
     replay = [listing("old " + text, spans, f"old-{i}") for i, (text, spans) in enumerate(TEXTS)]
     with open_store(db_url) as store:
-        result = finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
-                          tmp_path / "photos", progress=False, correction_weight=3)
+        result = finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path),
+                          FinetuneSettings(0.34, 4, correction_weight=3), progress=False)
 
     counts = {text: seen["texts"].count(text) for text in seen["texts"]}
     assert result.metrics["finetune"]["train_corrections"] == 4  # 6 minus 2 held out
@@ -295,8 +302,8 @@ def test_the_new_checkpoint_gets_its_own_familiarity_reference(source: Path, db_
     replay = [listing(f"{c} wool {k}", [(c, "colour"), ("wool", "material"), (k, "article_type")], f"r{i}")
               for i, (c, k) in enumerate((c, k) for c in colours for k in kinds)]
     with open_store(db_url) as store:
-        finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path), 0.34, 4,
-                 tmp_path / "photos", progress=False, promote=True)
+        finetune(source, store, tmp_path / "v1", replay, data("heldout"), settings(tmp_path),
+                 FinetuneSettings(0.34, 4, promote=True), progress=False)
     model, _, _ = load_checkpoint(tmp_path / "v1")
     assert model.familiarity is not None and len(model.familiarity.points) == 4 + 4  # corrections + replayed
     assert model.familiarity.learned_from == "8 listings of the corrections and the replayed listings"

@@ -56,7 +56,9 @@ def test_growing_keeps_every_old_output_and_the_new_attributes_stay_silent(tiny_
     before_scores, before_spans = outputs(model, tokenizer, TEXTS)
     assert before_spans, "the random model decodes nothing: the comparison below would prove nothing"
 
-    add_attributes(model, tokenizer, NEW)
+    config = model.config
+    add_attributes(model, tokenizer, NEW, seed=13)
+    assert config.attributes == ATTRIBUTES  # a new config for the grown model: the old one is not written into
     # The lookup learns the new attributes' values too (they overlap no old value here).
     model.value_lookup = model.value_lookup.learned([listing("nike men", [("nike", "brand"), ("men", "gender")])])
     after_scores, after_spans = outputs(model, tokenizer, TEXTS)
@@ -75,7 +77,7 @@ def test_a_grown_checkpoint_saves_and_loads_with_its_longer_attribute_list(tiny_
     variant, overrides = MODELS[name]
     model, tokenizer = tiny_model(tiny_encoder_dir, variant, **overrides)
     with_lookup(model)
-    add_attributes(model, tokenizer, NEW)
+    add_attributes(model, tokenizer, NEW, seed=13)
     model.switch_on(NEW)
     scores, spans = outputs(model, tokenizer, TEXTS)
     # The tiny image encoder is not an installed one: keep it in the checkpoint and hand it back on load.
@@ -109,7 +111,7 @@ def test_a_grown_attribute_is_learned_by_a_short_fine_tune(tiny_encoder_dir: str
     variant, overrides = MODELS[name]
     model, tokenizer = tiny_model(tiny_encoder_dir, variant, **overrides)
     corrections = [listing(text, spans, f"c{i}") for i, (text, spans) in enumerate(BRANDED[:6])]
-    add_attributes(model, tokenizer, ["brand"])
+    add_attributes(model, tokenizer, ["brand"], seed=13)
     model.switch_on(["brand"])
     model.value_lookup = ValueLookup({})  # no prior to lean on: the decoder itself has to learn brand
     data = prepare(model, tokenizer, corrections, None)

@@ -62,6 +62,6 @@ def test_the_labeling_config_grows_with_the_stores_attributes_and_a_new_label_co
 
     assert (imported.added, imported.rejected) == (1, [])
     assert store.corrections_for(jeans)[-1].spans == [Span(0, 4, "colour"), Span(23, 26, "collar")]
-    training = {l.text: l.spans for l in corrections_as_listings(store, tmp_path / "photos")}
+    training = {l.text: l.spans for l in corrections_as_listings(store)}
     assert training[TEXTS[0]] == [Span(0, 3, "colour"), Span(36, 42, "collar")]
     assert Span(23, 26, "collar") in training[TEXTS[1]]

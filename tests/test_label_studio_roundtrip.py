@@ -285,7 +285,7 @@ def test_a_prediction_the_server_never_got_is_repaired_by_the_next_export(
 def test_a_task_deleted_in_label_studio_is_sent_again_with_its_correction(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    shirt, _ = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
     store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
                          {"colour": 0.9}, 0.5)
     store.save_correction(shirt, "alice", [Span(4, 10, "material")])
@@ -441,7 +441,7 @@ def test_an_edit_in_label_studio_reaches_the_served_model_and_junk_does_not(
     model, tokenizer = tiny_model(write_text_encoder(tmp_path / "bert"), "text-only")
     source = save_checkpoint(model, tokenizer, tmp_path / "models" / "v0", {})
     result = finetune_module.finetune(source, store, tmp_path / "models" / "v1", data("replay"), data("heldout"),
-                                      settings(tmp_path), 0.25, 4, tmp_path / "photos", progress=False, promote=True)
+                                      settings(tmp_path), finetune_module.FinetuneSettings(0.25, 4, promote=True), progress=False)
 
     assert {item.text: item.spans for item in trained_on} == expected  # every edit, nothing else
     assert result.metrics["finetune"]["corrections"] == 4 and result.metrics["finetune"]["dropped_spans"] == {}

@@ -6,10 +6,16 @@ import torch
 from PIL import Image
 
 from dram.data.listings import Listing
+from dram.nn.batching import encode_windows
+from dram.nn.value_lookup import cross_fitted, prior_features
 from tests.tiny_model import listing, tiny_config, tiny_model, train_listings, write_text_encoder
 from training.loop import TAU_GRID, TrainSettings, best_tau, fit, make_batch, prepare
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def words(model, tokenizer, item: Listing) -> list:
+    return encode_windows(tokenizer, item.text, model.config.max_tokens)[0].words
 
 
 def with_photos(tmp_path, listings: list[Listing], broken: int | None = None) -> list[Listing]:
@@ -60,7 +66,7 @@ def test_cached_frozen_layers_give_the_full_models_outputs_and_train_the_rest(ar
                 listing("navy silk dress", [("navy", "colour")], "b")]
     model.eval()
     full = prepare(model, tokenizer, listings, None)
-    cached = prepare(model, tokenizer, listings, None, training=True)
+    cached = prepare(model, tokenizer, listings, None, training=TrainSettings())
     assert full.lower_states is None and len(cached.lower_states) == 2
     with torch.no_grad():
         a = model.encode(make_batch(full, [0, 1], 0))
@@ -82,17 +88,42 @@ def test_best_tau_leaves_the_papers_half_only_for_a_clear_gain_on_validation() -
     assert best_tau({0.1: 0.80, 0.4: 0.80, 0.9: 0.10}) == 0.4  # no 0.5 on the grid: the best, nearest 0.5
 
 
-def test_calibration_sets_the_models_tau_r_to_the_best_of_the_sweep(tiny_encoder_dir, monkeypatch) -> None:
+def test_calibration_chooses_the_best_of_the_sweep_and_leaves_the_model_as_it_was(tiny_encoder_dir,
+                                                                                   monkeypatch) -> None:
     """The sweep itself is the one `training.sweep_tau` runs (tested there); here it is replaced by a
     fixed table so the test knows which tau_R must be chosen."""
     from training import loop
 
     model, tokenizer = tiny_model(tiny_encoder_dir, "text-only")
-    table = {tau: {"tag_f1": 0.9 - abs(tau - 0.3)} for tau in loop.TAU_GRID}
-    monkeypatch.setattr(loop, "sweep", lambda *args, **kwargs: table)
-    _, chosen = loop.calibrate_tau(model, tokenizer, prepare(model, tokenizer, train_listings()[:3], None))
-    assert model.config.tau_r == chosen["chosen"] == 0.3
-    assert chosen["valid_tag_f1"]["0.3"] == pytest.approx(0.9)
+    config = model.config
+    table = {tau: {"tag_f1": 0.9 - abs(tau - 0.3)} for tau in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
+    swept = []
+    monkeypatch.setattr(loop, "sweep", lambda _model, _tokenizer, _data, taus: swept.append(taus) or
+                        {tau: table[tau] for tau in taus})
+    valid = prepare(model, tokenizer, train_listings()[:3], None)
+    calibration = loop.calibrate_tau(model, tokenizer, valid, TrainSettings())
+    assert calibration.chosen == calibration.summary()["chosen"] == 0.3 and swept == [list(TAU_GRID)]
+    assert calibration.summary()["valid_tag_f1"]["0.3"] == pytest.approx(0.9)
+    assert model.config is config and config.tau_r == 0.5  # the caller gives the model the chosen value
+    # The grid and the margin are the training settings': on (0.2, 0.5) the best is 0.2, unless the margin is wider.
+    assert loop.calibrate_tau(model, tokenizer, valid, TrainSettings(tau_grid=(0.2, 0.5))).chosen == 0.2
+    assert loop.calibrate_tau(model, tokenizer, valid, TrainSettings(tau_grid=(0.2, 0.5), tau_margin=0.2)).chosen == 0.5
+
+
+def test_training_data_cross_fits_the_value_lookup_with_the_settings_seed(tiny_encoder_dir) -> None:
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only")
+    # Each colour is labelled in one listing and read in the one before: whether the lookup that listing
+    # reads knows it depends on how the seed dealt the two into folds.
+    colours = ["red", "blue", "green", "black", "white", "navy", "pink", "grey", "olive", "teal"]
+    listings = [listing(f"{c} {colours[(i + 1) % 10]} shirt", [(c, "colour")], str(i)) for i, c in enumerate(colours)]
+    priors = {seed: [t.prior for t in prepare(model, tokenizer, listings, None, training=TrainSettings(seed=seed)).texts]
+              for seed in (13, 14)}
+    for seed, rows in priors.items():
+        folds = cross_fitted(listings, seed=seed)
+        expected = [prior_features(folds[i], words(model, tokenizer, l), model.config.attributes)
+                    for i, l in enumerate(listings)]
+        assert all(torch.equal(row, want) for row, want in zip(rows, expected)), seed
+    assert any(not torch.equal(a, b) for a, b in zip(priors[13], priors[14]))  # another seed, other folds
 
 
 @pytest.mark.parametrize("use_arm, calibrate", [(True, True), (True, False), (False, True)])

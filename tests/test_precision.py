@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dram.data.listings import read_jsonl
+from dram.data.readers import read_listings
 from dram.errors import DramInputError
 from dram.inference import Extractor
 from dram.nn.precision import autocast_dtype
@@ -51,7 +51,7 @@ def _compare(fp32: list, mixed: list) -> tuple[float, float]:
 def listings() -> list:
     if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
         pytest.skip("the default model is not built (python -m training.build_default)")
-    return [(l.text, l.image) for l in read_jsonl(BUNDLE / "test.jsonl")[0][:24]]
+    return [(l.text, l.image) for l in read_listings(BUNDLE / "test.jsonl", "jsonl")[0][:24]]
 
 
 def test_bf16_encoders_give_the_fp32_spans_and_scores(listings: list) -> None:
@@ -75,7 +75,7 @@ def test_training_steps_run_under_bf16_autocast(tiny_encoder_dir: str) -> None:
     model._encode = lambda batch: under_autocast.append(torch.is_autocast_enabled("cpu")) or encode(batch)
     data = prepare(model, tokenizer, [listing("red cotton shirt", [("red", "colour"), ("cotton", "material")]),
                                       listing("blue denim jeans", [("blue", "colour"), ("denim", "material")])],
-                   None, training=True)
+                   None, training=TrainSettings())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = fit(model, tokenizer, data, None, TrainSettings(epochs=2, batch_size=2, cache_dir=None), progress=False)
     assert all(r["mean_loss"] == r["mean_loss"] and r["mean_loss"] < float("inf") for r in result["history"])

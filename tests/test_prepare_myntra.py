@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dram.data.listings import read_jsonl
+from dram.data.readers import read_listings
 from training.prepare_myntra import Labeller, main, split_of
 
 COLUMNS = ["product_id", "title", "description", "category", "masterCategory", "subCategory",
@@ -98,7 +98,7 @@ def test_cli_writes_splits_photos_and_a_bundle_subset(catalogue: Path, tmp_path:
     out, bundle = tmp_path / "out", tmp_path / "bundle"
     main(["--source", str(catalogue), "--out", str(out), "--bundle", str(bundle),
           "--bundle-train", "5", "--bundle-valid", "2", "--bundle-test", "2"])
-    full = {s: read_jsonl(out / f"{s}.jsonl")[0] for s in ("train", "valid", "test")}
+    full = {s: read_listings(out / f"{s}.jsonl", "jsonl")[0] for s in ("train", "valid", "test")}
     assert sum(len(v) for v in full.values()) == len(ROWS)
     assert all(split_of(l.id, 13) == s for s, items in full.items() for l in items)
     first = next(l for items in full.values() for l in items if l.id == "100")
@@ -106,10 +106,10 @@ def test_cli_writes_splits_photos_and_a_bundle_subset(catalogue: Path, tmp_path:
     with zipfile.ZipFile(catalogue / "images.zip") as archive:
         assert first.image.read_bytes() == archive.read("images/100.jpg")
     for split in ("train", "valid", "test"):
-        small, report = read_jsonl(bundle / f"{split}.jsonl")
+        small, report = read_listings(bundle / f"{split}.jsonl", "jsonl")
         assert report.n_skipped == 0 and {l.id for l in small} <= {l.id for l in full[split]}
         assert all(l.image.parent == (bundle / "images").resolve() for l in small)
-    assert len(read_jsonl(bundle / "train.jsonl")[0]) == 5
+    assert len(read_listings(bundle / "train.jsonl", "jsonl")[0]) == 5
     assert "Spans per attribute" in capsys.readouterr().out
 
 

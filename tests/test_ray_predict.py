@@ -105,14 +105,56 @@ def test_a_rerun_skips_finished_shards_and_redoes_an_interrupted_one(local_ray, 
     assert len((out / "b.jsonl").read_text().splitlines()) == 10
 
 
-def test_bad_lines_keep_their_place_with_a_reason(local_ray, app_checkpoint: Path, tmp_path: Path) -> None:
+def _predict_one_process(checkpoint: Path, source: Path, out: Path) -> list[dict]:
+    from training import predict
+
+    argv = sys.argv
+    sys.argv = ["predict", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(out)]
+    try:
+        predict.main()
+    finally:
+        sys.argv = argv
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_bad_lines_keep_their_place_with_a_reason_on_ray_and_in_one_process(local_ray, app_checkpoint: Path,
+                                                                            tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
-    source.write_text('{"id": "ok", "text": "Nike Grey Women Sweatshirt"}\nnot json\n{"id": "blank", "text": "  "}\n')
+    source.write_text('{"id": "ok", "text": "Nike Grey Women Sweatshirt"}\nnot json\n{"id": "blank", "text": "  "}\n'
+                      '{"id": "lost", "text": "Puma Black Shoes", "image": "lost.jpg"}\n')
     counts = predict_on_ray(app_checkpoint, source, tmp_path / "out", workers=1)
-    assert counts["listings"] == 3
-    ok, broken, blank = read_shards(tmp_path / "out")
+    assert counts["listings"] == 4
+    on_ray = list(read_shards(tmp_path / "out"))
+    ok, broken, blank, lost = on_ray
     assert ok["id"] == "ok" and "error" not in ok and ok["attribute_scores"]
-    assert "not a JSON object" in broken["error"] and blank["error"] == "the listing has no text"
+    assert broken == {"id": None, "spans": [], "attribute_scores": {}, "error": "the line is not JSON (Expecting value)"}
+    assert blank["error"] == 'its "text" is empty or missing'
+    assert lost["error"] == f"its photo 'lost.jpg' does not exist (looked for {(tmp_path / 'lost.jpg').resolve()})"
+    local = _predict_one_process(app_checkpoint, source, tmp_path / "local.jsonl")  # the same reader: the same lines
+    assert local[1:] == on_ray[1:]
+    _same(ok, local[0])
+
+
+def test_csv_columns_are_read_as_in_the_app(local_ray, app_checkpoint: Path, tmp_path: Path) -> None:
+    """Column names in any case and spacing, an unquoted comma caught, as `dram.data.readers` reads for the app."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "a.csv").write_text(" ID ,Text\nx1,Nike Grey Women Sweatshirt\nx2,Puma, Black Shoes\n")
+    counts = predict_on_ray(app_checkpoint, parts, tmp_path / "out", workers=1)
+    assert counts == {"written": 1, "skipped": 0, "listings": 2}
+    first, second = read_shards(tmp_path / "out")
+    assert first["id"] == "x1" and first["attribute_scores"] and "error" not in first
+    assert second["id"] == "x2" and "more cells than the header has columns" in second["error"]
+
+
+def test_an_empty_input_file_gets_an_empty_shard(local_ray, app_checkpoint: Path, tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "empty.jsonl").write_text("")
+    (parts / "one.csv").write_text("id,text\nx1,Nike Grey Women Sweatshirt\n")
+    counts = predict_on_ray(app_checkpoint, parts, tmp_path / "out", workers=1)
+    assert counts == {"written": 2, "skipped": 0, "listings": 1}
+    assert (tmp_path / "out" / "empty.jsonl").read_text() == ""
 
 
 def test_input_that_names_nothing_says_what_to_give(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The one span type and the one rule for which spans a listing may hold."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from dram.data.listings import LoadReport, listing_from_record
 from dram.data.spans import (
     Span,
     SpanError,
+    WordSpan,
     char_spans,
     checked_span,
     clash,
@@ -77,3 +79,19 @@ def test_a_decoded_span_is_cut_at_a_line_break_and_each_piece_keeps_its_confiden
         ("Steel", "Material", 0.9), ("Backsplash", "Product Type", 0.8), ("Countertop", "Product Type", 0.8)]
     two_words = char_spans("Drum Unit", split_words("Drum Unit"), [DecodedSpan(0, "Product Type", 0, 2, 0.7)])
     assert [s.text for s in two_words] == ["Drum Unit"]
+
+
+def test_char_spans_reads_any_word_span_and_the_networks_decoded_span_is_one() -> None:
+    """The data layer states what it reads (`WordSpan`) instead of importing the network's type."""
+
+    @dataclass
+    class Tagged:  # a tagger's output that is not the network's
+        attribute: str
+        first_word: int
+        end_word: int
+        confidence: float
+
+    spans = char_spans(TEXT, split_words(TEXT), [Tagged("article_type", 2, 3, 0.91234)])
+    assert [(s.start, s.end, s.text, s.confidence) for s in spans] == [(11, 16, "Shirt", 0.9123)]
+    assert isinstance(DecodedSpan(0, "colour", 0, 1, 0.9), WordSpan) and isinstance(Tagged("colour", 0, 1, 0.9), WordSpan)
+    assert not isinstance(Span(0, 3, "colour"), WordSpan)  # characters, not words

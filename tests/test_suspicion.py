@@ -17,7 +17,7 @@ from review.suspicion import Suspicion, check_corrections, contradicted_spans, f
 from store import open_store
 from tests.tiny_model import listing
 from training import finetune as finetune_module
-from training.finetune import finetune, flagged_failures
+from training.finetune import FinetuneSettings, finetune, flagged_failures
 from training.loop import TrainSettings
 from training.moved_values import moved_summary, moved_values
 
@@ -139,8 +139,8 @@ def test_a_fine_tune_that_learned_flagged_corrections_is_not_promoted(tmp_path: 
 
     def run(out: str, **options):
         with open_store(db_url) as store:
-            return finetune(source, store, tmp_path / out, data("replay"), data("heldout"), settings, 0.34, 4,
-                            tmp_path / "photos", progress=False, **options)
+            return finetune(source, store, tmp_path / out, data("replay"), data("heldout"), settings,
+                            FinetuneSettings(0.34, 4, **options), progress=False)
 
     refused = run("v1")
     assert refused.active is False and refused.metrics["promotion"]["promoted"] is False
@@ -161,7 +161,7 @@ def test_the_probe_is_flagged_and_not_promoted(app_checkpoint: Path, tmp_path: P
     with open_store(db_url) as store:
         save_corrections(store, probe)
         result = finetune(app_checkpoint, store, tmp_path / "v1", *bundled(), TrainSettings(seed=13, epochs=4,
-                          cache_dir=tmp_path / "features"), photo_cache=tmp_path / "photos", progress=False)
+                          cache_dir=tmp_path / "features"), progress=False)
     suspicion, promotion = result.metrics["suspicion"], result.metrics["promotion"]
     assert len({f["listing_id"] for f in suspicion["flagged"]}) >= 27
     assert promotion["promoted"] is False and not result.active

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dram.nn.config import VARIANTS, DramConfig
 from training.common import attribute_set, load_data, run_cli, setup_logging
-from training.loop import predict, prepare, score
+from training.loop import TrainSettings, predict, prepare, score
 from training.options import JobSettings, settings_from
 from training.train import add_model_arguments, add_training_arguments, config_from, train_model, train_settings_from
 
@@ -93,7 +93,8 @@ def main() -> None:
                         help="print the table of runs saved with --json, and train nothing")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--policies", default=DramConfig.arm_policy, help="ARM policies, e.g. prototype,dynet,bert")
-    parser.add_argument("--seeds", default="13,14,15")
+    parser.add_argument("--seeds", default=",".join(str(TrainSettings.seed + n) for n in range(3)),
+                        help="one run per seed (default: the training seed and the next two)")
     parser.add_argument("--max-train", type=int, help="use at most this many training listings")
     parser.add_argument("--json", type=Path, help="write every run's metrics here as they finish")
     add_model_arguments(parser)

@@ -16,6 +16,7 @@ from typing import Callable
 from dram.checkpoint import save_checkpoint
 from dram.inference import Extractor
 from dram.nn.config import DramConfig
+from dram.nn.precision import RunSettings
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT, ROOT
 from training.common import attribute_set, load_data, run_cli, setup_logging
 from training.loop import EpochCallback, TrainSettings, evaluate, prepare
@@ -36,7 +37,7 @@ def _quiet(stage: str) -> None:
 
 def build(out: Path = DEFAULT_OUT, data: Path = BUNDLE, epochs: int | None = None, max_train: int | None = None,
           seed: int = TrainSettings.seed, cache_dir: Path = DEFAULT_CACHE, device: str | None = None,
-          precision: str = "auto", on_stage: Callable[[str], None] = _quiet,
+          precision: str = RunSettings.precision, on_stage: Callable[[str], None] = _quiet,
           on_epoch: EpochCallback | None = None) -> dict:
     """Train, test and save the default model. `on_stage` hears "preparing", "testing" and "saving" begin and
     `on_epoch` follows the training in between: what the app shows while it builds its model."""

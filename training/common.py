@@ -53,10 +53,11 @@ def load_data(path: str | Path, what: str) -> list[Listing]:
     return listings
 
 
-def split_validation(listings: list[Listing], fraction: float = 0.1, seed: int = 13,
+def split_validation(listings: list[Listing], fraction: float = 0.1, *, seed: int,
                      minimum: int = 10) -> tuple[list[Listing], list[Listing]]:
-    """A seeded share of the training listings kept aside to pick the best epoch and stop early.
-    Too few listings to spare (fewer than 2 x minimum) trains on all of them without validation."""
+    """A share of the training listings, dealt by `seed` (the training's), kept aside to pick the best
+    epoch and stop early. Too few listings to spare (fewer than 2 x minimum) trains on all of them
+    without validation."""
     if len(listings) < 2 * minimum:
         return listings, []
     order = list(range(len(listings)))

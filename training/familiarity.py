@@ -18,7 +18,7 @@ from dram.data.listings import Listing
 from dram.familiarity import REFERENCE_FILE, FamiliaritySettings, build_reference, listing_embedding
 from dram.nn.model import DramModel
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation
-from training.loop import PreparedData, encoded_batches, prepare
+from training.loop import PreparedData, TrainSettings, encoded_batches, prepare
 
 log = logging.getLogger("training.familiarity")
 
@@ -93,7 +93,7 @@ def main() -> None:
     if args.valid:
         valid = load_data(args.valid, "valid")
     else:
-        train, valid = split_validation(train, seed=model.config.train.get("seed", 13))
+        train, valid = split_validation(train, seed=model.config.train.get("seed", TrainSettings.seed))
     print(json.dumps(add_reference(model, tokenizer, args.checkpoint, train, valid, source_name(args.train.resolve()),
                                    job.cache_dir)))
 

@@ -47,7 +47,8 @@ from dram.data.spans import Span
 from dram.errors import DramInputError
 from dram.inference import Extractor
 from dram.nn.model import DramModel
-from dram.nn.value_lookup import cross_fitted
+from dram.nn.precision import RunSettings
+from dram.nn.value_lookup import ValueLookup, cross_fitted
 from dram.paths import BUNDLE
 from review.suspicion import Suspicion, SuspicionSettings, check_corrections, suspicion_table
 from review.training_data import corrections_as_listings, training_id
@@ -58,8 +59,8 @@ from training.common import attribute_set, check_attributes, load_data, run_cli,
 from training.familiarity import attach_reference
 from training.loop import PreparedData, TrainSettings, evaluate, fit, predict, prepare, refresh_prior
 from training.moved_values import attribute_table, moved_summary, moved_values, values_per_attribute
-from training.options import JobSettings, settings_from
-from training.train import add_training_arguments, train_settings_from
+from training.options import JobSettings, add_options, settings_from
+from training.train import add_training_arguments, train_provenance, train_settings_from
 
 log = logging.getLogger("training.finetune")
 REPORTED = ("tag_f1", "precision", "recall", "cls_f1")
@@ -190,9 +191,10 @@ def unreplayed(replay: list[Listing], used: list[Listing], size: int, seed: int)
     return random.Random(seed + 1).sample(pool, min(size, len(pool)))
 
 
-def fetch_corrections(store: Store, photo_cache: Path | None = None) -> list[Listing]:
-    """The store's corrections as training listings, or `FinetuneError` when there are none."""
-    listings = corrections_as_listings(store, photo_cache)
+def fetch_corrections(store: Store) -> list[Listing]:
+    """The store's corrections as training listings (photos as the stored bytes), or `FinetuneError` when there
+    are none."""
+    listings = corrections_as_listings(store)
     if not listings:
         raise FinetuneError(
             f"The store {store.db.url} has no corrections to learn from (skipped listings do not count). "
@@ -236,76 +238,146 @@ def _parent_version(store: Store, source: Path) -> ModelVersionInfo:
     return version
 
 
+@dataclass
+class FinetuneSettings:
+    """What a fine-tune does with the corrections and with its result, besides the training loop's
+    settings: each field is a command-line option (`training.options`), and the new checkpoint's
+    config keeps them with the training settings."""
+
+    heldout_corrections: float = field(default=0.2, metadata={"help": "share of corrections held out"})
+    replay_size: int = field(default=400, metadata={"help": "replayed listings (0: corrections only)"})
+    # None: `correction_weight_for` the number of training corrections.
+    correction_weight: int | None = field(default=None, metadata={
+        "help": "times each correction is seen per epoch, a replayed listing once",
+        "default_help": f"{MAX_CORRECTION_WEIGHT}, less once the corrections fill {CORRECTION_VIEWS} listings"})
+    activate: bool = field(default=True, metadata={
+        "help": "activate the new version when the promotion gate passes it (--no-activate: register it, never "
+                "activate it)"})
+    promote: bool = field(default=False, metadata={
+        "help": "activate the new version even if the promotion gate refuses it (worse held-out figures, or it "
+                "learned flagged corrections)", "aliases": ("--force",)})
+
+    def __post_init__(self) -> None:
+        if self.correction_weight is not None and self.correction_weight < 1:
+            raise FinetuneError(f"--correction-weight must be at least 1, got {self.correction_weight}.")
+
+
+@dataclass
+class FinetuneData:
+    """What one fine-tune trains on and compares the old and the new model on, prepared for the model."""
+
+    corrections: CorrectionData
+    replayed: list[Listing]
+    correction_weight: int
+    train: PreparedData
+    compared: dict[str, PreparedData]  # "heldout" (the replay test) and "corrections", where there are any
+    flagged: PreparedData | None  # the listings of flagged corrections
+    flagged_ids: set[str]
+    lookup: ValueLookup | None  # the checkpoint's lookup plus the training corrections' values
+
+
 def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldout: list[Listing],
-             settings: TrainSettings, heldout_fraction: float = 0.2, replay_size: int = 400,
-             photo_cache: Path | None = None, activate: bool = True, device: str | None = None,
-             progress: bool = True, promote: bool = False, precision: str = "auto",
-             correction_weight: int | None = None,
+             settings: TrainSettings, options: FinetuneSettings | None = None,
+             device: str | None = None, progress: bool = True, precision: str = RunSettings.precision,
              suspicion: SuspicionSettings = SuspicionSettings()) -> FinetuneResult | None:
     """Fine-tune `source` on the store's corrections and register the result; see the module docstring.
 
-    `activate=False` never activates the new version; `promote=True` activates it past the gate.
-    `correction_weight`: how many times each training correction is seen per epoch, against once for
-    a replayed listing: the corrections are what the model must learn, the replay only what it keeps
-    (None: `correction_weight_for` the number of training corrections).
+    `options`: the held-out share, the replay, how often a correction counts and whether the new
+    version may go live (`FinetuneSettings`; None: its defaults).
     `suspicion`: when a corrected span counts as contradicting the checkpoint and its training data.
     Under torchrun every rank trains its shard; only rank 0 returns a result (the others None).
     """
     started = time.monotonic()
+    options = options or FinetuneSettings()
     source, out = Path(source), Path(out)
     if out.exists():
         raise FinetuneError(f"{out} already exists; give --out a new folder so no registered model is overwritten.")
-    if correction_weight is not None and correction_weight < 1:
-        raise FinetuneError(f"--correction-weight must be at least 1, got {correction_weight}.")
-    fetched = fetch_corrections(store, photo_cache)
+    fetched = fetch_corrections(store)
     model, tokenizer, _ = load_checkpoint(source, device, precision)
     main = distributed.is_main()  # under torchrun rank 0 checks, evaluates, saves and registers; all ranks train
     flags = check_corrections(store, Extractor(model, tokenizer), suspicion) if main else []
     if main:
         log_flags(flags, len(fetched))
-    corrections = usable_corrections(fetched, list(model.config.attributes), heldout_fraction, settings.seed)
-    # Silent until switched on below: the old model's figures are measured on the grown one.
+    data = finetune_data(model, tokenizer, fetched, flags, replay, heldout, settings, options)
+    old, old_flagged = compare_figures(model, tokenizer, data, progress) if main else ({}, [])
+    model.switch_on(data.corrections.new_attributes)
+    result = fit(model, tokenizer, data.train, None, settings, progress=progress)
+    if not main:
+        return None
+    if data.lookup is not None:
+        model.value_lookup = data.lookup  # a new lookup; the checkpoint's is left as it was
+        for prepared in [*data.compared.values(), *([data.flagged] if data.flagged is not None else [])]:
+            refresh_prior(model, prepared)
+    new, new_flagged = compare_figures(model, tokenizer, data, progress)
+    attach_finetune_reference(model, tokenizer, data, replay, settings)
+    parent = _parent_version(store, source)
+    moved = moved_values(old_flagged, new_flagged)
+    metrics = finetune_metrics(source, parent, data, result, old, new, started)
+    metrics["suspicion"] = suspicion_metrics(suspicion, flags, data.flagged_ids, moved, old_flagged, new_flagged)
+    log.info("per attribute, old vs new:\n%s", attribute_comparison(metrics))
+    if flags:
+        log.info("what moved on the %d flagged listings: %s", len(data.flagged_ids),
+                 metrics["suspicion"]["moved_on_flagged"])
+    failed = promotion_failures(old, new) + flagged_failures(flags, moved)
+    metrics["promotion"] = {"promoted": not failed or options.promote, "forced": bool(failed) and options.promote,
+                            "failed": failed, "max_replay_drop": MAX_REPLAY_DROP,
+                            "min_moved_against_flags": MIN_MOVED_AGAINST_FLAGS}
+    goes_live = options.activate and metrics["promotion"]["promoted"]
+    # A new config for the new checkpoint: the loaded one is not written into.
+    model.config = replace(model.config, train=train_provenance(
+        settings, finetuned_from=str(source.resolve()), finetune=asdict(options)))
+    save_checkpoint(model, tokenizer, out, metrics)
+    log.info("saved %s", out)
+    version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=goes_live)
+    log_registration(out, version_id, parent, goes_live, failed)
+    return FinetuneResult(out, version_id, parent.id, metrics, goes_live)
+
+
+def finetune_data(model: DramModel, tokenizer, fetched: list[Listing], flags: list[Suspicion], replay: list[Listing],
+                  heldout: list[Listing], settings: TrainSettings, options: FinetuneSettings) -> FinetuneData:
+    """The corrections split, the model grown by their new attributes (silent until switched on: the old
+    model's figures are measured on the grown one), the replay sampled and every set prepared."""
+    corrections = usable_corrections(fetched, list(model.config.attributes), options.heldout_corrections,
+                                     settings.seed)
     add_attributes(model, tokenizer, corrections.new_attributes, seed=settings.seed)
     if heldout:
         check_attributes(model.config.attributes, heldout)
-    correction_weight = correction_weight or correction_weight_for(len(corrections.train))
-    replayed = replay_sample(replay, replay_size, corrections.train + corrections.heldout, settings.seed)
+    weight = options.correction_weight or correction_weight_for(len(corrections.train))
+    replayed = replay_sample(replay, options.replay_size, corrections.train + corrections.heldout, settings.seed)
     log.info("training on %d corrections (each %d times an epoch) + %d replayed listings; held out: %d corrections, "
-             "%d listings", len(corrections.train), correction_weight, len(replayed), len(corrections.heldout),
-             len(heldout))
-
+             "%d listings", len(corrections.train), weight, len(replayed), len(corrections.heldout), len(heldout))
     cache = settings.cache_dir
-    old_lookup = model.value_lookup
-    new_lookup, train_lookups = None, None
-    if old_lookup is not None:
+    lookup, train_lookups = None, None
+    if model.value_lookup is not None:
         # Each training correction reads a lookup without its own values, as in training from scratch.
-        new_lookup = old_lookup.learned(corrections.train)
-        train_lookups = (cross_fitted(corrections.train, seed=settings.seed, base=old_lookup) * correction_weight
-                         + [new_lookup] * len(replayed))
-    train_data = prepare(model, tokenizer, corrections.train * correction_weight + replayed, cache,
-                         lookups=train_lookups)
-    eval_sets = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
-                 "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
-    eval_sets = {name: data for name, data in eval_sets.items() if data is not None and len(data)}
+        lookup = model.value_lookup.learned(corrections.train)
+        train_lookups = (cross_fitted(corrections.train, seed=settings.seed, base=model.value_lookup) * weight
+                         + [lookup] * len(replayed))
+    train = prepare(model, tokenizer, corrections.train * weight + replayed, cache, lookups=train_lookups)
+    compared = {"heldout": prepare(model, tokenizer, heldout, cache) if heldout else None,
+                "corrections": prepare(model, tokenizer, corrections.heldout, cache) if corrections.heldout else None}
     flagged_ids = {training_id(f.listing_id, f.external_id) for f in flags}
     flagged = prepare(model, tokenizer, [l for l in fetched if l.id in flagged_ids], cache) if flags else None
+    return FinetuneData(corrections, replayed, weight, train,
+                        {name: data for name, data in compared.items() if data is not None and len(data)},
+                        flagged, flagged_ids, lookup)
 
-    old = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()} if main else {}
-    old_flagged = _spans(model, tokenizer, flagged)
-    model.switch_on(corrections.new_attributes)
-    result = fit(model, tokenizer, train_data, None, settings, progress=progress)
-    if not main:
-        return None
-    if new_lookup is not None:
-        model.value_lookup = new_lookup
-        for data in [*eval_sets.values(), *([flagged] if flagged is not None else [])]:
-            refresh_prior(model, data)
-    new = {name: evaluate(model, tokenizer, data, progress=progress) for name, data in eval_sets.items()}
-    new_flagged = _spans(model, tokenizer, flagged)
-    moved = moved_values(old_flagged, new_flagged)
-    learned = corrections.train + replayed
-    threshold_set = corrections.heldout + unreplayed(replay, learned + corrections.heldout, THRESHOLD_SAMPLE,
-                                                     settings.seed)
+
+def compare_figures(model: DramModel, tokenizer, data: FinetuneData,
+                    progress: bool) -> tuple[dict[str, dict], list[list[Span]]]:
+    """The model's figures on each held-out set, and its spans on the flagged listings."""
+    figures = {name: evaluate(model, tokenizer, prepared, progress=progress) for name, prepared in data.compared.items()}
+    return figures, _spans(model, tokenizer, data.flagged)
+
+
+def attach_finetune_reference(model: DramModel, tokenizer, data: FinetuneData, replay: list[Listing],
+                              settings: TrainSettings) -> None:
+    """The new checkpoint's familiarity reference: the listings it learned from, its threshold set on the
+    held-out corrections and unreplayed training listings; none when those are too few."""
+    cache = settings.cache_dir
+    learned = data.corrections.train + data.replayed
+    threshold_set = data.corrections.heldout + unreplayed(replay, learned + data.corrections.heldout,
+                                                          THRESHOLD_SAMPLE, settings.seed)
     if len(threshold_set) >= MIN_THRESHOLD_LISTINGS:
         attach_reference(model, tokenizer, prepare(model, tokenizer, learned, cache),
                          prepare(model, tokenizer, threshold_set, cache), "the corrections and the replayed listings")
@@ -314,38 +386,40 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
         log.warning("only %d listings to set the familiarity threshold on (at least %d needed): the new checkpoint "
                     "gives no unlike-listing warnings", len(threshold_set), MIN_THRESHOLD_LISTINGS)
 
-    parent = _parent_version(store, source)
-    metrics = {
+
+def finetune_metrics(source: Path, parent: ModelVersionInfo, data: FinetuneData, result: dict, old: dict, new: dict,
+                     started: float) -> dict:
+    """The new checkpoint's metrics.json: what the fine-tune trained on, and the old and new figures."""
+    corrections = data.corrections
+    return {
         "finetune": {
             "source": str(source.resolve()), "parent_version": parent.id,
             "corrections": len(corrections.train) + len(corrections.heldout),
             "train_corrections": len(corrections.train), "heldout_corrections": len(corrections.heldout),
-            "correction_weight": correction_weight, "replay": len(replayed),
-            "heldout_listings": len(eval_sets["heldout"]) if "heldout" in eval_sets else 0,
+            "correction_weight": data.correction_weight, "replay": len(data.replayed),
+            "heldout_listings": len(data.compared["heldout"]) if "heldout" in data.compared else 0,
             "new_attributes": corrections.new_attributes, "dropped_spans": corrections.dropped_spans,
             "history": result["history"],
             "train_minutes": result["train_minutes"], "minutes": (time.monotonic() - started) / 60,
         },
         "old": old,
         "new": new,
-        "suspicion": {"settings": asdict(suspicion), "flagged": [asdict(f) for f in flags],
-                      "flagged_listings": len(flagged_ids), "moved_on_flagged": moved_summary(moved),
-                      "moved": {f"{a} -> {b}": n for (a, b), n in moved.most_common()},
-                      "values_on_flagged": {"old": dict(values_per_attribute(old_flagged)),
-                                            "new": dict(values_per_attribute(new_flagged))}},
     }
-    log.info("per attribute, old vs new:\n%s", attribute_comparison(metrics))
-    if flags:
-        log.info("what moved on the %d flagged listings: %s", len(flagged_ids), moved_summary(moved))
-    failed = promotion_failures(old, new) + flagged_failures(flags, moved)
-    metrics["promotion"] = {"promoted": not failed or promote, "forced": bool(failed) and promote,
-                            "failed": failed, "max_replay_drop": MAX_REPLAY_DROP,
-                            "min_moved_against_flags": MIN_MOVED_AGAINST_FLAGS}
-    goes_live = activate and metrics["promotion"]["promoted"]
-    model.config.train = {**asdict(settings), "cache_dir": str(cache), "finetuned_from": str(source.resolve())}
-    save_checkpoint(model, tokenizer, out, metrics)
-    log.info("saved %s", out)
-    version_id = store.register_model_version(out.name, out.resolve(), metrics, parent_id=parent.id, activate=goes_live)
+
+
+def suspicion_metrics(suspicion: SuspicionSettings, flags: list[Suspicion], flagged_ids: set[str],
+                      moved: Counter[tuple[str, str]], old_flagged: list[list[Span]],
+                      new_flagged: list[list[Span]]) -> dict:
+    """The flagged corrections and what moved on their listings (`moved`) between the old and the new model."""
+    return {"settings": asdict(suspicion), "flagged": [asdict(f) for f in flags],
+            "flagged_listings": len(flagged_ids), "moved_on_flagged": moved_summary(moved),
+            "moved": {f"{a} -> {b}": n for (a, b), n in moved.most_common()},
+            "values_on_flagged": {"old": dict(values_per_attribute(old_flagged)),
+                                  "new": dict(values_per_attribute(new_flagged))}}
+
+
+def log_registration(out: Path, version_id: int, parent: ModelVersionInfo, goes_live: bool, failed: list[str]) -> None:
+    """Whether the new version went live, and if not, why and how to serve it anyway."""
     if goes_live:
         log.info("registered %s as model version %d (parent %d), now active%s", out, version_id, parent.id,
                  " (--promote: past the gate: " + "; ".join(failed) + ")" if failed else "")
@@ -356,7 +430,6 @@ def finetune(source: Path, store: Store, out: Path, replay: list[Listing], heldo
     else:
         log.info("registered %s as model version %d (parent %d), not activated (--no-activate)", out, version_id,
                  parent.id)
-    return FinetuneResult(out, version_id, parent.id, metrics, goes_live)
 
 
 def attribute_comparison(metrics: dict) -> str:
@@ -404,38 +477,34 @@ def comparison_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def finetune_parser() -> argparse.ArgumentParser:
+    """The command line: what to fine-tune and where to, then `FinetuneSettings`, `TrainSettings` (`EPOCHS`
+    epochs unless told) and `JobSettings` as options, each with its dataclass default."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--from", dest="source", required=True, type=Path, help="checkpoint to continue from")
     parser.add_argument("--db", help="store URL (default: DRAM_DB_URL or ./dram-store.sqlite)")
     parser.add_argument("--out", required=True, type=Path, help="new checkpoint folder (must not exist)")
     parser.add_argument("--replay", type=Path, default=BUNDLE / "train.jsonl", help="original training data")
-    parser.add_argument("--replay-size", type=int, default=400, help="replayed listings (0: corrections only)")
     parser.add_argument("--heldout", type=Path, default=BUNDLE / "test.jsonl", help="held-out data file")
-    parser.add_argument("--heldout-corrections", type=float, default=0.2, help="share of corrections held out")
-    parser.add_argument("--correction-weight", type=int,
-                        help="times each correction is seen per epoch, a replayed listing once (default: "
-                             f"{MAX_CORRECTION_WEIGHT}, less once the corrections fill {CORRECTION_VIEWS} listings)")
+    add_options(parser.add_argument_group("fine-tune"), FinetuneSettings)
     add_training_arguments(parser)
     parser.set_defaults(epochs=EPOCHS)
-    parser.add_argument("--photo-cache", type=Path, help="where the store's photos are written for training")
-    parser.add_argument("--no-activate", action="store_true", help="register the new version, never activate it")
-    parser.add_argument("--promote", "--force", dest="promote", action="store_true",
-                        help="activate the new version even if the promotion gate refuses it (worse held-out figures, "
-                             "or it learned flagged corrections)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = finetune_parser().parse_args()
     setup_logging()
-    settings_from(JobSettings, args).apply()
-    replay = load_data(args.replay, "replay") if args.replay_size > 0 else []
+    job, options = settings_from(JobSettings, args), settings_from(FinetuneSettings, args)
+    job.apply()
+    replay = load_data(args.replay, "replay") if options.replay_size > 0 else []
     heldout = load_data(args.heldout, "heldout")
     settings = train_settings_from(args)
-    device = distributed.setup(args.device)
+    device = distributed.setup(job.device)
     try:
         with open_store(existing_store_url(args.db)) as store:
-            result = finetune(args.source, store, args.out, replay, heldout, settings, args.heldout_corrections,
-                              args.replay_size, args.photo_cache, activate=not args.no_activate, device=device,
-                              promote=args.promote, precision=args.precision,
-                              correction_weight=args.correction_weight)
+            result = finetune(args.source, store, args.out, replay, heldout, settings, options,
+                              device=device, precision=job.precision)
     finally:
         distributed.teardown()
     if result is None:

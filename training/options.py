@@ -6,7 +6,7 @@ field's name with dashes, its type and default come from the dataclass. Optional
 "choices", "aliases" (more flags), "default_help" (what to show instead of the default; "{default}"
 is replaced by it) and "decided_later" (the option defaults to None so the job can tell "not given"
 and choose by the data, as train does without photos; left None, the setting keeps its default).
-`JobSettings` holds what every job takes.
+`JobSettings` holds what every job takes, `RunSettings`' fields (--precision) among them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
-from dram.nn.precision import PRECISIONS
+from dram.nn.precision import RunSettings
 
 T = TypeVar("T")
 DEFAULT_CACHE = Path(".cache/features")
@@ -74,16 +74,14 @@ def settings_from(settings: type[T], args: argparse.Namespace, **overrides: Any)
 
 
 @dataclass
-class JobSettings:
-    """What every job that runs the model takes: where, with how many threads, and the feature cache."""
+class JobSettings(RunSettings):
+    """What every job that runs the model takes: how the model runs (`RunSettings`: --precision), where,
+    with how many threads, and the feature cache."""
 
     device: str | None = field(default=None, metadata={"help": "cuda or cpu", "default_help": "cuda when available"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads for torch",
                                                         "default_help": "torch's choice"})
     cache_dir: Path = field(default=DEFAULT_CACHE, metadata={"help": "region feature cache"})
-    precision: str = field(default="auto", metadata={
-        "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
-        "default_help": "auto: bf16 on a GPU that has it, else fp32"})
 
     def apply(self) -> None:
         """Set what the settings change for the whole process (torch's thread count)."""

@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from dram.data.listings import Listing, write_jsonl
 from dram.data.spans import Span
+from training.options import add_options, settings_from
 
 log = logging.getLogger(__name__)
 
@@ -352,8 +353,20 @@ def extract_photos(archive: zipfile.ZipFile, products: list[Product], images_dir
             (images_dir / f"{product.id}.jpg").write_bytes(archive.read(product.image))
 
 
-def prepare(source: Path, out: Path, seed: int = 13, bundle: Path | None = None,
-            bundle_sizes: dict[str, int] | None = None) -> Summary:
+@dataclass
+class SplitSettings:
+    """The split and the small bundle's size; each field is a command-line option (`training.options`)."""
+
+    seed: int = field(default=13, metadata={"help": "seed of the split's hash and order: another seed, another split"})
+    bundle_train: int = field(default=3000, metadata={"help": "training listings in the --bundle"})
+    bundle_valid: int = field(default=500, metadata={"help": "validation listings in the --bundle"})
+    bundle_test: int = field(default=500, metadata={"help": "test listings in the --bundle"})
+
+    def bundle_sizes(self) -> dict[str, int]:
+        return {"train": self.bundle_train, "valid": self.bundle_valid, "test": self.bundle_test}
+
+
+def prepare(source: Path, out: Path, settings: SplitSettings, bundle: Path | None = None) -> Summary:
     """Write out/{train,valid,test}.jsonl + out/images/, and optionally the small bundle."""
     products = read_products(source / "products.csv")
     log.info("read %d products from %s", len(products), source / "products.csv")
@@ -364,13 +377,13 @@ def prepare(source: Path, out: Path, seed: int = 13, bundle: Path | None = None,
         extract_photos(archive, products, out / "images")
         listings = build_listings(products, labeller, (out / "images").resolve(), available, summary)
         by_split: dict[str, list[Listing]] = {s: [] for s in SPLITS}
-        for listing in sorted(listings, key=lambda item: _order_key(item.id, seed)):
-            by_split[split_of(listing.id, seed)].append(listing)
+        for listing in sorted(listings, key=lambda item: _order_key(item.id, settings.seed)):
+            by_split[split_of(listing.id, settings.seed)].append(listing)
         for split, items in by_split.items():
             write_jsonl(out / f"{split}.jsonl", items)
             summary.per_split[split] = len(items)
         if bundle is not None:
-            _write_bundle(archive, by_split, bundle, bundle_sizes or {}, products)
+            _write_bundle(archive, by_split, bundle, settings.bundle_sizes(), products)
     return summary
 
 
@@ -404,18 +417,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, required=True, help="folder with products.csv and images.zip")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--bundle", type=Path, help="also write a small subset here")
-    parser.add_argument("--bundle-train", type=int, default=3000)
-    parser.add_argument("--bundle-valid", type=int, default=500)
-    parser.add_argument("--bundle-test", type=int, default=500)
+    add_options(parser, SplitSettings)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for needed in ("products.csv", "images.zip"):
         if not (args.source / needed).is_file():
             parser.error(f"{args.source / needed} does not exist")
-    summary = prepare(args.source, args.out, args.seed, args.bundle,
-                      {"train": args.bundle_train, "valid": args.bundle_valid, "test": args.bundle_test})
+    summary = prepare(args.source, args.out, settings_from(SplitSettings, args), args.bundle)
     log_summary(summary)
 
 

@@ -1,7 +1,8 @@
 """Catalogue-scale extraction on Ray Data: `python -m training.predict --engine ray --input ... --output DIR`.
 
-The listings are read by Ray (JSONL line by line, CSV and Parquet by their readers), photos are
-opened inside the workers, and the model runs in an actor pool of `map_batches`: each actor loads
+Each input file is read in a Ray task by `dram.data.readers`, the reader the app and every other job
+use (JSONL, CSV, Parquet and the public formats; a bad line keeps its place with its reason), photos
+are opened inside the workers, and the model runs in an actor pool of `map_batches`: each actor loads
 the checkpoint once and serves many batches. Every input file becomes one output shard,
 `DIR/<file name>.jsonl`, with the same lines as the single-process `predict`; a shard is written
 beside and renamed when its last listing is in, so a rerun skips the finished ones and redoes only
@@ -25,23 +26,23 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # the files a folder or glob of inputs contributes
 
 
 def input_files(spec: str | Path) -> list[Path]:
     """The listing files a --input names: one file, every JSONL/CSV/Parquet file in a folder, or a glob."""
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FORMATS and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
     elif path.is_file():
         files = [path]
     else:
         files = sorted(Path(p) for p in glob.glob(str(spec), recursive=True) if Path(p).is_file())
     if not files:
         raise SystemExit(f"error: --input {spec} names no file (give a file, a folder or a glob such as 'parts/*.parquet').")
-    unknown = [f for f in files if f.suffix.lower() not in FORMATS]
+    unknown = [f for f in files if f.suffix.lower() not in SUFFIXES]
     if unknown:
-        raise SystemExit(f"error: {unknown[0]} is not JSONL, CSV or Parquet ({', '.join(FORMATS)}); "
+        raise SystemExit(f"error: {unknown[0]} is not JSONL, CSV or Parquet ({', '.join(SUFFIXES)}); "
                          "convert it or leave it out of --input.")
     names = [shard_name(f) for f in files]
     if len(set(names)) != len(names):
@@ -54,97 +55,55 @@ def shard_name(path: Path) -> str:
     return f"{path.stem}.jsonl"
 
 
-def _rows_from_jsonl(batch: dict[str, np.ndarray]) -> dict[str, list]:
-    """Lines of a JSONL file (from `read_text`) -> id, text, image, path; a broken line keeps its place as an error."""
-    out: dict[str, list] = {"id": [], "text": [], "image": [], "path": [], "problem": []}
-    for line, path in zip(batch["text"], batch["path"]):
-        if not str(line).strip():
-            continue  # a blank line is no listing (and `rows_in` does not count it)
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            problem = ""
-        except ValueError as err:
-            record, problem = {}, f"line is not a JSON object ({err})"
-        _append(out, record, str(path), problem)
-    return out
+def _file_rows(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every row of one input file, read by `dram.data.readers` as every other reader of listings reads it:
+    id, text, photo path, the reason a row is unusable (its line keeps its place), and `of`, how many rows
+    the file holds, so the shard knows when it is complete."""
+    from dram.data.readers import read_listing_file
 
-
-def rows_in(path: Path) -> int:
-    """How many listings a file holds, read cheaply up front: a shard is complete when that many came back."""
-    kind = FORMATS[path.suffix.lower()]
-    if kind == "jsonl":
-        with path.open("rb") as lines:
-            return sum(1 for line in lines if line.strip())
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    import pyarrow.csv as pcsv
-
-    with pcsv.open_csv(path) as reader:
-        return sum(batch.num_rows for batch in reader)
-
-
-def _rows_from_table(batch: dict[str, np.ndarray]) -> dict[str, list]:
-    """CSV or Parquet rows -> id, text, image, path (other columns are not needed to predict)."""
-    out: dict[str, list] = {"id": [], "text": [], "image": [], "path": [], "problem": []}
-    n = len(batch["path"])
-    for i in range(n):
-        record = {k: batch[k][i] for k in ("id", "text", "image") if k in batch}
-        _append(out, record, str(batch["path"][i]), "")
-    return out
-
-
-def _append(out: dict[str, list], record: dict[str, Any], path: str, problem: str) -> None:
-    def clean(value: Any) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return ""
-        return str(value)
-
-    text = clean(record.get("text"))
-    out["id"].append(clean(record.get("id")))
-    out["text"].append(text)
-    out["image"].append(clean(record.get("image")))
-    out["path"].append(path)
-    out["problem"].append(problem or ("" if text.strip() else "the listing has no text"))
+    read = read_listing_file(item["path"], allow_empty=True)
+    return [{"path": item["path"], "of": len(read.rows), "id": row.id, "problem": row.problem,
+             "text": row.listing.text if row.listing else "",
+             "image": str(row.listing.image) if row.listing and row.listing.image is not None else ""}
+            for row in read.rows]
 
 
 class Predictor:
     """One Ray actor: loads the checkpoint once, then predicts batch after batch (the photos read here)."""
 
     def __init__(self, checkpoint: str, device: str | None, tau_r: float | None, threads: int,
-                 precision: str = "auto") -> None:
+                 precision: str | None) -> None:
+        """`precision` None: the run default (`RunSettings`; imported here, as torch is: Ray's reading
+        workers import this module too, and need neither)."""
         import torch
 
         from dram.checkpoint import load_checkpoint, pick_device
+        from dram.nn.precision import RunSettings
 
         logging.getLogger().setLevel(logging.WARNING)
         torch.set_num_threads(max(1, threads))
-        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device), precision)
+        self.model, self.tokenizer, _ = load_checkpoint(Path(checkpoint), pick_device(device),
+                                                        precision or RunSettings.precision)
         self.tau_r = tau_r
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from dram.data.listings import Listing
-        from training.predict import predict_listings, prediction_record
+        from training.predictions import predict_listings, prediction_record
 
         listings, rows = [], []
         for i, (text, problem) in enumerate(zip(batch["text"], batch["problem"])):
             if problem:
                 continue
-            image = str(batch["image"][i])
-            photo = Path(str(batch["path"][i])).parent / image if image else None
-            listings.append(Listing(id=str(batch["id"][i]), text=str(text), image=photo, spans=[]))
+            image = str(batch["image"][i])  # the reader made it absolute and found it there
+            listings.append(Listing(id=str(batch["id"][i]), text=str(text), image=Path(image) if image else None))
             rows.append(i)
         predicted = dict(zip(rows, predict_listings(self.model, self.tokenizer, listings, self.tau_r, cache_dir=None)
                              if listings else []))
-        out: dict[str, list] = {"path": [], "line": []}
+        out: dict[str, list] = {"path": [], "of": [], "line": []}
         for i in range(len(batch["path"])):
-            record = prediction_record(str(batch["id"][i]) or None, predicted.get(i))
-            if i not in predicted:
-                record["error"] = str(batch["problem"][i])
+            record = prediction_record(str(batch["id"][i]) or None, predicted.get(i), str(batch["problem"][i]))
             out["path"].append(str(batch["path"][i]))
+            out["of"].append(int(batch["of"][i]))
             out["line"].append(json.dumps(record, ensure_ascii=False))
         return out
 
@@ -171,37 +130,21 @@ LIGHT_CPU = 0.25
 
 
 def _dataset(files: list[Path]):
-    """One Ray dataset over every input file, rows normalised to id, text, image, path, problem."""
+    """One Ray dataset over every input file: each file read by one task, its rows in the file's order."""
     import ray
 
-    parts = []
-    by_kind: dict[str, list[str]] = {}
-    for f in files:
-        by_kind.setdefault(FORMATS[f.suffix.lower()], []).append(str(f))
-    for kind, paths in by_kind.items():
-        if kind == "jsonl":
-            ds = ray.data.read_text(paths, include_paths=True, drop_empty_lines=True, num_cpus=LIGHT_CPU)
-            ds = ds.map_batches(_rows_from_jsonl, batch_format="numpy", num_cpus=LIGHT_CPU)
-        elif kind == "csv":
-            ds = ray.data.read_csv(paths, include_paths=True, num_cpus=LIGHT_CPU)
-            ds = ds.map_batches(_rows_from_table, batch_format="numpy", num_cpus=LIGHT_CPU)
-        else:
-            ds = ray.data.read_parquet(paths, include_paths=True, num_cpus=LIGHT_CPU)
-            ds = ds.map_batches(_rows_from_table, batch_format="numpy", num_cpus=LIGHT_CPU)
-        parts.append(ds)
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return ray.data.from_items([{"path": str(f)} for f in files]).flat_map(_file_rows, num_cpus=LIGHT_CPU)
 
 
 def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, workers: int | None = None,
                    batch_size: int = 64, device: str | None = None, tau_r: float | None = None,
-                   num_cpus: int | None = None, precision: str = "auto") -> dict[str, int]:
+                   num_cpus: int | None = None, precision: str | None = None) -> dict[str, int]:
     """Predict every listing of `inputs` into shards under `output`; finished shards are skipped.
 
     Returns counts: shards written and skipped, listings written. `workers` actors (default: one per
     GPU when the cluster has GPUs, else one per two CPUs), each with `batch_size` listings per call.
     """
     import ray
-    from tqdm import tqdm
 
     files = input_files(inputs)
     output.mkdir(parents=True, exist_ok=True)
@@ -233,48 +176,56 @@ def predict_on_ray(checkpoint: Path, inputs: str | Path, output: Path, *, worker
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
-        # One CPU stays unreserved for Ray's own file listing and readers (they ask for a whole one).
+        # One CPU stays unreserved for the readers and Ray's own work, so the actors never starve them.
         num_cpus=LIGHT_CPU if gpus else max(LIGHT_CPU, (cpus - 1) / workers),
         num_gpus=1 if gpus else 0,
         max_restarts=2,  # an actor that dies is started again... (Ray's actor options; Ray < 2.64 takes them here)
         max_task_retries=2,  # ...and the batch it was on is retried
     )
-    # Rows of different files arrive interleaved (Ray runs them in parallel): each goes to its file's
-    # .part, and a shard is renamed into place once all the listings its file holds are in.
-    expected = {str(f): rows_in(f) for f in todo}
-    got = dict.fromkeys(expected, 0)
-    written, listings = 0, 0
+    written, listings = _write_shards(predicted, todo, output)
+    return {"written": written, "skipped": skipped, "listings": listings}
+
+
+def _write_shards(predicted, files: list[Path], output: Path) -> tuple[int, int]:
+    """(shards written, listings written). Rows of different files arrive interleaved (Ray runs them in
+    parallel): each goes to its file's .part, and a shard is renamed into place once all the rows its file
+    holds are in (each row says how many); a file with no rows gets its empty shard once every row came."""
+    from tqdm import tqdm
+
+    expected: dict[str, int] = {}
+    got = dict.fromkeys((str(f) for f in files), 0)
+    written = 0
 
     def finish(path: str) -> None:
         nonlocal written
         part = output / (shard_name(Path(path)) + ".part")
         if not part.exists():
-            part.write_text("")  # a file without listings still gets its (empty) shard
+            part.write_text("")
         part.replace(output / shard_name(Path(path)))
         written += 1
 
-    for path, count in expected.items():
-        if count == 0:
-            finish(path)
-    with tqdm(total=sum(expected.values()), desc="listings", unit="listing") as bar:
+    with tqdm(desc="listings", unit="listing") as bar:
         for batch in predicted.iter_batches(batch_size=None, batch_format="numpy"):
             by_path: dict[str, list[str]] = {}
-            for path, line in zip(batch["path"], batch["line"]):
+            for path, of, line in zip(batch["path"], batch["of"], batch["line"]):
                 by_path.setdefault(str(path), []).append(str(line))
+                expected[str(path)] = int(of)
             for path, lines in by_path.items():
                 with (output / (shard_name(Path(path)) + ".part")).open("a", encoding="utf-8") as part:
                     part.write("".join(line + "\n" for line in lines))
                 got[path] += len(lines)
-                listings += len(lines)
                 if got[path] == expected[path]:
                     finish(path)
+            bar.total = sum(expected.values())  # known file by file, as their first rows come
             bar.update(len(batch["path"]))
+    for path in got.keys() - expected.keys():
+        finish(path)
     short = {p: (got[p], n) for p, n in expected.items() if got[p] != n}
     if short:
         path, (came, wanted) = next(iter(short.items()))
         raise RuntimeError(f"{len(short)} shards did not get all their listings (first: {path}, {came} of {wanted}); "
                            "their .part files are left and a rerun redoes them.")
-    return {"written": written, "skipped": skipped, "listings": listings}
+    return written, sum(got.values())
 
 
 def read_shards(output: Path) -> Iterable[dict]:

@@ -17,14 +17,14 @@ from training.common import (
     run_cli,
     setup_logging,
 )
-from training.loop import prepare, sweep
+from training.loop import TAU_GRID, prepare, sweep
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_arguments(parser)
     parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--taus", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    parser.add_argument("--taus", default=",".join(map(str, TAU_GRID)))
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, job = open_checkpoint(args)

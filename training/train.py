@@ -8,13 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
 from dram.nn.config import VARIANTS, DramConfig
+from dram.nn.precision import RunSettings
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
@@ -78,7 +80,7 @@ def config_from(args: argparse.Namespace, attributes: list[str], variant: str | 
 
 
 def train_model(config: DramConfig, train, valid, settings: TrainSettings, device: str | None = None,
-                progress: bool = True, precision: str = "auto", calibrate: bool = True,
+                progress: bool = True, precision: str = RunSettings.precision, calibrate: bool = True,
                 on_epoch: EpochCallback | None = None, familiarity_source: str | None = None):
     """Build, prepare data, fit, and with a validation split choose tau_R on it (ARM, `calibrate`) and,
     for a model to be saved, measure where its training listings sit (`training.familiarity`;
@@ -88,21 +90,29 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     model.to(pick_device(device))
     if config.value_prior:
         model.value_lookup = ValueLookup.from_listings(train)
-    train_data = prepare(model, tokenizer, train, settings.cache_dir, training=True)
+    train_data = prepare(model, tokenizer, train, settings.cache_dir, training=settings)
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress, on_epoch=on_epoch)
     metrics = {"train": {"listings": len(train_data), **result}}
+    tau_r = model.config.tau_r
     if valid_data is not None and distributed.is_main():
         if calibrate and config.use_arm:
-            metrics["valid"], metrics["train"]["tau_r"] = calibrate_tau(model, tokenizer, valid_data)
+            calibration = calibrate_tau(model, tokenizer, valid_data, settings)
+            tau_r, metrics["valid"], metrics["train"]["tau_r"] = calibration.chosen, calibration.valid, calibration.summary()
         else:
             metrics["valid"] = evaluate(model, tokenizer, valid_data)
         if familiarity_source is not None:
             attach_reference(model, tokenizer, train_data, valid_data, familiarity_source)
     elif distributed.is_main() and familiarity_source is not None:
         log.info("no validation listings: the checkpoint gets no familiarity reference (no unlike-listing warnings)")
-    model.config.train = {**asdict(settings), "cache_dir": str(settings.cache_dir)}
+    # A new config, not the built one written into: the chosen tau_R and the settings it was trained with.
+    model.config = replace(model.config, tau_r=tau_r, train=train_provenance(settings))
     return model, tokenizer, metrics
+
+
+def train_provenance(settings: TrainSettings, **more: Any) -> dict:
+    """The training settings as the checkpoint's config keeps them (JSON: paths as text), plus `more`."""
+    return {**asdict(settings), "cache_dir": str(settings.cache_dir), **more}
 
 
 def main() -> None:

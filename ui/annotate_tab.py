@@ -11,14 +11,14 @@ from __future__ import annotations
 import html
 import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
 from PIL import Image
 
+from dram.data.photo_sources import PhotoZip
+from dram.data.readers import read_listing_file
 from review import edits, queue
 from review.edits import ReviewError, ReviewItem
 from review.suspicion import doubts_before_saving
@@ -26,7 +26,7 @@ from review.intake import IntakeRow, import_for_review
 from review.versions import version_choices
 from store import Store
 from store.label_studio import export_to_label_studio, import_from_label_studio
-from ui.audit import BATCH_CHUNK, read_rows, unpack_photos
+from ui.audit import BATCH_CHUNK
 from ui.colours import home_colours
 from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors, warn_errors
 from ui.span_editor import editor_css, editor_script, editor_view
@@ -47,17 +47,14 @@ def _report_markdown(lines: list[str]) -> str:
     return f"**{summary}**" + "".join(f"\n- {detail}" for detail in details)
 
 
-def _intake_rows(listing_file: Path, photos: dict[str, Path]) -> tuple[list[IntakeRow], list[str]]:
-    rows, problems = read_rows(listing_file)
-    notes = [f"row {p[0]}: {p[2]}" for p in problems]
-    queued = []
-    for row in rows:
-        name = row.image.replace("\\", "/")
-        if row.image and name not in photos:
-            notes.append(f"row {row.number} ({row.id}): photo {row.image!r} is not in the photo zip; skipped")
-        else:
-            queued.append(IntakeRow(row.id or None, row.text, photos.get(name) if row.image else None))
-    return queued, notes
+def _intake_rows(listing_file: Path, photos_zip: Path | None) -> tuple[list[IntakeRow], list[str]]:
+    """The usable listings of an uploaded file (photos by name in the zip) to queue, and a note for each row that
+    is not usable."""
+    with PhotoZip(photos_zip) as photos:
+        read = read_listing_file(listing_file, photos=photos)
+    notes = [f"row {row.number}" + (f" ({row.id})" if row.id else "") + f": {row.problem}; skipped"
+             for row in read.rows if row.listing is None]
+    return [IntakeRow(listing.id, listing.text, listing.image) for listing in read.listings], notes
 
 
 class Annotation:
@@ -233,20 +230,15 @@ def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdow
         if not listing_file:
             raise UserFacingError("Upload a CSV or JSONL file of listings first.")
         store = stores.get()
-        work = Path(tempfile.mkdtemp(prefix="dram-review-"))
-        try:
-            photos = unpack_photos(Path(photos_zip) if photos_zip else None, work)
-            rows, notes = _intake_rows(Path(listing_file), photos)
-            report = import_for_review(store, handle.get(), rows, handle.version_in(store), handle.default_tau,
-                                       batch_size=BATCH_CHUNK)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        rows, notes = _intake_rows(Path(listing_file), Path(photos_zip) if photos_zip else None)
+        report = import_for_review(store, handle.get(), rows, handle.version_in(store), handle.default_tau,
+                                   batch_size=BATCH_CHUNK)
         details = "\n".join(f"- {html.escape(p, quote=False)}" for p in notes + report.problems)
         return f"**{report.summary()}**\n\n{details}", _progress_markdown(store)
 
     with gr.Accordion("Import listings for review", open=False):
         gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
-                    "model runs on each and they join the queue.")
+                    "model runs on each and they join the queue. Rows that cannot be used are listed with the reason.")
         with gr.Row():
             intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
                                   type="filepath", elem_id="review-import-file")

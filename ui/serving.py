@@ -13,6 +13,8 @@ import gradio as gr
 
 from dram.errors import CheckpointError, DramInputError
 from dram.inference import Extractor
+from dram.nn.config import DramConfig
+from dram.nn.precision import RunSettings
 from store import Store, StoreError, open_store
 from store.label_studio import LabelStudioError
 from ui.model_build import BuildProgress
@@ -102,7 +104,7 @@ class ModelHandle:
     `attributes` and `colours` are the served model's (empty while building).
     """
 
-    def __init__(self, path: Path, device: str | None = None, precision: str = "auto") -> None:
+    def __init__(self, path: Path, device: str | None = None, precision: str = RunSettings.precision) -> None:
         self.path = path
         self.device, self.precision = device, precision
         self.extractor: Extractor | None = None
@@ -175,7 +177,7 @@ class ModelHandle:
 
     @property
     def default_tau(self) -> float:
-        return self.extractor.config.tau_r if self.extractor else 0.5
+        return self.extractor.config.tau_r if self.extractor else DramConfig.tau_r
 
     def swap(self, path: Path) -> Extractor:
         """Load another checkpoint and serve it from the next request on, without a restart.

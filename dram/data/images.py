@@ -34,6 +34,7 @@ def load_image(source: str | Path | bytes | Image.Image, name: str | None = None
         return _normalise(_decoded(source, "the given picture"))
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        name = name or getattr(source, "name", None)  # a PhotoBytes knows the photo's name
         if not data:
             raise _error(f"the file {name} is empty" if name else "the file is empty")
         return _open_and_normalise(io.BytesIO(data), name or "the uploaded file")

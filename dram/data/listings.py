@@ -6,10 +6,12 @@ locates in the text: every occurrence, case-insensitive, on word boundaries. An 
 empty list was checked and has no value ("n/a"). The values as given are kept in
 `meta["target_values"]`, so the value-level (slot) metric can score them, found in the text or not.
 
-Loading never drops data silently: a listing or span that cannot be used is skipped with a
-warning naming the line and the listing id, and counted in the returned `LoadReport`, so a
-training run can tell how much of its file it actually used. Any other keys of a record are
-kept in `Listing.meta` and written back, so benchmark flags survive a read/write round trip.
+This module is what a listing is and the checks every format's records go through; reading files
+(this format, CSV and the public ones) is `dram.data.readers`'. Nothing is dropped silently: a
+listing that cannot be used keeps its place with the reason, a span that cannot be used is skipped
+with a warning naming the line and the listing id, both counted in a `LoadReport`, so a training
+run can tell how much of its file it actually used. Any other keys of a record are kept in
+`Listing.meta` and written back, so benchmark flags survive a read/write round trip.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from dram.data.photo_sources import PhotoNotFound, PhotoSource
 from dram.data.spans import Span, SpanError, checked_span, clash
 from dram.data.tagging import split_words
 from dram.errors import DramInputError
@@ -36,9 +39,12 @@ class ListingError(DramInputError):
 
 @dataclass
 class Listing:
+    """One listing; its photo is a file or, from the store or an uploaded zip, the photo's bytes
+    (both are what `dram.data.images.load_image` reads), so no photo is written out to be read back."""
+
     id: str
     text: str
-    image: Path | None = None
+    image: Path | bytes | None = None
     spans: list[Span] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -133,30 +139,34 @@ def locate_values(text: str, values: dict[str, list[str]]) -> tuple[list[Span], 
     return sorted(found), missing
 
 
-def listing_from_record(record: dict, *, where: str, base_dir: Path, report: LoadReport,
-                        attributes: Iterable[str] | None = None) -> Listing | None:
-    """Validate one canonical record; None (counted in `report`) when the listing is unusable.
+class UnusableListing(ValueError):
+    """A record that cannot be a listing; the message says why, and the record keeps its place in the file."""
 
-    Shared by every reader so that all formats get the same checks and messages.
+
+def listing_from_record(record: dict, *, where: str, photos: PhotoSource, report: LoadReport,
+                        attributes: Iterable[str] | None = None) -> Listing:
+    """Validate one canonical record; raises `UnusableListing` when the listing cannot be used.
+
+    Shared by every format (`dram.data.readers`) so that all get the same checks and messages; a span
+    that cannot be used is skipped and counted in `report`, the listing kept. `photos` finds the
+    photo the record names.
     """
     allowed = set(attributes) if attributes is not None else None
     raw_id = record.get("id")
     if not isinstance(raw_id, (str, int)) or str(raw_id).strip() == "":
-        report.skip_listing(where, "it has no \"id\"")
-        return None
+        raise UnusableListing("it has no \"id\"")
     lid = str(raw_id)
     where = f"{where} (listing {lid!r})"
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
-        report.skip_listing(where, "its \"text\" is empty or missing")
-        return None
-
-    image = None
-    if record.get("image"):
-        image = (base_dir / str(record["image"])).resolve()
-        if not image.is_file():
-            report.skip_listing(where, f"its photo {record['image']!r} does not exist (looked for {image})")
-            return None
+        raise UnusableListing("its \"text\" is empty or missing")
+    values = record.get("values") or {}
+    if not isinstance(values, dict):
+        raise UnusableListing("\"values\" must be an object {\"Attribute\": [\"value\", ...]}")
+    try:
+        image = photos.find(str(record["image"])) if record.get("image") else None
+    except PhotoNotFound as err:
+        raise UnusableListing(str(err)) from err
 
     spans: list[Span] = []
     for raw in record.get("spans") or []:
@@ -171,10 +181,6 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
             continue
         spans.append(span)
 
-    values = record.get("values") or {}
-    if not isinstance(values, dict):
-        report.skip_listing(where, "\"values\" must be an object {\"Attribute\": [\"value\", ...]}")
-        return None
     wanted: dict[str, list[str]] = {}
     for attribute, vals in values.items():
         vals = [vals] if isinstance(vals, str) else list(vals or [])
@@ -192,58 +198,7 @@ def listing_from_record(record: dict, *, where: str, base_dir: Path, report: Loa
     meta = {k: v for k, v in record.items() if k not in _CORE_KEYS}
     if wanted:
         meta["target_values"] = wanted
-    report.n_loaded += 1
     return Listing(id=lid, text=text, image=image, spans=sorted(spans), meta=meta)
-
-
-def read_jsonl(path: str | Path, attributes: list[str] | None = None) -> tuple[list[Listing], LoadReport]:
-    """Read a canonical JSONL file; unusable listings/spans are skipped and counted, not fatal.
-
-    Raises ListingError when the file is missing or is not JSONL at all.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ListingError(f"The listing file {path} does not exist.")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ListingError(f"{path} is not a JSONL listing file: it is not UTF-8 text ({exc.reason}).") from exc
-    report = LoadReport()
-    listings: list[Listing] = []
-    seen: set[str] = set()
-    first = True
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            record, error = None, f"is not JSON ({exc.msg})"
-        else:
-            error = None if isinstance(record, dict) else "is not a JSON object"
-        if first and error is not None:
-            raise ListingError(f"{path} is not a JSONL listing file (one JSON object per line): "
-                               f"line {number} {error}.")
-        first = False
-        report.n_read += 1
-        if error is not None:
-            report.skip_listing(where, f"the line {error}")
-            continue
-        listing = listing_from_record(record, where=where, base_dir=path.parent,
-                                      report=report, attributes=attributes)
-        if listing is None:
-            continue
-        if listing.id in seen:
-            report.n_loaded -= 1
-            report.skip_listing(f"{where} (listing {listing.id!r})", "the id was already used by an earlier listing")
-            continue
-        seen.add(listing.id)
-        listings.append(listing)
-    if first:
-        raise ListingError(f"{path} is empty: it holds no listings.")
-    log.info("%s: %s", path, report.summary())
-    return listings, report
 
 
 def write_jsonl(path: str | Path, listings: Iterable[Listing]) -> None:
@@ -254,6 +209,9 @@ def write_jsonl(path: str | Path, listings: Iterable[Listing]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for listing in listings:
             record: dict[str, Any] = {"id": listing.id, "text": listing.text}
+            if isinstance(listing.image, bytes):
+                raise ListingError(f"Listing {listing.id!r} holds its photo in memory, not in a file; write the "
+                                   "photo to a file and set `image` to its path before writing the listing.")
             if listing.image is not None:
                 record["image"] = _relative(Path(listing.image).resolve(), folder)
             record["spans"] = [s.to_dict() for s in sorted(listing.spans)]

@@ -1,62 +1,143 @@
-"""Readers for the public attribute-extraction formats, converted to canonical `Listing`s.
+"""The one reader of listing files: canonical JSONL, CSV, Parquet and the public MEPAVE/JAVE, MAE-style
+and WDC-PAVE `target_scores` formats, detected by content; photos beside the file or in an uploaded zip.
 
-Every reader turns its rows into canonical records and validates them with
-`listing_from_record`, so all formats get the same checks, warnings and `LoadReport` counts.
+Training (`read_listings`), the app's Batch audit and import, and `training.predict` on one process
+or on Ray all read through `read_listing_file`: each record becomes a `ListingRow` in file order, the
+listing or the reason there is none, so a bad line keeps its place with its reason (a problem in the
+audit, an error line in predict's output) and nothing is dropped silently. Every format's records go
+through `listing_from_record`, so all get the same checks, warnings and `LoadReport` counts. Column
+names (`id`, `text`, `image`, `category`, ...) are matched whatever their case and spacing.
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from dram.data.listings import Listing, ListingError, LoadReport, listing_from_record, read_jsonl
+from dram.data.listings import Listing, ListingError, LoadReport, UnusableListing, listing_from_record
+from dram.data.photo_sources import PhotoFolder, PhotoSource
 
 log = logging.getLogger(__name__)
 
-Format = Literal["auto", "jsonl", "mepave", "mae", "target_scores"]
+Format = Literal["auto", "jsonl", "csv", "parquet", "mepave", "mae", "target_scores"]
+KNOWN_COLUMNS = ("id", "text", "image", "spans", "values", "category")
 _TAG = re.compile(r"<(/?)([^<>/]+)>")
 
 
-def read_mepave(path: str | Path) -> list[Listing]:
-    """MEPAVE/JAVE rows `cid \\t sid \\t raw text \\t text with <attr>value</attr> tags`.
+@dataclass
+class ListingRow:
+    """One record's place in a file: its number (line, CSV or Parquet data row, or item of a JSON list,
+    from 1), its id as written ("" when it has none), and the listing or why there is none."""
 
-    Offsets index the raw text; the sentence id is the listing id, the image id goes to meta["cid"].
+    number: int
+    id: str
+    listing: Listing | None = None
+    problem: str = ""
+
+
+@dataclass
+class ListingFile:
+    """Every row of a listing file in order, and what reading it kept and skipped."""
+
+    path: Path
+    rows: list[ListingRow]
+    report: LoadReport
+
+    @property
+    def listings(self) -> list[Listing]:
+        return [row.listing for row in self.rows if row.listing is not None]
+
+
+@dataclass
+class _Record:
+    """What a format read at one place of the file: a canonical record, or why that place holds none."""
+
+    number: int
+    record: dict | None
+    problem: str = ""
+    id: Any = None  # of a record that could not be read, where it names one
+
+
+def read_listings(path: str | Path, format: Format = "auto",
+                  attributes: list[str] | None = None) -> tuple[list[Listing], LoadReport]:
+    """The usable listings of a file and what was skipped, for training and evaluation."""
+    read = read_listing_file(path, format, attributes=attributes)
+    return read.listings, read.report
+
+
+def read_listing_file(path: str | Path, format: Format = "auto", *, photos: PhotoSource | None = None,
+                      attributes: list[str] | None = None, max_rows: int | None = None,
+                      allow_empty: bool = False) -> ListingFile:
+    """Read any supported listing file into rows; `format="auto"` decides from the content and the extension.
+
+    `photos` finds the photos rows name (default: files relative to the listing file's folder);
+    `attributes`, when given, are the only ones a span may have. Raises `ListingError` (saying what
+    to do) for a file that is missing, not text, of no known format, without `id` or `text` columns,
+    longer than `max_rows` or, unless `allow_empty`, empty.
     """
-    return _read_mepave(Path(path))[0]
-
-
-def read_mae(path: str | Path) -> list[Listing]:
-    """MAE-style JSON list or JSONL of `{title, text, specs: {attribute: value}, images: [...]}`."""
-    return _read_mae(Path(path))[0]
-
-
-def read_listings(path: str | Path, format: Format = "auto") -> tuple[list[Listing], LoadReport]:
-    """Read any supported listing file; `format="auto"` decides from the content, then the extension."""
     path = Path(path)
     if not path.is_file():
         raise ListingError(f"The listing file {path} does not exist.")
     kind = _sniff(path) if format == "auto" else format
-    if kind == "jsonl":
-        return read_jsonl(path)
-    if kind == "mepave":
-        return _read_mepave(path)
-    if kind == "mae":
-        return _read_mae(path)
-    if kind == "target_scores":
-        return _read_target_scores(path)
-    raise ListingError(f"Unknown listing format {format!r}: use auto, jsonl, mepave, mae or target_scores.")
+    if kind not in _FORMATS:
+        raise ListingError(f"Unknown listing format {format!r}: use auto, {', '.join(_FORMATS)}.")
+    label, records = _FORMATS[kind](path)
+    if not records and not allow_empty:
+        raise ListingError(f"The listing file {path.name} holds no listings.")
+    if max_rows is not None and len(records) > max_rows:
+        raise ListingError(f"The listing file {path.name} has {len(records)} listings; at most {max_rows} are "
+                           "read at a time. Split the file.")
+    return _listing_rows(path, label, records, photos or PhotoFolder(path.parent), attributes)
+
+
+def _listing_rows(path: Path, label: str, records: list[_Record], photos: PhotoSource,
+                  attributes: list[str] | None) -> ListingFile:
+    report = LoadReport()
+    rows: list[ListingRow] = []
+    seen: set[str] = set()
+    for item in records:
+        report.n_read += 1
+        where = f"{path.name} {label} {item.number}"
+        row = ListingRow(item.number, _cell(item.record.get("id") if item.record is not None else item.id))
+        try:
+            if item.record is None:
+                raise UnusableListing(item.problem)
+            listing = listing_from_record(item.record, where=where, photos=photos, report=report,
+                                          attributes=attributes)
+            if listing.id in seen:
+                raise UnusableListing("the id was already used by an earlier listing")
+        except UnusableListing as err:
+            row.problem = str(err)
+            report.skip_listing(f"{where} (listing {row.id!r})" if row.id else where, row.problem)
+        else:
+            seen.add(listing.id)
+            row.listing = listing
+            report.n_loaded += 1
+        rows.append(row)
+    log.info("%s: %s", path, report.summary())
+    return ListingFile(path, rows, report)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).strip()
 
 
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ListingError(f"{path} is not a listing file: it is not UTF-8 text ({exc.reason}).") from exc
+        raise ListingError(f"The listing file {path.name} is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc
 
 
 def _sniff(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        return suffix[1:]
     first = next((line.strip() for line in _read_text(path).splitlines() if line.strip()), "")
     if first.startswith("["):
         return "mae"
@@ -64,7 +145,7 @@ def _sniff(path: Path) -> str:
         try:
             record = json.loads(first)
         except json.JSONDecodeError:
-            return "mae"  # a pretty-printed JSON document rather than one object per line
+            return "mae" if suffix == ".json" or first == "{" else "jsonl"  # a pretty-printed document, or a bad line
         if isinstance(record, dict) and "target_scores" in record:
             return "target_scores"
         if isinstance(record, dict) and ("specs" in record or "title" in record) \
@@ -73,43 +154,128 @@ def _sniff(path: Path) -> str:
         return "jsonl"
     if first.count("\t") == 3:
         return "mepave"
-    if path.suffix == ".jsonl":
+    if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    if path.suffix == ".json":
+    if suffix == ".json":
         return "mae"
-    raise ListingError(f"Could not tell the format of {path}: expected canonical JSONL, MEPAVE "
-                       "(4 tab-separated columns with <attribute>value</attribute> tags) or MAE JSON.")
+    raise ListingError(f"Could not tell the format of {path.name}: expected CSV (.csv), canonical JSONL, Parquet, "
+                       "MEPAVE (4 tab-separated columns with <attribute>value</attribute> tags) or MAE JSON.")
 
 
-def _read_mepave(path: Path) -> tuple[list[Listing], LoadReport]:
-    report = LoadReport()
-    listings: list[Listing] = []
+# ---------------------------------------------------------------- canonical shapes: JSONL, CSV, Parquet
+
+def _canonical(record: dict) -> dict:
+    """The record with the columns the reader knows matched whatever their case and spacing ("ID", " Text ")."""
+    out: dict = {}
+    for key, value in record.items():
+        name = str(key).strip()
+        out[name.lower() if name.lower() in KNOWN_COLUMNS else name] = value
+    return out
+
+
+def _require_columns(path: Path, records: list[_Record]) -> None:
+    found = {key for item in records if item.record is not None for key in item.record}
+    missing = [c for c in ("id", "text") if c not in found]
+    if found and missing:
+        shown = ", ".join(sorted(str(c).lower() for c in found if c)) or "none"
+        raise ListingError(f"The listing file {path.name} is missing the column(s) {', '.join(missing)}. It needs "
+                           "columns `id` and `text`, and may have `image` (a photo's path beside the file, or its name "
+                           f"in the photo zip) and `category`. Columns found: {shown}.")
+
+
+def _json_lines(path: Path) -> list[tuple[int, Any]]:
+    """(line number, JSON value or the `ValueError` saying why the line is none) for each non-blank line.
+    A file where no line is a JSON object is not JSON lines at all: `ListingError`."""
+    lines: list[tuple[int, Any]] = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if line.strip():
+            try:
+                lines.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                lines.append((number, ValueError(f"the line is not JSON ({exc.msg})")))
+    if lines and not any(isinstance(value, dict) for _, value in lines):
+        number, value = lines[0]
+        why = value if isinstance(value, ValueError) else "the line is not a JSON object"
+        raise ListingError(f"{path.name} is not a JSONL listing file (one JSON object per line): line {number}: {why}.")
+    return lines
+
+
+def _converted(lines: list[tuple[int, Any]], convert: Callable[[dict, int], dict]) -> list[_Record]:
+    """Each JSON value as a canonical record: a line that is not a JSON object, or that `convert` refuses
+    (a `ValueError`), keeps its place with the reason."""
+    records = []
+    for number, value in lines:
+        if isinstance(value, ValueError):
+            records.append(_Record(number, None, str(value)))
+        elif not isinstance(value, dict):
+            records.append(_Record(number, None, "the line is not a JSON object"))
+        else:
+            try:
+                records.append(_Record(number, convert(value, number)))
+            except ValueError as err:
+                records.append(_Record(number, None, str(err), value.get("id")))
+    return records
+
+
+def _read_jsonl(path: Path) -> tuple[str, list[_Record]]:
+    records = _converted(_json_lines(path), lambda value, _: _canonical(value))
+    _require_columns(path, records)
+    return "line", records
+
+
+def _read_csv(path: Path) -> tuple[str, list[_Record]]:
+    """A header row, then one listing per row; cells are trimmed and empty ones left out."""
+    reader = csv.DictReader(_read_text(path).splitlines())
+    records = []
+    for number, row in enumerate(reader, start=1):
+        extra = row.pop(None, None)  # cells past the header's columns
+        record = _canonical({k: v.strip() for k, v in row.items() if v and v.strip()})
+        if extra:
+            records.append(_Record(number, None, f"it has {len(extra)} more cells than the header has columns; "
+                                                 "put text that holds commas in double quotes", record.get("id")))
+        else:
+            records.append(_Record(number, record))
+    _require_columns(path, records)
+    return "row", records
+
+
+def _read_parquet(path: Path) -> tuple[str, list[_Record]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise ListingError(f"Reading {path.name} needs pyarrow: pip install -r requirements-scale.txt.") from err
+    records = []
+    for number, row in enumerate(pq.read_table(path).to_pylist(), start=1):
+        kept = {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        records.append(_Record(number, _canonical(kept)))
+    _require_columns(path, records)
+    return "row", records
+
+
+# ---------------------------------------------------------------- MEPAVE/JAVE
+
+def _read_mepave(path: Path) -> tuple[str, list[_Record]]:
+    """Rows `cid \\t sid \\t raw text \\t text with <attr>value</attr> tags`; offsets index the raw text,
+    the sentence id is the listing id and the image id goes to meta["cid"]."""
+    records = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        report.n_read += 1
-        where = f"{path.name} line {number}"
         columns = line.split("\t")
         if len(columns) != 4:
-            report.skip_listing(where, f"expected 4 tab-separated columns (cid, sid, text, tagged text), "
-                                       f"found {len(columns)}")
+            records.append(_Record(number, None, "expected 4 tab-separated columns (cid, sid, text, tagged text), "
+                                                 f"found {len(columns)}"))
             continue
         cid, sid, raw, tagged = columns
         try:
             plain, spans = _untag(tagged)
+            if plain != raw:
+                raise ValueError("the tagged text without its tags differs from the raw text")
         except ValueError as exc:
-            report.skip_listing(f"{where} (listing {sid!r})", str(exc))
+            records.append(_Record(number, None, str(exc), sid))
             continue
-        if plain != raw:
-            report.skip_listing(f"{where} (listing {sid!r})",
-                                "the tagged text without its tags differs from the raw text")
-            continue
-        record = {"id": sid, "text": raw, "spans": spans, "cid": cid}
-        listing = listing_from_record(record, where=where, base_dir=path.parent, report=report)
-        if listing is not None:
-            listings.append(listing)
-    log.info("%s: %s", path, report.summary())
-    return listings, report
+        records.append(_Record(number, {"id": sid, "text": raw, "spans": spans, "cid": cid}))
+    return "line", records
 
 
 def _untag(tagged: str) -> tuple[str, list[dict]]:
@@ -140,48 +306,17 @@ def _untag(tagged: str) -> tuple[str, list[dict]]:
     return "".join(plain), spans
 
 
-def _read_mae(path: Path) -> tuple[list[Listing], LoadReport]:
-    text = _read_text(path)
+# ---------------------------------------------------------------- MAE and WDC-PAVE
+
+def _read_mae(path: Path) -> tuple[str, list[_Record]]:
+    """A JSON list (or JSON lines) of `{title, text, specs: {attribute: value}, images: [...]}`."""
     try:
-        document = json.loads(text)
-        items = list(enumerate(document if isinstance(document, list) else [document], start=1))
-        label = "item"
+        document = json.loads(_read_text(path))
     except json.JSONDecodeError:
-        items, label = [], "line"
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    items.append((number, json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise ListingError(f"{path} is not MAE JSON: line {number} is not JSON ({exc.msg}).") from exc
-    return _listings_from(path, [(f"{path.name} {label} {number}", number, item) for number, item in items],
-                          _mae_record)
-
-
-def _listings_from(path: Path, items: list[tuple[str, int, Any]],
-                   convert: Callable[[dict, str], dict]) -> tuple[list[Listing], LoadReport]:
-    """Canonical records from a format's items (where, number, item), each validated like any other
-    listing; an item that is not a JSON object (or a line that was not JSON: a ValueError) is skipped."""
-    report = LoadReport()
-    listings: list[Listing] = []
-    for where, number, item in items:
-        report.n_read += 1
-        if isinstance(item, ValueError):
-            report.skip_listing(where, str(item))
-            continue
-        if not isinstance(item, dict):
-            report.skip_listing(where, "it is not a JSON object")
-            continue
-        try:
-            record = convert(item, f"{path.stem}-{number}")
-        except ValueError as err:
-            report.skip_listing(where, str(err))
-            continue
-        listing = listing_from_record(record, where=where, base_dir=path.parent, report=report)
-        if listing is not None:
-            listings.append(listing)
-    log.info("%s: %s", path, report.summary())
-    return listings, report
+        label, items = "line", _json_lines(path)
+    else:
+        label, items = "item", list(enumerate(document if isinstance(document, list) else [document], start=1))
+    return label, _converted(items, lambda item, number: _mae_record(item, f"{path.stem}-{number}"))
 
 
 def _mae_record(item: dict, default_id: str) -> dict:
@@ -197,23 +332,13 @@ def _mae_record(item: dict, default_id: str) -> dict:
     return record
 
 
-def read_target_scores(path: str | Path) -> list[Listing]:
-    """WDC-PAVE-style JSONL: `{"id", "input" | "input_title" + "input_description", "target_scores"}`."""
-    return _read_target_scores(Path(path))[0]
+def _read_target_scores(path: Path) -> tuple[str, list[_Record]]:
+    """WDC-PAVE-style JSONL: `{"id", "input" | "input_title" + "input_description", "target_scores"}`.
 
-
-def _read_target_scores(path: Path) -> tuple[list[Listing], LoadReport]:
-    """Values are located in the text (every occurrence); `{"n/a": 1}` becomes an empty value list,
+    Values are located in the text (every occurrence); `{"n/a": 1}` becomes an empty value list,
     "checked and absent", which the slot metric scores and training reads as a negative."""
-    items: list[tuple[str, int, Any]] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                item = ValueError(f"the line is not JSON ({exc.msg})")
-            items.append((f"{path.name} line {number}", number, item))
-    return _listings_from(path, items, _target_scores_record)
+    return "line", _converted(_json_lines(path),
+                              lambda item, number: _target_scores_record(item, f"{path.stem}-{number}"))
 
 
 def _target_scores_record(item: dict, default_id: str) -> dict:
@@ -230,3 +355,8 @@ def _target_scores_record(item: dict, default_id: str) -> dict:
     record = {k: v for k, v in item.items() if k not in skip}
     record.update(id=item.get("id", default_id), text=text, values=values)
     return record
+
+
+_FORMATS: dict[str, Callable[[Path], tuple[str, list[_Record]]]] = {
+    "jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet, "mepave": _read_mepave, "mae": _read_mae,
+    "target_scores": _read_target_scores}

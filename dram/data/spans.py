@@ -1,20 +1,18 @@
 """The one span type: an attribute value as characters start..end of a listing's text.
 
 Gold labels, the model's extractions, the annotator's corrections and Label Studio regions are all
-`Span`s; the decoder's word-level output stays inside the model (`dram.nn.model.DecodedSpan`). One
-rule (`checked_span`, `clash`) says which spans a listing may hold, so a file, the app and Label
-Studio refuse the same things with the same words.
+`Span`s; a tagger's word-level output is a `WordSpan` until `char_spans` places it in the text (the
+network's `DecodedSpan` is one; this layer imports nothing of the network). One rule (`checked_span`,
+`clash`) says which spans a listing may hold, so a file, the app and Label Studio refuse the same
+things with the same words.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from dram.data.tagging import Word, word_range
 from dram.errors import DramInputError
-
-if TYPE_CHECKING:
-    from dram.nn.model import DecodedSpan
 
 
 class SpanError(DramInputError):
@@ -121,7 +119,18 @@ def covered_words(words: Sequence[Word], span: Span) -> range:
     return range(*found) if found else range(0)
 
 
-def char_spans(text: str, words: Sequence[Word], decoded: Iterable[DecodedSpan]) -> list[Span]:
+@runtime_checkable
+class WordSpan(Protocol):
+    """A value as words first_word..end_word (exclusive) of a text, with the tagger's confidence: what
+    `char_spans` reads. Any object with these attributes is one (`dram.nn.model.DecodedSpan` is)."""
+
+    attribute: str
+    first_word: int
+    end_word: int
+    confidence: float
+
+
+def char_spans(text: str, words: Sequence[Word], decoded: Iterable[WordSpan]) -> list[Span]:
     """The decoder's word-level output as character spans of `text`, in reading order.
 
     A value never runs across a line break (a title and its description are joined by one), but a

@@ -20,7 +20,7 @@ from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecode
 from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
-from dram.nn.precision import autocast_dtype
+from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.region_cache import as_cached
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
@@ -73,7 +73,8 @@ class EncoderOutput:
 
 @dataclass
 class DecodedSpan:
-    """The decoder's word-level output for one row of a batch; `dram.data.spans.char_spans` makes it a `Span`."""
+    """The decoder's word-level output for one row of a batch: a `dram.data.spans.WordSpan`, which
+    `char_spans` makes a `Span`."""
 
     listing: int
     attribute: str
@@ -92,8 +93,8 @@ class DramModel(nn.Module):
         config = replace(config, hidden_size=hidden, **({} if image_encoder is None else dict(
             image_channels=image_encoder.channels, image_regions=image_encoder.grid ** 2)))
         self.config = config
-        # Run-time, not saved: "auto" is bfloat16 encoders on a GPU that has it (dram/nn/precision.py).
-        self.precision = "auto"
+        # Run-time, not saved (dram/nn/precision.py); the loaders set the run's.
+        self.precision = RunSettings.precision
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
         if self.image_encoder is not None:
@@ -136,14 +137,15 @@ class DramModel(nn.Module):
         self.register_buffer("attribute_name_ids", ids.to(device), persistent=False)
         self.register_buffer("attribute_name_mask", mask.to(device), persistent=False)
 
-    def add_attributes(self, names: list[str], name_ids: list[list[int]] | None = None, seed: int = 13) -> None:
-        """Grow the model by attributes it has no outputs for, appended to `config.attributes`.
+    def add_attributes(self, names: list[str], name_ids: list[list[int]] | None = None, *, seed: int) -> None:
+        """Grow the model by attributes it has no outputs for, appended to the attributes of a new config.
 
         Every tensor that depends on the attribute list gets rows (or columns) for them: the existence
         classifier, ARM's guidance, and without ARM the joint decoder's tags, its CRF transitions and
         its value-prior inputs. The old attributes keep their parameters, and until `switch_on` the new
         ones are silent (existence score 0, tags never chosen), so the grown model answers exactly as
-        before. `name_ids`: every attribute's name as token ids, needed by the BERT-guided policy.
+        before. `name_ids`: every attribute's name as token ids, needed by the BERT-guided policy; `seed`:
+        the new rows' initialisation (the job's). The old config object is left as it was.
         """
         if not names:
             return
@@ -159,7 +161,7 @@ class DramModel(nn.Module):
             self.arm.guidance.grow(n_new, generator)
         else:
             self.joint_decoder.grow(2 * n_new if self.config.value_prior else 0, 2 * n_new)
-        self.config.attributes = [*self.config.attributes, *names]
+        self.config = replace(self.config, attributes=[*self.config.attributes, *names])
         if name_ids is not None:
             self._set_name_ids(name_ids)
 

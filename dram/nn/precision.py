@@ -8,11 +8,26 @@ in float32, so on a CPU bf16 is asked for (it pays on CPUs with AVX512-BF16 or A
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from dram.errors import DramInputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class RunSettings:
+    """How a loaded model runs in this process, chosen per run and never saved with the checkpoint.
+
+    The one home of these defaults: the app, every job's options (`training.options.JobSettings`
+    extends this class) and the loaders all read them from here.
+    """
+
+    precision: str = field(default="auto", metadata={
+        "help": "the encoders' arithmetic (ARM and the CRF stay in fp32)", "choices": PRECISIONS,
+        "default_help": "{default}: bf16 on a GPU that has it, else fp32"})
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

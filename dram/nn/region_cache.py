@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from dram.data.images import load_image
+from dram.data.photo_sources import photo_label
 from dram.errors import ImageError
 from dram.files import write_atomically
 from dram.nn.encoders import ImageRegionEncoder
@@ -30,16 +31,20 @@ def as_cached(regions: torch.Tensor) -> torch.Tensor:
     return regions.to(CACHED_DTYPE).to(regions.dtype)
 
 
-def _key(path: Path) -> str:
-    stat = path.stat()
-    return hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+def _key(photo: Path | bytes) -> str:
+    """A file by its path, size and time (not read again while unchanged); a photo's bytes by their content."""
+    if isinstance(photo, bytes):
+        return hashlib.sha1(photo).hexdigest()
+    stat = photo.stat()
+    return hashlib.sha1(f"{photo.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
 
 
 @torch.no_grad()
-def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: int, paths: list[Path | None],
-                    cache_dir: Path | None = None, batch_size: int = 64,
+def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: int,
+                    paths: list[Path | bytes | None], cache_dir: Path | None = None, batch_size: int = 64,
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, list[bool]]:
-    """(N, R, C) float16 features and a has-image flag per path; unreadable photos are logged and skipped."""
+    """(N, R, C) float16 features and a has-image flag per photo (a file or its bytes); unreadable photos are
+    logged and skipped."""
     store: dict[str, torch.Tensor] = {}
     cache_file = None
     if cache_dir is not None:
@@ -47,8 +52,9 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
         cache_file = cache_dir / f"{encoder_name.replace('/', '_').replace(':', '_')}-{image_size}.pt"
         if cache_file.exists():
             store = torch.load(cache_file)
-    keys = [(_key(p) if p is not None and p.exists() else None) for p in paths]
-    todo = sorted({(k, p) for k, p in zip(keys, paths) if k is not None and k not in store}, key=lambda kp: str(kp[1]))
+    keys = [(_key(p) if isinstance(p, bytes) or (p is not None and p.exists()) else None) for p in paths]
+    todo = sorted({k: p for k, p in zip(keys, paths) if k is not None and k not in store}.items(),
+                  key=lambda kp: kp[0] if isinstance(kp[1], bytes) else str(kp[1]))  # files in path order
     encoder = encoder.to(device).eval()
     bad: set[str] = set()
     for start in tqdm(range(0, len(todo), batch_size), desc="image features", unit="batch", disable=not todo):
@@ -59,7 +65,7 @@ def region_features(encoder: ImageRegionEncoder, encoder_name: str, image_size: 
                 pixels.append(encoder.preprocess(load_image(path), image_size))
                 chunk_keys.append(key)
             except ImageError as err:
-                log.warning("skipping photo %s: %s", path, err)
+                log.warning("skipping photo %s: %s", photo_label(path), err)
                 bad.add(key)
         if pixels:
             feats = encoder(torch.stack(pixels).to(device)).to(CACHED_DTYPE).cpu()

@@ -138,11 +138,12 @@ def prior_features(lookup: ValueLookup, words: list[Word], attributes: list[str]
     return features
 
 
-def cross_fitted(listings: list[Listing], folds: int = 5, seed: int = 13,
+def cross_fitted(listings: list[Listing], folds: int = 5, *, seed: int,
                  base: ValueLookup | None = None) -> list[ValueLookup]:
     """For each listing, a lookup built without it (from the other folds, on top of `base` when
     given: a fine-tune's corrections on the checkpoint's lookup). Trained on lookups that contain
-    its own labels, the model would learn that the dictionary is always right."""
+    its own labels, the model would learn that the dictionary is always right. `seed` (the job's)
+    deals the listings into folds."""
     order = list(range(len(listings)))
     random.Random(seed).shuffle(order)
     fold_of = {i: n % folds for n, i in enumerate(order)}
