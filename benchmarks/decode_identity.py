@@ -24,14 +24,13 @@ import torch
 
 
 def dump(checkpoint: Path, data: Path, out: Path, batch_size: int) -> None:
-    from dram.data.listings import read_jsonl
     from dram.decoding import decode_listings
     from dram.inference import Extractor
     from dram.nn.model import EncoderOutput
 
     torch.set_num_threads(1)
     extractor = Extractor.load(checkpoint, "cpu", "fp32")
-    listings, _ = read_jsonl(data)
+    listings = read_listing_list(data)
 
     word_spans = {}
 
@@ -111,6 +110,16 @@ def main() -> None:
     print(f"{len(found)} differences in {n} decoded listings ({n_spans} spans; {', '.join(before['listings'])}), "
           f"tolerance {args.tolerance}")
     sys.exit(1 if found else 0)
+
+
+def read_listing_list(path: Path) -> list:
+    """The listings of a JSONL file, with the reader of the code being run (it was renamed)."""
+    try:
+        from dram.data.readers import read_listings
+    except ImportError:  # a checkout before the readers were one
+        from dram.data.listings import read_jsonl
+        return read_jsonl(path)[0]
+    return read_listings(path, "jsonl")[0]
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+try:
+    from benchmarks.decode_identity import read_listing_list
+except ImportError:  # run from an older checkout (see above): the module beside this file
+    from decode_identity import read_listing_list
+
 # (part, module, attribute): the attribute may be a function or "Class.method". Old and new names
 # of the same part both appear; whichever the profiled code has is wrapped.
 PARTS = [
@@ -173,11 +178,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from dram.data.listings import read_jsonl
     from dram.inference import Extractor
 
     extractor = Extractor.load(args.checkpoint, "cpu", "fp32")
-    listings, _ = read_jsonl(args.data)
+    listings = read_listing_list(args.data)
     recorder = Recorder()
     parts = list(dict.fromkeys(install(recorder)))
     for listing in listings[:5]:  # warm-up

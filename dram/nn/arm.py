@@ -120,8 +120,11 @@ class SpanDecoder(nn.Module):
         self.crf = CRF(n_tags, batch_first=True)
 
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
+        lengths = mask.sum(1)
+        if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
+            return self.emit(self.lstm(features)[0])
+        packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
         return self.emit(out)
