@@ -162,17 +162,16 @@ def collate(encoded: list[TextWindow], has_image: list[bool], regions: torch.Ten
     batch = len(encoded)
     t_max = max(len(e.input_ids) for e in encoded)
     w_max = max(max(len(e.words) for e in encoded), 1)
-    input_ids = torch.full((batch, t_max), pad_id, dtype=torch.long)
-    attention = torch.zeros((batch, t_max), dtype=torch.bool)
-    word_index = torch.zeros((batch, w_max), dtype=torch.long)
-    word_mask = torch.zeros((batch, w_max), dtype=torch.bool)
+    tokens = np.array([len(e.input_ids) for e in encoded])
+    words = np.array([len(e.words) for e in encoded])
+    input_ids = np.full((batch, t_max), pad_id, dtype=np.int64)  # filled in numpy: no torch call per row
+    word_index = np.zeros((batch, w_max), dtype=np.int64)
     for b, e in enumerate(encoded):
-        input_ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        attention[b, : len(e.input_ids)] = True
-        word_index[b, : len(e.words)] = torch.tensor(e.word_first_token, dtype=torch.long)
-        word_mask[b, : len(e.words)] = True
-    result = Batch(input_ids, attention, word_index, word_mask, torch.tensor(has_image, dtype=torch.bool),
-                   regions=regions, pixels=pixels)
+        input_ids[b, : tokens[b]] = e.input_ids
+        word_index[b, : words[b]] = e.word_first_token
+    result = Batch(torch.from_numpy(input_ids), torch.from_numpy(np.arange(t_max) < tokens[:, None]),
+                   torch.from_numpy(word_index), torch.from_numpy(np.arange(w_max) < words[:, None]),
+                   torch.tensor(has_image, dtype=torch.bool), regions=regions, pixels=pixels)
     if lower_states is not None:
         result.lower_states = torch.zeros((batch, t_max, lower_states[0].shape[-1]), dtype=lower_states[0].dtype)
         for b, states in enumerate(lower_states):
