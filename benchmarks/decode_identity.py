@@ -9,8 +9,8 @@
 `dump` extracts every listing of the data file three ways (one by one with its photo, in batches
 with photos, in batches without) and writes each listing's spans, span confidences and ARM scores
 unrounded (the model's float32 values, before `Extraction` rounds them for display), plus the TEM
-attention's sum and maximum. `compare` asks for the same spans and words (the model's word-level spans too), and scores, confidences and
-attention within --tolerance (default 1e-6).
+attention's sum and maximum. `compare` asks for the same spans and words (the model's word-level
+spans too), and scores, confidences and attention within --tolerance (default 1e-6).
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Where one listing's extraction time goes, part by part, encoders included (issue 24).
 
     python -m benchmarks.profile_listing [--checkpoint models/default] [--data assets/myntra-small/test.jsonl]
-        [--single 50] [--batch-size 32] [--threads 1]
+        [--single 50] [--batch-size 32] [--batches 4] [--threads 1] [--repeat 3]
 
 Each part is a function of the extraction path, wrapped while it runs: its time excludes the parts
 called inside it, so the rows add up to the whole extraction ("between the parts" is the rest).
-Times are the process's CPU time (each part's least over --repeat passes), not the wall clock: on a machine shared with other work the wall
-clock counts the time others ran too, and the CPU time much less (caches shared with them still count).
+Times are the process's CPU time (each part's least over --repeat passes), not the wall clock: on a
+machine shared with other work the wall clock counts the time others ran too, and the CPU time much
+less (caches shared with them still count).
 The same wrappers count, per part, the Python function calls and the torch operators dispatched
 (two counting passes, not timed): on a loaded machine the counts tell what the timings cannot.
 Parts missing from the code being profiled are skipped, so the same script profiles an older commit:

@@ -21,19 +21,20 @@ def viterbi(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     """emissions (B, T, K), mask (B, T) bool, contiguous from position 0 -> best paths (B, T), tag 0
     past each sequence's end. The same arithmetic as `CRF.decode`, so the same paths, ties included."""
     batch, length, _ = emissions.shape
+    ends = mask.long().sum(1) - 1
+    shortest = int(ends.min())  # up to here every row is real: no masking needed
     score = crf.start_transitions + emissions[:, 0]
     history = []  # history[t][b, k]: the best tag at t given tag k at t + 1
     for t in range(1, length):
         step, best_previous = (score.unsqueeze(2) + crf.transitions + emissions[:, t].unsqueeze(1)).max(dim=1)
-        score = torch.where(mask[:, t].unsqueeze(1), step, score)
+        score = step if t <= shortest else torch.where(mask[:, t].unsqueeze(1), step, score)
         history.append(best_previous)
-    ends = mask.long().sum(1) - 1
     last = (score + crf.end_transitions).max(dim=1).indices
     tags = torch.where(ends == length - 1, last, 0)
     paths = [tags]
     for t in range(length - 2, -1, -1):
         traced = history[t].gather(1, tags.unsqueeze(1)).squeeze(1)
-        tags = torch.where(ends == t, last, torch.where(ends > t, traced, 0))
+        tags = traced if t < shortest else torch.where(ends == t, last, torch.where(ends > t, traced, 0))
         paths.append(tags)
     return torch.stack(paths[::-1], 1)
 
@@ -41,17 +42,21 @@ def viterbi(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 def crf_marginals(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """emissions (B, T, K), mask (B, T) bool, contiguous from position 0 -> marginals (B, T, K)."""
     batch, length, _ = emissions.shape
+    lengths = mask.long().sum(1)
+    shortest = int(lengths.min()) - 1  # up to here every row is real: no masking needed
     trans = crf.transitions.unsqueeze(0)  # (1, K, K): from i to j
     alpha = [crf.start_transitions + emissions[:, 0]]
     for t in range(1, length):
         step = torch.logsumexp(alpha[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
-        alpha.append(torch.where(mask[:, t : t + 1], step, alpha[-1]))
-    lengths = mask.long().sum(1)
+        alpha.append(step if t <= shortest else torch.where(mask[:, t : t + 1], step, alpha[-1]))
     beta = [None] * length
     last = crf.end_transitions.expand(batch, -1)
     beta[length - 1] = last
     for t in range(length - 2, -1, -1):
         step = torch.logsumexp(trans + (emissions[:, t + 1] + beta[t + 1]).unsqueeze(1), dim=2)
+        if t < shortest:
+            beta[t] = step
+            continue
         # At a sequence's last real position the backward message is the end transition.
         is_last = (lengths - 1 == t).unsqueeze(1)
         beta[t] = torch.where(is_last, last, torch.where(mask[:, t + 1 : t + 2], step, beta[t + 1]))
@@ -92,9 +97,10 @@ def tagged_spans(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor, tags: li
     if len(tagging) == 0:
         return TaggedSpans([], [], [], [], [])
     length = int(lengths[tagging].max())
-    rows = torch.from_numpy(tagging).to(emissions.device)
-    marginals = crf_marginals(crf, emissions[rows, :length], mask[rows, :length])
-    on_path = marginals.gather(2, paths[rows, :length].unsqueeze(2)).squeeze(2).cpu().numpy()  # (R, length)
+    if len(tagging) < len(path) or length < path.shape[1]:
+        rows = torch.from_numpy(tagging).to(emissions.device)
+        emissions, mask, paths = emissions[rows, :length], mask[rows, :length], paths[rows, :length]
+    on_path = crf_marginals(crf, emissions, mask).gather(2, paths.unsqueeze(2)).squeeze(2).cpu().numpy()  # (R, length)
     words = inside[tagging, :length]
     member = (starts[tagging, :length].cumsum() - 1).reshape(words.shape)[words]  # each word's span
     total = np.zeros(int(starts.sum()), dtype=np.float32)
