@@ -96,20 +96,21 @@ def _attention(model: DramModel, windows: Sequence[Sequence[TextWindow]], encode
                wanted: Sequence[bool]) -> list[np.ndarray | None]:
     """Per listing, (n_words, grid, grid): each owned word's attention at its first sub-word, from the
     window that owns it, where `wanted`; one gather for the whole batch."""
-    rows, tokens, sizes, first = [], [], [], 0
+    rows, tokens, places, first = [], [], [], 0
     for listing, want in zip(windows, wanted):
+        start = len(tokens)
         if want:
-            owned = [(row, _owned(window, window.word_first_token)) for row, window in enumerate(listing, start=first)]
-            for row, mine in owned:
+            for row, window in enumerate(listing, start=first):
+                mine = _owned(window, window.word_first_token)
                 rows += [row] * len(mine)
                 tokens += mine
-            sizes.append(sum(len(mine) for _, mine in owned))
+        places.append(slice(start, len(tokens)) if want else None)
         first += len(listing)
-    if not sizes:
+    if not any(wanted):
         return [None] * len(windows)
     picked = encoded.cross_attention[rows, tokens]  # (words, R)
     if not model.config.tem_softmax:
         picked = picked.softmax(-1)
     grid = int(round(picked.shape[-1] ** 0.5))
-    maps = iter(np.split(picked.float().cpu().numpy().reshape(-1, grid, grid), np.cumsum(sizes)[:-1]))
-    return [next(maps) if want else None for want in wanted]
+    maps = picked.float().cpu().numpy().reshape(-1, grid, grid)
+    return [None if place is None else maps[place] for place in places]
