@@ -7,7 +7,8 @@
     python -m benchmarks.decode_identity compare before.json after.json
 
 `dump` extracts every listing of the data file three ways (one by one with its photo, in batches
-with photos, in batches without) and writes each listing's spans, span confidences and ARM scores
+with photos, in batches without), and a batch of five listings of several windows each (100 titles
+joined) between five of one window, and writes each listing's spans, span confidences and ARM scores
 unrounded (the model's float32 values, before `Extraction` rounds them for display), plus the TEM
 attention's sum and maximum. `compare` asks for the same spans and words (the model's word-level
 spans too), and scores, confidences and attention within --tolerance (default 1e-6).
@@ -44,12 +45,19 @@ def dump(checkpoint: Path, data: Path, out: Path, batch_size: int) -> None:
         return decode_listings(extractor.model, [e.windows for e in encoded], joined, extractor.config.tau_r,
                                photos=[e.has_image for e in encoded])
 
-    runs = {"single with photo": [decoded([(l.text, l.image)], "single with photo")[0] for l in listings]}
+    ids = [l.id for l in listings]
+    runs = {"single with photo": (ids, [decoded([(l.text, l.image)], "single with photo")[0] for l in listings])}
     for label, photos in (("batches with photos", True), ("batches without photos", False)):
         items = [(l.text, l.image if photos else None) for l in listings]
-        runs[label] = [d for start in range(0, len(items), batch_size)
-                       for d in decoded(items[start:start + batch_size], label)]
-    record = {label: [_record(l.id, d) for l, d in zip(listings, results)] for label, results in runs.items()}
+        runs[label] = ids, [d for start in range(0, len(items), batch_size)
+                            for d in decoded(items[start:start + batch_size], label)]
+    # Listings of several windows (100 titles joined, the first one's photo) between one-window ones.
+    mixed = [item for k in range(5) for item in (
+        (f"long {k}", "\n".join(l.text for l in listings[100 * k:100 * (k + 1)]), listings[100 * k].image),
+        (listings[k].id, listings[k].text, listings[k].image))]
+    runs["long and short listings in one batch"] = ([i for i, _, _ in mixed],
+                                                    decoded([(t, p) for _, t, p in mixed], "long and short"))
+    record = {label: [_record(i, d) for i, d in zip(*run)] for label, run in runs.items()}
     out.write_text(json.dumps({"listings": record, "word spans": word_spans}))
 
 
