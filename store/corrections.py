@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Collection, Iterable, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from dram.data.spans import Span, reading_order
 from store.agreement import AgreementRow, agreement_rows
@@ -102,19 +102,14 @@ class CorrectionRoom(Room):
         with self.db.transaction(write=False) as session:
             return [correction_info(r) for r in session.scalars(select(Correction).order_by(Correction.id))]
 
-    def annotators_with_verdicts(self) -> int:
-        """How many annotators saved a verdict (corrected or accepted) in this store."""
-        with self.db.transaction(write=False) as session:
-            return session.scalar(select(func.count(func.distinct(Correction.annotator)))
-                                  .where(Correction.status.in_(SAVED))) or 0
-
     def current_corrections(self, listing_ids: Collection[int] | None = None) -> list[CurrentCorrection]:
         """Each reviewed listing's version that trains, with its photo: the current correction (the one made
         last; skipped and withdrawn ones left out), or for a double listing the settled verdict (none until
         settled, see `store.double_review`); only those of `listing_ids` when given."""
-        chosen = self.double_review.chosen_sql(ListingRow.id)
         wanted = ListingRow.id.in_(list(listing_ids)) if listing_ids is not None else ListingRow.id.is_not(None)
         with self.db.transaction(write=False) as session:
+            settings = self.review_policy.in_force(session)
+            chosen = settings.chosen_sql(ListingRow.id)
             latest = current_correction_ids()
             singles = session.execute(
                 select(ListingRow, Correction, Photo)
@@ -125,7 +120,7 @@ class CorrectionRoom(Room):
             )
             found = [(row, [s.bare() for s in stored_spans(c.spans)], photo, c.id) for row, c, photo in singles]
             settled = {listing: state.trains for listing, state in
-                       double_review_states(session, self.double_review).items() if state.trains is not None}
+                       double_review_states(session, settings, listing_ids).items() if state.trains is not None}
             doubles = session.execute(select(ListingRow, Photo).outerjoin(Photo, Photo.sha256 == ListingRow.photo_sha256)
                                       .where(chosen, wanted))
             found += [(row, reading_order(settled[row.id].spans), photo, settled[row.id].correction_id)
@@ -142,5 +137,5 @@ class CorrectionRoom(Room):
     def agreement(self) -> list[AgreementRow]:
         """Per attribute, span F1 between the two annotators of every double listing both gave a verdict on."""
         with self.db.transaction(write=False) as session:
-            states = double_review_states(session, self.double_review).values()
+            states = double_review_states(session, self.review_policy.in_force(session)).values()
             return agreement_rows((s.pair[0].spans, s.pair[1].spans) for s in states if len(s.pair) == 2)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 from sqlalchemy import BigInteger, ColumnElement, SQLColumnExpression, func, literal, select
 from sqlalchemy.orm import Session
@@ -110,13 +110,35 @@ def resolve(corrections: Iterable[tuple[Any, ...]]) -> DoubleReviewState:
 
 
 def double_review_states(session: Session, settings: DoubleReview,
-                         listing_id: int | None = None) -> dict[int, DoubleReviewState]:
-    """listing id -> state for every double listing with a correction (or just `listing_id`'s)."""
+                         listing_ids: Collection[int] | None = None) -> dict[int, DoubleReviewState]:
+    """listing id -> state for every double listing with a correction (or just those of `listing_ids`)."""
+    if settings.share == 0 or (listing_ids is not None and not listing_ids):
+        return {}
     query = (select(Correction.listing_id, Correction.annotator, Correction.status, Correction.spans, Correction.id)
              .where(settings.chosen_sql(Correction.listing_id))
              .order_by(Correction.listing_id, func.coalesce(Correction.changed, Correction.created), Correction.id))
-    if listing_id is not None:
-        query = query.where(Correction.listing_id == listing_id)
+    if listing_ids is not None:
+        query = query.where(Correction.listing_id.in_(list(listing_ids)))
     rows = session.execute(query).all()
     return {listing: resolve((r.annotator, r.status, r.spans, r.id) for r in group)
             for listing, group in groupby(rows, key=lambda r: r.listing_id)}
+
+
+class DoubleReviewPolicy:
+    """Which double review is in force. A share someone chose (an argument, `DRAM_DOUBLE_REVIEW_SHARE`)
+    holds as chosen; the default one starts once the store has a team (two annotators with saved
+    verdicts): a lone annotator's listings are reviewed once and all of them train, none waiting for a
+    second look nobody is there to give. From the second annotator's first save on, the share's
+    listings with one verdict wait for their second look."""
+
+    def __init__(self, chosen: DoubleReview | None = None) -> None:
+        self.share = chosen or DoubleReview.from_env()
+        self._team = chosen is not None or SHARE_ENV in os.environ  # once a team, always one
+
+    def in_force(self, session: Session) -> DoubleReview:
+        """The double review in force now; until there is a team, one read of at most two annotator names."""
+        if self.share.share == 0 or self._team:
+            return self.share
+        names = session.scalars(select(Correction.annotator).where(Correction.status.in_(SAVED)).distinct().limit(2))
+        self._team = len(names.all()) == 2
+        return self.share if self._team else DoubleReview(0.0)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from dram.data.spans import Span
 from store.errors import CorrectionError, StoreError
@@ -143,17 +144,7 @@ class LabelStudioLedger(Room):
                 s.bare().to_dict()
                 for s in check_spans(listing.text, spans, None, what=what or f"Label Studio annotation {ls_annotation_id}")
             ]
-            linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
-            if linked is None and import_id is not None:
-                exported = session.get(Correction, import_id)
-                if exported is not None and (exported.listing_id, exported.source) == (listing_id, "app") and (
-                    exported.ls_annotation_id is None
-                ):
-                    exported.exported, exported.exported_at = True, utcnow()
-                    exported.ls_annotation_id = ls_annotation_id
-                    session.flush()
-                    linked = exported
-                    log.info("Label Studio annotation %s is correction %s's export; linked", ls_annotation_id, import_id)
+            linked = _linked_correction(session, ls_annotation_id, listing_id, import_id)
             # Label Studio knows skipped (cancelled) or not; 'accepted' reads back as 'corrected'.
             same_verdict = linked is not None and (linked.status == "skipped") == (status == "skipped")
             if same_verdict and (status == "skipped" or linked.spans == checked):
@@ -161,12 +152,7 @@ class LabelStudioLedger(Room):
             conflict = None
             if linked is not None:
                 # Changed in Label Studio since the last sync. Changed in the app as well?
-                newer = session.scalar(
-                    select(Correction)
-                    .where(Correction.listing_id == linked.listing_id, Correction.source == "app", Correction.id > linked.id)
-                    .order_by(Correction.id.desc())
-                )
-                conflict = correction_info(newer) if newer is not None else None
+                conflict = _newer_app_correction(session, linked)
                 linked.ls_annotation_id = None
                 session.flush()  # the link moves to the new version below
             row = Correction(
@@ -176,6 +162,35 @@ class LabelStudioLedger(Room):
             session.add(row)
             session.flush()
             return LabelStudioSync("added" if linked is None else "updated", correction_info(row), conflict)
+
+
+def _linked_correction(session: Session, ls_annotation_id: int, listing_id: int,
+                       import_id: int | None) -> Correction | None:
+    """The correction the annotation was last synced with: the one linked to it, or the app's correction
+    `import_id` names whose export stored the annotation but died before recording it (linked now)."""
+    linked = session.scalar(select(Correction).where(Correction.ls_annotation_id == ls_annotation_id))
+    if linked is not None or import_id is None:
+        return linked
+    exported = session.get(Correction, import_id)
+    if exported is None or (exported.listing_id, exported.source) != (listing_id, "app") or (
+        exported.ls_annotation_id is not None
+    ):
+        return None
+    exported.exported, exported.exported_at = True, utcnow()
+    exported.ls_annotation_id = ls_annotation_id
+    session.flush()
+    log.info("Label Studio annotation %s is correction %s's export; linked", ls_annotation_id, import_id)
+    return exported
+
+
+def _newer_app_correction(session: Session, linked: Correction) -> CorrectionInfo | None:
+    """The newest correction made in the app on the listing since `linked`: the other side of a conflict."""
+    newer = session.scalar(
+        select(Correction)
+        .where(Correction.listing_id == linked.listing_id, Correction.source == "app", Correction.id > linked.id)
+        .order_by(Correction.id.desc())
+    )
+    return correction_info(newer) if newer is not None else None
 
 
 @dataclass(frozen=True)

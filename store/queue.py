@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from itertools import islice
+from typing import Iterator, NamedTuple
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from store.double_review import DoubleReview, DoubleReviewState, double_review_states
@@ -29,6 +31,8 @@ from store.records import (
 # How long a listing handed to an annotator stays theirs without a renewal or a save (then it returns
 # to the queue); the app renews it while its annotator works (`review.queue.ClaimSettings`).
 CLAIM_TTL = timedelta(seconds=120)
+# Double listings' states the queue reads at first, doubling each time it needs more (see `_open_for`).
+_FIRST_STATES = 64
 
 
 def _annotator_name(annotator: str) -> str:
@@ -53,13 +57,35 @@ def _done_for(state: DoubleReviewState | None, annotator: str | None) -> bool:
     return state is not None and (state.trains is not None or annotator in state.reviewers)
 
 
-def _queue(session: Session, settings: DoubleReview, tau_r: float, limit: int | None, *, skip_claimed: bool,
-           annotator: str | None = None) -> list[QueueItem]:
-    """The review queue (see `Store.review_queue`) as `annotator` sees it: without the double listings
-    they gave a verdict on; `skip_claimed` leaves out live claims not theirs."""
+class _Candidate(NamedTuple):
+    """A listing's place in the queue (compared field by field: skipped ones last, then those without a
+    prediction, then by margin, confidence and id) and its row, made a `QueueItem` only if handed out."""
+
+    skipped: bool
+    unpredicted: bool
+    margin: float
+    min_confidence: float
+    listing_id: int
+    row: Row
+
+    def item(self) -> QueueItem:
+        row = self.row
+        if self.unpredicted:
+            return QueueItem(row.id, row.external_id, row.text, row.photo_sha256, None, None, skipped=self.skipped)
+        return QueueItem(row.id, row.external_id, row.text, row.photo_sha256, row.prediction_id, row.model_version_id,
+                         stored_spans(row.spans), dict(row.attribute_scores or {}), self.margin, self.min_confidence,
+                         self.skipped)
+
+
+def _candidates(session: Session, settings: DoubleReview, tau_r: float, *, skip_claimed: bool,
+                annotator: str | None = None) -> list[_Candidate]:
+    """The review queue's listings in its order (see `Store.review_queue`), double listings not yet
+    checked (`_open_for` does); `skip_claimed` leaves out live claims not `annotator`'s."""
     latest = latest_prediction_ids()
     query = (
-        select(ListingRow, Prediction)
+        select(ListingRow.id, ListingRow.external_id, ListingRow.text, ListingRow.photo_sha256,
+               Prediction.id.label("prediction_id"), Prediction.model_version_id, Prediction.spans,
+               Prediction.attribute_scores)
         .outerjoin(Prediction, Prediction.listing_id == ListingRow.id)
         .where((Prediction.id.is_(None)) | Prediction.id.in_(select(latest.c.id)))
         .where(ListingRow.id.not_in(_settled_singles(settings)))
@@ -70,32 +96,58 @@ def _queue(session: Session, settings: DoubleReview, tau_r: float, limit: int | 
             held = held.where(Claim.annotator != annotator)
         query = query.where(ListingRow.id.not_in(held))
     skipped = set(session.scalars(_current_with("skipped")))
-    doubles = double_review_states(session, settings)
-    items = []
-    for listing, prediction in session.execute(query):
-        if _done_for(doubles.get(listing.id), annotator):
+    candidates = []
+    for row in session.execute(query):
+        if row.prediction_id is None:
+            candidates.append(_Candidate(row.id in skipped, True, math.inf, 1.0, row.id, row))
             continue
-        was_skipped = listing.id in skipped
-        if prediction is None:
-            items.append(QueueItem(listing.id, listing.external_id, listing.text, listing.photo_sha256, None, None,
-                                   skipped=was_skipped))
-            continue
-        scores = prediction.attribute_scores or {}
-        margin = min((abs(float(v) - tau_r) for v in scores.values()), default=math.inf)
-        confidence = min((float(s.get("confidence", 1.0)) for s in prediction.spans), default=1.0)
-        items.append(
-            QueueItem(
-                listing.id, listing.external_id, listing.text, listing.photo_sha256, prediction.id,
-                prediction.model_version_id, stored_spans(prediction.spans), dict(scores), margin, confidence, was_skipped,
-            )
-        )
-    items.sort(key=lambda q: (q.skipped, q.prediction_id is None, q.margin, q.min_confidence, q.listing_id))
-    return items if limit is None else items[:limit]
+        margin = min((abs(float(v) - tau_r) for v in (row.attribute_scores or {}).values()), default=math.inf)
+        confidence = min((float(s.get("confidence", 1.0)) for s in row.spans), default=1.0)
+        candidates.append(_Candidate(row.id in skipped, False, margin, confidence, row.id, row))
+    candidates.sort()
+    return candidates
+
+
+def _open_for(session: Session, settings: DoubleReview, candidates: list[_Candidate],
+              annotator: str | None) -> Iterator[QueueItem]:
+    """The candidates in order without the double listings done for `annotator`; their states are read lazily,
+    a few at a time (doubling), so a short queue or a claim reads the states of the listings near its top,
+    not of every double listing in the store."""
+    start, size = 0, _FIRST_STATES
+    while start < len(candidates):
+        chunk = candidates[start:start + size]
+        states = double_review_states(session, settings, [c.listing_id for c in chunk if settings.chosen(c.listing_id)])
+        yield from (c.item() for c in chunk if not _done_for(states.get(c.listing_id), annotator))
+        start, size = start + size, size * 2
+
+
+def _queue(session: Session, settings: DoubleReview, tau_r: float, limit: int | None, *, skip_claimed: bool,
+           annotator: str | None = None) -> list[QueueItem]:
+    """The review queue (see `Store.review_queue`) as `annotator` sees it: without the double listings
+    they gave a verdict on; `skip_claimed` leaves out live claims not theirs."""
+    candidates = _candidates(session, settings, tau_r, skip_claimed=skip_claimed, annotator=annotator)
+    return list(islice(_open_for(session, settings, candidates, annotator), limit))
 
 
 def _live(session: Session, listing_id: int) -> bool:
     """Whether the listing's claim has not expired (compared in SQL: SQLite keeps times without a zone)."""
     return bool(session.scalar(select(Claim.expires_at > utcnow()).where(Claim.listing_id == listing_id)))
+
+
+def _still_open(session: Session, settings: DoubleReview, listing_id: int, annotator: str) -> bool:
+    """Whether `annotator` may claim the listing, read under its row lock (a claim or a save committed
+    since the queue was read counts); False when someone else is locking it right now."""
+    locked = session.scalar(select(ListingRow.id).where(ListingRow.id == listing_id)
+                            .with_for_update(skip_locked=True, key_share=True))
+    if locked is None:
+        return False  # being claimed or saved by someone else right now
+    if settings.chosen(listing_id):
+        if _done_for(double_review_states(session, settings, [listing_id]).get(listing_id), annotator):
+            return False
+    elif session.scalar(_settled_singles(settings).where(Correction.listing_id == listing_id).exists().select()):
+        return False
+    claim = session.get(Claim, listing_id, populate_existing=True)
+    return claim is None or claim.annotator == annotator or not _live(session, listing_id)
 
 
 def settle_claim(session: Session, listing_id: int, annotator: str) -> None:
@@ -128,7 +180,7 @@ class QueueRoom(Room):
         leaves out the listings another annotator is working on (see `claim_next`).
         """
         with self.db.transaction(write=False) as session:
-            return _queue(session, self.double_review, tau_r, limit, skip_claimed=unclaimed)
+            return _queue(session, self.review_policy.in_force(session), tau_r, limit, skip_claimed=unclaimed)
 
     def claim_next(self, annotator: str, tau_r: float, ttl: timedelta = CLAIM_TTL) -> QueueItem | None:
         """Hand the annotator the most uncertain listing nobody else is working on, theirs until `ttl` passes.
@@ -141,27 +193,15 @@ class QueueRoom(Room):
         """
         name = _annotator_name(annotator)
         with self.db.transaction() as session:
+            settings = self.review_policy.in_force(session)
             now = utcnow()
             own = set(session.scalars(select(Claim.listing_id).where(Claim.annotator == name, Claim.expires_at > now)))
-            candidates = _queue(session, self.double_review, tau_r, None, skip_claimed=True, annotator=name)
+            candidates = _candidates(session, settings, tau_r, skip_claimed=True, annotator=name)
             candidates.sort(key=lambda q: q.listing_id not in own)  # stable: queue order otherwise
-            for item in candidates:
-                locked = session.scalar(
-                    select(ListingRow.id).where(ListingRow.id == item.listing_id)
-                    .with_for_update(skip_locked=True, key_share=True)
-                )
-                if locked is None:
-                    continue  # being claimed or saved by someone else right now
-                # Read again under the lock: a claim or a save committed since the queue was read counts.
-                if session.scalar(_settled_singles(self.double_review).where(
-                        Correction.listing_id == item.listing_id).exists().select()):
-                    continue
-                if _done_for(double_review_states(session, self.double_review, item.listing_id).get(item.listing_id),
-                             name):
+            for item in _open_for(session, settings, candidates, name):
+                if not _still_open(session, settings, item.listing_id, name):
                     continue
                 claim = session.get(Claim, item.listing_id, populate_existing=True)
-                if claim is not None and claim.annotator != name and _live(session, item.listing_id):
-                    continue
                 if claim is None:
                     session.add(Claim(listing_id=item.listing_id, annotator=name, claimed_at=now, expires_at=now + ttl))
                 else:
@@ -196,18 +236,20 @@ class QueueRoom(Room):
 
     def double_review_state(self, listing_id: int) -> DoubleReviewState | None:
         """Where a listing two annotators review stands (no verdicts yet: an empty pair); None for the others."""
-        if not self.double_review.chosen(listing_id):
-            return None
         with self.db.transaction(write=False) as session:
-            return double_review_states(session, self.double_review, listing_id).get(listing_id, DoubleReviewState(()))
+            settings = self.review_policy.in_force(session)
+            if not settings.chosen(listing_id):
+                return None
+            return double_review_states(session, settings, [listing_id]).get(listing_id, DoubleReviewState(()))
 
     def progress(self) -> QueueCounts:
         """How many listings are saved (a double listing: settled), skipped (their current correction is a
         skip; they come back last) and waiting (a double listing waiting for its second or third look too)."""
         with self.db.transaction(write=False) as session:
+            settings = self.review_policy.in_force(session)
             total = session.scalar(select(func.count(ListingRow.id))) or 0
-            singles = session.scalar(select(func.count()).select_from(_settled_singles(self.double_review).subquery()))
-            settled = {listing for listing, state in double_review_states(session, self.double_review).items()
+            singles = session.scalar(select(func.count()).select_from(_settled_singles(settings).subquery()))
+            settled = {listing for listing, state in double_review_states(session, settings).items()
                        if state.trains is not None}
             skipped = len(set(session.scalars(_current_with("skipped"))) - settled)
             saved = (singles or 0) + len(settled)

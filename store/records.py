@@ -12,7 +12,7 @@ from sqlalchemy.sql import Subquery
 
 from dram.data.spans import Span, SpanError, checked_span, clash, reading_order
 from store.db import Database
-from store.double_review import DoubleReview
+from store.double_review import DoubleReviewPolicy
 from store.errors import CorrectionError
 from store.models import (
     Correction,
@@ -158,4 +158,4 @@ class Room:
     """One part of the store's API over `db`; `store.repository.Store` joins the rooms over one database."""
 
     db: Database
-    double_review: DoubleReview  # which listings two annotators review
+    review_policy: DoubleReviewPolicy  # which listings two annotators review: `in_force(session)`, once per call

@@ -8,11 +8,9 @@ Results come back as the plain frozen records of `store.records`.
 """
 from __future__ import annotations
 
-import os
-
 from store.corrections import CorrectionRoom
 from store.db import Database, open_database
-from store.double_review import SHARE_ENV, DoubleReview
+from store.double_review import DoubleReview, DoubleReviewPolicy
 from store.label_studio_ledger import LabelStudioLedger, LabelStudioSync
 from store.listings import ListingRoom
 from store.queue import CLAIM_TTL, QueueRoom
@@ -37,21 +35,13 @@ class Store(ListingRoom, CorrectionRoom, VersionRoom, QueueRoom, LabelStudioLedg
 
     def __init__(self, db: Database, double_review: DoubleReview | None = None) -> None:
         self.db = db
-        self._double_review = double_review or DoubleReview.from_env()
-        # A share someone chose (an argument, DRAM_DOUBLE_REVIEW_SHARE) holds as chosen; the default
-        # one waits for a team.
-        self._team = double_review is not None or SHARE_ENV in os.environ
+        self.review_policy = DoubleReviewPolicy(double_review)
 
     @property
     def double_review(self) -> DoubleReview:
-        """The double review in force. The default share starts once the store has a team (two
-        annotators with saved verdicts): a lone annotator's listings are reviewed once and all of
-        them train, none waiting for a second look nobody is there to give. From the second
-        annotator's first save on, the share's listings with one verdict wait for their second look."""
-        if self._double_review.share == 0 or self._team:
-            return self._double_review
-        self._team = self.annotators_with_verdicts() >= 2
-        return self._double_review if self._team else DoubleReview(0.0)
+        """The double review in force (see `DoubleReviewPolicy`: the default share waits for a team)."""
+        with self.db.transaction(write=False) as session:
+            return self.review_policy.in_force(session)
 
     def close(self) -> None:
         self.db.close()

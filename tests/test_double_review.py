@@ -3,17 +3,18 @@ see, how their verdicts settle a listing or send it to a third, what trains, and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from dram.data.spans import Span
 from review.queue import look_note
 from review.training_data import corrections_as_listings
 from store import Store, open_store
+from store import queue as store_queue
 from store.agreement import ALL_ATTRIBUTES, AgreementRow, agreement_rows
-from store.double_review import DoubleReview, resolve
+from store.double_review import DoubleReview, double_review_states, resolve
 from store.models import ListingRow
 from store.records import QueueCounts
 
@@ -178,3 +179,42 @@ def test_the_default_share_waits_for_a_team(tmp_path: Path, monkeypatch: pytest.
         assert store.double_review == DoubleReview(0.1)  # a team now: the tenth wait for their second look
         assert {item.listing_id for item in store.review_queue(0.5)} == set(chosen)
         assert store.claim_next("alice", 0.5) is None and store.claim_next("bob", 0.5).listing_id in chosen
+
+
+def test_a_claim_asks_once_whether_there_is_a_team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a lone annotator works, the team check (a read of the annotators with verdicts) runs once per
+    claim, not again for each listing the claim looks at."""
+    monkeypatch.delenv("DRAM_DOUBLE_REVIEW_SHARE", raising=False)
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        listings = [store.add_listing(f"{TEXT} {i}") for i in range(5)]
+        store.save_correction(listings[0], "alice", [RED])
+        checks: list[str] = []
+        event.listen(store.db.engine, "before_cursor_execute", lambda _conn, _cursor, sql, *_: checks.append(sql)
+                     if "distinct" in sql.lower() and "corrections.annotator" in sql else None)
+        claimed = store.claim_next("alice", 0.5)
+        assert claimed is not None and claimed.listing_id == listings[1] and len(checks) == 1
+        assert store.double_review.share == 0  # still no team: alice alone saved
+
+
+def test_the_queue_reads_the_states_of_the_double_listings_near_its_top(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short queue or a claim reads the verdicts of the double listings near the top, not of all of them."""
+    read: list[int] = []
+
+    def spy(session: Any, settings: DoubleReview, listing_ids: Any = None) -> Any:
+        read.extend(listing_ids if listing_ids is not None else [-1])  # -1: all of them
+        return double_review_states(session, settings, listing_ids)
+
+    monkeypatch.setattr(store_queue, "double_review_states", spy)
+    with open_store(f"sqlite:///{tmp_path / 'store.sqlite'}", double_review_share=1.0) as store:
+        listings = [store.add_listing(f"{TEXT} {i}") for i in range(150)]
+        for listing in listings[1:]:  # settled by two agreeing verdicts: out of the queue
+            store.save_correction(listing, "alice", [RED])
+            store.save_correction(listing, "bob", [RED])
+        assert [item.listing_id for item in store.review_queue(0.5, limit=1)] == [listings[0]]
+        assert len(read) <= store_queue._FIRST_STATES and -1 not in read
+        read.clear()
+        assert store.claim_next("carol", 0.5).listing_id == listings[0]
+        assert len(read) <= store_queue._FIRST_STATES + 1 and -1 not in read  # + 1: the check under the lock
+        read.clear()
+        assert store.progress() == QueueCounts(saved=149, skipped=0, waiting=1) and read == [-1]

@@ -23,8 +23,7 @@ from label_studio_sdk import LabelStudio
 
 from dram.data.spans import Span
 from store import Store, open_store
-from store import label_studio as label_studio_module
-from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
+from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio, importer
 from tests.label_studio_server import (
     TOKEN,
     Server,
@@ -236,7 +235,7 @@ def test_label_studio_killed_mid_import_then_restarted_the_import_run_again_adds
                 {"from_name": "label", "to_name": "text", "type": "labels",
                  "value": {"start": s["start"], "end": s["end"], "text": text[s["start"]:s["end"]],
                            "labels": [s["attribute"]]}} for s in expected[task.data["dram_listing_id"]]])
-        monkeypatch.setattr(label_studio_module, "IMPORT_PAGE_SIZE", 2)  # ten pages: room to die between them
+        monkeypatch.setattr(importer, "IMPORT_PAGE_SIZE", 2)  # ten pages: room to die between them
 
         message = run_killed(own, lambda: store_count(path, "corrections") >= kill_after,
                              lambda: import_(store, own.url, project))

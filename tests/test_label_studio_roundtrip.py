@@ -16,9 +16,8 @@ from label_studio_sdk import LabelStudio
 from dram.data.spans import Span
 from review.training_data import corrections_as_listings
 from store import Store, StoreBusyError
-from store import label_studio as label_studio_module
 from store import open_store
-from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio
+from store.label_studio import LabelStudioError, export_to_label_studio, import_from_label_studio, importer
 from tests.fault_proxy import FaultProxy
 from tests.label_studio_server import TOKEN, Server
 from tests.round_trip_audit import Tally, tally
@@ -335,7 +334,7 @@ def test_connections_dropped_mid_export_and_mid_import_lose_and_duplicate_nothin
     listings = [store.add_listing(text) for text in TEXTS]
     for listing, text in zip(listings, TEXTS):
         store.save_correction(listing, "alice", [Span(0, text.index(" "), "colour")])
-    monkeypatch.setattr(label_studio_module, "IMPORT_PAGE_SIZE", 2)  # so the import can break between pages
+    monkeypatch.setattr(importer, "IMPORT_PAGE_SIZE", 2)  # so the import can break between pages
     with FaultProxy(label_studio.url) as proxy:
         # The third annotation is stored by the server, but the connection drops while it answers.
         proxy.inject("POST", r"^/api/tasks/\d+/annotations", "drop_mid_response", after=2)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.recall_breakdown import OTHER, RARE_SLOTS, Evidence, breakdown_table, cause_of, missed_slots
+from dram.data.photo_sources import PhotoFolder
 from dram.data.listings import Listing, LoadReport, listing_from_record
 from dram.data.spans import Span
 
@@ -15,7 +16,7 @@ TRAINED = ["Brand", "Color", "Product Type", "Material", "Width", "Rarely Seen",
 
 
 def listing(values: dict[str, list[str]], text: str = TEXT) -> Listing:
-    made = listing_from_record({"id": "1", "text": text, "values": values}, where="test", base_dir=Path("."),
+    made = listing_from_record({"id": "1", "text": text, "values": values}, where="test", photos=PhotoFolder(Path(".")),
                                report=LoadReport())
     assert made is not None
     return made

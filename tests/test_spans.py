@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dram.data.photo_sources import PhotoFolder
 from dram.data.listings import LoadReport, listing_from_record
 from dram.data.spans import (
     Span,
@@ -52,7 +53,7 @@ def test_a_file_and_the_store_refuse_a_bad_span_for_the_same_reason(raw: dict, r
         check_spans(TEXT, [raw], {"colour"}, what="correction")
     report = LoadReport()
     record = {"id": "x", "text": TEXT, "spans": [raw]}
-    listing = listing_from_record(record, where="file", base_dir=Path("."), report=report, attributes=["colour"])
+    listing = listing_from_record(record, where="file", photos=PhotoFolder(Path(".")), report=report, attributes=["colour"])
     assert listing is not None and listing.spans == [] and reason in report.problems[0]
 
 

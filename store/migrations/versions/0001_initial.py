@@ -7,6 +7,16 @@ down_revision = None
 
 
 def upgrade() -> None:
+    """One helper per table, in the order their foreign keys need."""
+    _create_photos()
+    _create_listings()
+    _create_model_versions()
+    _create_predictions()
+    _create_corrections()
+    _create_label_studio_exports()
+
+
+def _create_photos() -> None:
     op.create_table(
         "photos",
         sa.Column("sha256", sa.String(64), primary_key=True),
@@ -16,6 +26,9 @@ def upgrade() -> None:
         sa.Column("height", sa.Integer(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def _create_listings() -> None:
     op.create_table(
         "listings",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -25,6 +38,9 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_listings_photo_sha256", "listings", ["photo_sha256"])
+
+
+def _create_model_versions() -> None:
     op.create_table(
         "model_versions",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -35,6 +51,9 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
     )
+
+
+def _create_predictions() -> None:
     op.create_table(
         "predictions",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -47,6 +66,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_predictions_listing_id", "predictions", ["listing_id"])
     op.create_index("ix_predictions_model_version_id", "predictions", ["model_version_id"])
+
+
+def _create_corrections() -> None:
     op.create_table(
         "corrections",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -66,6 +88,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_corrections_listing_id", "corrections", ["listing_id"])
     op.create_index("ix_corrections_exported", "corrections", ["exported"])
+
+
+def _create_label_studio_exports() -> None:
     op.create_table(
         "label_studio_exports",
         sa.Column("id", sa.Integer(), primary_key=True),
