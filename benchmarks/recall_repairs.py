@@ -42,7 +42,7 @@ from dram.data.listings import Listing
 from dram.data.spans import Span, char_spans
 from dram.data.tagging import Word, bio_ranges
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
-from dram.nn.crf_marginals import crf_marginals
+from dram.nn.crf_decoding import crf_marginals
 from dram.nn.model import DecodedSpan
 from benchmarks.recall_breakdown import Evidence, breakdown_table, cause_of, missed_slots
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation

@@ -2,7 +2,8 @@
 batch audit and every training job (predict, evaluate, the tau_R sweep, Ray), so a change to how
 windows are read or merged is made once.
 
-`listing_windows`: the text as the encoder's windows, with the value-lookup features.
+`listing_windows` (`batch_windows` for several texts): the text as the encoder's windows, with the
+value-lookup features.
 `decode_listings`: the encoders' output for some listings' windows -> per listing its character
 spans, ARM scores (each attribute's highest over the windows), words and TEM attention.
 """
@@ -17,7 +18,7 @@ import torch
 
 from dram.data.spans import Span, char_spans
 from dram.data.tagging import Word
-from dram.nn.batching import TextWindow, encode_windows
+from dram.nn.batching import TextWindow, encode_texts
 from dram.nn.config import DramConfig
 from dram.nn.model import DecodedSpan, DramModel, EncoderOutput
 from dram.nn.value_lookup import ValueLookup, prior_features
@@ -26,13 +27,21 @@ from dram.nn.value_lookup import ValueLookup, prior_features
 def listing_windows(tokenizer, config: DramConfig, text: str, lookup: ValueLookup | None) -> list[TextWindow]:
     """The whole text in the encoder's windows (`encode_windows`), each with its words' value-lookup
     features from `lookup` when the model reads them; [] when the text has no word the model can read."""
-    windows = encode_windows(tokenizer, text, config.max_tokens)
-    if not windows[0].words:
-        return []
-    if config.value_prior and lookup is not None:
-        for window in windows:
-            window.prior = prior_features(lookup, window.words, config.attributes)
-    return windows
+    return batch_windows(tokenizer, config, [text], lookup)[0]
+
+
+def batch_windows(tokenizer, config: DramConfig, texts: Sequence[str],
+                  lookup: ValueLookup | None) -> list[list[TextWindow]]:
+    """`listing_windows` of each text, the texts tokenised in one call."""
+    out = []
+    for windows in encode_texts(tokenizer, texts, config.max_tokens):
+        if not windows[0].words:
+            windows = []
+        if config.value_prior and lookup is not None:
+            for window in windows:
+                window.prior = prior_features(lookup, window.words, config.attributes)
+        out.append(windows)
+    return out
 
 
 @dataclass
@@ -60,36 +69,48 @@ def decode_listings(model: DramModel, windows: Sequence[Sequence[TextWindow]], e
     for span in decoded:
         by_row[span.listing].append(span)
     rows = scores.tolist()
+    wanted = [photos is not None and photos[k] and encoded.cross_attention is not None for k in range(len(windows))]
+    attention = _attention(model, windows, encoded, wanted)
     out, first = [], 0
     for k, listing in enumerate(windows):
         spans: list[Span] = []
         for row, window in enumerate(listing, start=first):
             spans += char_spans(window.text, window.words, [d for d in by_row[row] if window.owns(d.first_word)])
         best = rows[first] if len(listing) == 1 else [max(column) for column in zip(*rows[first:first + len(listing)])]
-        words = _owned_words(listing)
-        attention = (_attention(model, listing, encoded, first, len(words))
-                     if photos is not None and photos[k] and encoded.cross_attention is not None else None)
         out.append(DecodedListing(sorted(spans, key=lambda s: (s.start, s.attribute)),
-                                  dict(zip(model.config.attributes, best)), words, attention))
+                                  dict(zip(model.config.attributes, best)), _owned_words(listing), attention[k]))
         first += len(listing)
     return out
 
 
 def _owned_words(windows: Sequence[TextWindow]) -> list[Word]:
-    if len(windows) == 1 and windows[0].owned is None:
-        return list(windows[0].words)
-    return [w.words[j] for w in windows for j in range(len(w.words)) if w.owns(j)]
+    return [word for window in windows for word in _owned(window, window.words)]
 
 
-def _attention(model: DramModel, windows: Sequence[TextWindow], encoded: EncoderOutput, first: int,
-               n_words: int) -> np.ndarray:
-    """(n_words, grid, grid): each owned word's attention at its first sub-word, from the window that owns it."""
-    parts = []
-    for row, window in enumerate(windows, start=first):
-        tokens = [window.word_first_token[j] for j in range(len(window.words)) if window.owns(j)]
-        parts.append(encoded.cross_attention[row, tokens])  # (W, R)
-    rows = torch.cat(parts)
+def _owned(window: TextWindow, per_word: list) -> list:
+    """The entries of `per_word` (one per word of the window) for the words the window owns."""
+    return per_word if window.owned is None else per_word[slice(*window.owned)]
+
+
+def _attention(model: DramModel, windows: Sequence[Sequence[TextWindow]], encoded: EncoderOutput,
+               wanted: Sequence[bool]) -> list[np.ndarray | None]:
+    """Per listing, (n_words, grid, grid): each owned word's attention at its first sub-word, from the
+    window that owns it, where `wanted`; one gather for the whole batch."""
+    rows, tokens, places, first = [], [], [], 0
+    for listing, want in zip(windows, wanted):
+        start = len(tokens)
+        if want:
+            for row, window in enumerate(listing, start=first):
+                mine = _owned(window, window.word_first_token)
+                rows += [row] * len(mine)
+                tokens += mine
+        places.append(slice(start, len(tokens)) if want else None)
+        first += len(listing)
+    if not any(wanted):
+        return [None] * len(windows)
+    picked = encoded.cross_attention[rows, tokens]  # (words, R)
     if not model.config.tem_softmax:
-        rows = rows.softmax(-1)
-    grid = int(round(rows.shape[-1] ** 0.5))
-    return rows.reshape(n_words, grid, grid).float().cpu().numpy()
+        picked = picked.softmax(-1)
+    grid = int(round(picked.shape[-1] ** 0.5))
+    maps = picked.float().cpu().numpy().reshape(-1, grid, grid)
+    return [None if place is None else maps[place] for place in places]

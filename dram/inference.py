@@ -18,7 +18,7 @@ from dram.checkpoint import load_checkpoint, pick_device
 from dram.data.images import load_image
 from dram.data.spans import Span
 from dram.data.tagging import Word
-from dram.decoding import decode_listings, listing_windows
+from dram.decoding import batch_windows, decode_listings
 from dram.errors import DramInputError
 from dram.familiarity import listing_embedding
 from dram.nn.batching import TextWindow, collate
@@ -90,15 +90,18 @@ class Extractor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _prepare_text(self, text: str) -> tuple[list[TextWindow], list[str]]:
-        if not isinstance(text, str) or not text.strip():
-            raise DramInputError("The listing text is empty: paste a product title or description.")
-        warnings = []
-        if len(text) > MAX_TEXT_CHARS:
-            text = text[:MAX_TEXT_CHARS]
-            warnings.append(f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read.")
-        windows = listing_windows(self.tokenizer, self.config, text, self.model.value_lookup)
-        if not windows:
+    def _prepare_texts(self, texts: list[str]) -> tuple[list[list[TextWindow]], list[list[str]]]:
+        """Each text's windows (tokenised in one call) and warnings; DramInputError for the first text
+        that is empty or has no word the model can read."""
+        kept, warnings = [], []
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise DramInputError("The listing text is empty: paste a product title or description.")
+            kept.append(text[:MAX_TEXT_CHARS])
+            warnings.append([f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read."]
+                            if len(text) > MAX_TEXT_CHARS else [])
+        windows = batch_windows(self.tokenizer, self.config, kept, self.model.value_lookup)
+        if not all(windows):
             raise DramInputError("The listing text has no words the model can read.")
         return windows, warnings
 
@@ -110,13 +113,13 @@ class Extractor:
         return self.model.image_encoder.preprocess(picture, self.config.image_size), []
 
     def _encode_batch(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        """Encoder outputs for listings in one batch; raises DramInputError for the first bad one."""
-        windows, notes, pixels, has_image = [], [], [], []
-        for text, image in items:
-            wins, warn = self._prepare_text(text)
+        """Encoder outputs for listings in one batch; raises DramInputError for the first bad text, else
+        for the first bad photo."""
+        windows, notes = self._prepare_texts([text for text, _ in items])
+        pixels, has_image = [], []
+        for (_, image), note in zip(items, notes):
             px, warn_img = self._prepare_image(image)
-            windows.append(wins)
-            notes.append(warn + warn_img)
+            note += warn_img
             has_image.append(px is not None)
             pixels.append(px)
         owner = [i for i, wins in enumerate(windows) for _ in wins]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
+from dram.nn.crf_decoding import crf_marginals, viterbi
 
 H, N, W = 8, 3, 5
 
@@ -88,11 +89,17 @@ def test_decoder_mask_shorter_sequence_is_not_affected_by_padding() -> None:
         emissions = decoder.emissions(features, mask)
         alone = decoder.emissions(features[1:, :3], alone_mask)
         torch.testing.assert_close(emissions[1, :3], alone[0])
-        paths, marginals = decoder.decode(features, mask)
-        alone_paths, alone_marginals = decoder.decode(features[1:, :3], alone_mask)
-    assert len(paths[0]) == W and paths[1] == alone_paths[0] and len(paths[1]) == 3
+        paths, alone_paths = viterbi(decoder.crf, emissions, mask), viterbi(decoder.crf, alone, alone_mask)
+        marginals = crf_marginals(decoder.crf, emissions, mask)
+        alone_marginals = crf_marginals(decoder.crf, alone, alone_mask)
+        tags = ["O", "B", "I"]
+        found, alone_found = decoder.decode(features, mask, tags), decoder.decode(features[1:, :3], alone_mask, tags)
+    assert paths.shape == (2, W) and paths[1, :3].tolist() == alone_paths[0].tolist() and paths[1, 3:].eq(0).all()
     torch.testing.assert_close(marginals[1, :3], alone_marginals[0])
     assert torch.all(marginals[1, 3:] == 0)
+    row_1 = [(f, e) for r, f, e in zip(found.row, found.first_word, found.end_word) if r == 1]
+    assert row_1 == list(zip(alone_found.first_word, alone_found.end_word))
+    assert [c for r, c in zip(found.row, found.confidence) if r == 1] == pytest.approx(alone_found.confidence)
     # The backward LSTM direction starts at the real end: the full row differs from a truncated one.
     with torch.no_grad():
         cut = decoder.emissions(features[:1, :3], alone_mask)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchcrf import CRF
 
-from dram.nn.crf_marginals import crf_marginals
+from dram.nn.crf_decoding import crf_marginals
 
 K, T = 3, 4
 

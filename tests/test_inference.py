@@ -13,7 +13,7 @@ from dram.checkpoint import build_model, save_checkpoint
 from dram.data.tagging import split_words
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
-from dram.nn.batching import encode_windows
+from dram.nn.batching import encode_texts, encode_windows
 from dram.nn.config import DramConfig
 from dram.nn.model import DecodedSpan
 from dram.paths import BUNDLE
@@ -139,6 +139,35 @@ def test_windows_fit_the_encoder_share_context_and_own_every_word_once(extractor
     assert owned == [w.start for w in split_words(text)]
     for left, right in zip(windows, windows[1:]):
         assert right.words[0].start < left.words[-1].start  # neighbours overlap
+
+
+TRICKY = ["Raymond Men Black Leather Belt", "HP C930H2MG 8MB-2x4MB/80W", "ナイキ 男性 青いシャツ 🎽 \x00\x01",
+          "COLOR: BlackALTERNATE ITEM\n13w x 4d", "\x00\x01", " ".join(f"word{i} x" for i in range(700))]
+
+
+def test_texts_tokenised_together_get_the_windows_each_gets_alone(extractor: Extractor) -> None:
+    together = encode_texts(extractor.tokenizer, TRICKY, 64)
+    for text, windows in zip(TRICKY, together, strict=True):
+        alone = encode_windows(extractor.tokenizer, text, 64)
+        assert [(w.words, w.input_ids, w.word_first_token, w.owned) for w in windows] == \
+            [(w.words, w.input_ids, w.word_first_token, w.owned) for w in alone]
+    assert len(together[-1]) > 2 and together[-2][0].words == []
+
+
+@pytest.mark.parametrize("text", TRICKY[:4])
+def test_each_word_starts_at_the_first_sub_word_that_covers_it(extractor: Extractor, text: str) -> None:
+    encoded = extractor.tokenizer(text, return_offsets_mapping=True)
+    tokens = [(i, a, b) for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > a]
+    expected = []  # each word: the first token ending past its start, if that token starts before its end
+    for word in split_words(text):
+        found = next(((i, a) for i, a, b in tokens if b > word.start), None)
+        if found is not None and found[1] < word.end:
+            expected.append((word, found[0]))
+    [window] = encode_windows(extractor.tokenizer, text, 512)
+    assert list(zip(window.words, window.word_first_token)) == expected
+    if text.startswith("HP C930"):  # "930" begins at "##9" and runs into "##30"
+        first = dict((w.text, extractor.tokenizer.convert_ids_to_tokens(window.input_ids[t])) for w, t in expected)
+        assert first["930"] == "##9" and first["MG"] == "##mg"
 
 
 def test_characters_the_tokenizer_drops_are_not_a_truncation(extractor: Extractor) -> None:

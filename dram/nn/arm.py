@@ -12,7 +12,7 @@ import torch.nn.functional as nnf
 from torch import nn
 from torchcrf import CRF
 
-from dram.nn.crf_marginals import crf_marginals
+from dram.nn.crf_decoding import TaggedSpans, tagged_spans
 
 # The logit a grown attribute's outputs start at until fine-tuning switches them on (`DramModel.add_attributes`):
 # exp(-1e4) is 0 in float32, so no score, tag path or marginal of the other attributes moves.
@@ -120,10 +120,11 @@ class SpanDecoder(nn.Module):
         self.crf = CRF(n_tags, batch_first=True)
 
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(1).clamp(min=1).cpu()
-        if bool((lengths == features.shape[1]).all()):  # one listing's rows: packing would change nothing
-            return self.emit(self.lstm(features)[0])  # but cost a third more (bit-identical, measured)
-        packed = nn.utils.rnn.pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
+        lengths = mask.sum(1)
+        if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
+            return self.emit(self.lstm(features)[0])
+        packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
         return self.emit(out)
@@ -131,10 +132,9 @@ class SpanDecoder(nn.Module):
     def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return -self.crf(self.emissions(features, mask), tags, mask=mask, reduction="mean")
 
-    def decode(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[list[list[int]], torch.Tensor]:
-        """Viterbi paths and per-position tag marginals (B, W, K)."""
-        emissions = self.emissions(features, mask)
-        return self.crf.decode(emissions, mask=mask), crf_marginals(self.crf, emissions, mask)
+    def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str]) -> TaggedSpans:
+        """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by id."""
+        return tagged_spans(self.crf, self.emissions(features, mask), mask, tags)
 
     def grow(self, extra_inputs: int, extra_tags: int) -> None:
         """Read `extra_inputs` more features (appended, zero weights: no effect until trained) and emit

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from dram.data.listings import Listing
@@ -27,41 +29,54 @@ class TextWindow:
         return self.owned is None or self.owned[0] <= word < self.owned[1]
 
 
-def _unit_tokens(tokenizer, text: str) -> tuple[list[Word], list[int], list[int], list[int], list[int]]:
-    """Tokenize the text as written and map each tagging unit to the first sub-word that covers it.
+def _unit_tokens(text: str, ids: list[int], offsets: list[tuple[int, int]]
+                 ) -> tuple[list[Word], list[int], list[int], list[int], list[int]]:
+    """Map each tagging unit of the text to the first sub-word of the tokenised text that covers it.
 
     The encoder reads "C930H2MG" as it was pretrained to, not as five separate words, while the
     decoder still tags its units. Units the tokenizer drops (control characters) are left out.
     Returns (units, first token of each unit, content token ids, prefix ids, suffix ids).
     """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("DRAM needs a fast (Rust) tokenizer for character offsets; the text encoder's "
-                         "folder should hold tokenizer.json or vocab.txt.")
-    enc = tokenizer(text, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     content = [i for i, (a, b) in enumerate(offsets) if b > a]
     if not content:
         return [], [], [], ids, []
     prefix, suffix = ids[: content[0]], ids[content[-1] + 1:]
-    spans = [offsets[i] for i in content]
-    units, first, t = [], [], 0
-    for unit in split_words(text):
-        while t < len(spans) and spans[t][1] <= unit.start:
-            t += 1
-        if t < len(spans) and spans[t][0] < unit.end:
-            units.append(unit)
-            first.append(t)
-    return units, first, [ids[i] for i in content], prefix, suffix
+    token_start = np.array([offsets[i][0] for i in content])
+    token_end = np.array([offsets[i][1] for i in content])
+    words = split_words(text)
+    # A unit's token: the first whose end lies past the unit's start (the running maximum of the
+    # ends makes that one search for every unit); the unit is read if that token starts before it ends.
+    first = np.searchsorted(np.maximum.accumulate(token_end), [w.start for w in words], side="right")
+    covered = first < len(content)
+    covered[covered] = token_start[first[covered]] < np.array([w.end for w in words])[covered]
+    kept = covered.nonzero()[0].tolist()
+    return [words[k] for k in kept], first[kept].tolist(), [ids[i] for i in content], prefix, suffix
 
 
 def encode_windows(tokenizer, text: str, max_tokens: int) -> list[TextWindow]:
-    """The whole text, in windows of at most `max_tokens` sub-words.
+    """The whole text in windows of at most `max_tokens` sub-words (`encode_texts` for one text)."""
+    return encode_texts(tokenizer, [text], max_tokens)[0]
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[TextWindow]]:
+    """Each text in windows of at most `max_tokens` sub-words, the texts tokenised in one call.
 
     Consecutive windows share a quarter of their units, and each reports only spans that start in
     its own part (up to the middle of the shared units), so a value is found with context on both
     sides and reported once.
     """
-    units, first, content, prefix, suffix = _unit_tokens(tokenizer, text)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("DRAM needs a fast (Rust) tokenizer for character offsets; the text encoder's "
+                         "folder should hold tokenizer.json or vocab.txt.")
+    encoded = tokenizer(list(texts), return_offsets_mapping=True)
+    return [_windows(text, _unit_tokens(text, ids, offsets), max_tokens)
+            for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"])]
+
+
+def _windows(text: str, tokens: tuple[list[Word], list[int], list[int], list[int], list[int]],
+             max_tokens: int) -> list[TextWindow]:
+    """One text's windows from its units and tokens (`_unit_tokens`)."""
+    units, first, content, prefix, suffix = tokens
     if not units:
         return [TextWindow(text, [], prefix + suffix, [], None)]
     budget = max(1, max_tokens - len(prefix) - len(suffix))
@@ -147,17 +162,16 @@ def collate(encoded: list[TextWindow], has_image: list[bool], regions: torch.Ten
     batch = len(encoded)
     t_max = max(len(e.input_ids) for e in encoded)
     w_max = max(max(len(e.words) for e in encoded), 1)
-    input_ids = torch.full((batch, t_max), pad_id, dtype=torch.long)
-    attention = torch.zeros((batch, t_max), dtype=torch.bool)
-    word_index = torch.zeros((batch, w_max), dtype=torch.long)
-    word_mask = torch.zeros((batch, w_max), dtype=torch.bool)
+    tokens = np.array([len(e.input_ids) for e in encoded])
+    words = np.array([len(e.words) for e in encoded])
+    input_ids = np.full((batch, t_max), pad_id, dtype=np.int64)  # filled in numpy: no torch call per row
+    word_index = np.zeros((batch, w_max), dtype=np.int64)
     for b, e in enumerate(encoded):
-        input_ids[b, : len(e.input_ids)] = torch.tensor(e.input_ids)
-        attention[b, : len(e.input_ids)] = True
-        word_index[b, : len(e.words)] = torch.tensor(e.word_first_token, dtype=torch.long)
-        word_mask[b, : len(e.words)] = True
-    result = Batch(input_ids, attention, word_index, word_mask, torch.tensor(has_image, dtype=torch.bool),
-                   regions=regions, pixels=pixels)
+        input_ids[b, : tokens[b]] = e.input_ids
+        word_index[b, : words[b]] = e.word_first_token
+    result = Batch(torch.from_numpy(input_ids), torch.from_numpy(np.arange(t_max) < tokens[:, None]),
+                   torch.from_numpy(word_index), torch.from_numpy(np.arange(w_max) < words[:, None]),
+                   torch.tensor(has_image, dtype=torch.bool), regions=regions, pixels=pixels)
     if lower_states is not None:
         result.lower_states = torch.zeros((batch, t_max, lower_states[0].shape[-1]), dtype=lower_states[0].dtype)
         for b, states in enumerate(lower_states):

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from dram.data.tagging import bio_ranges
 from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
 from dram.nn.batching import Batch
 from dram.nn.config import DramConfig
@@ -329,30 +328,20 @@ class DramModel(nn.Module):
         """Attribute scores (B, N) and word-level spans. Runs only ARM and the decoder."""
         tau = self.config.tau_r if tau_r is None else tau_r
         scores = torch.sigmoid(encoded.attribute_logits)
-        spans: list[DecodedSpan] = []
+        tags = self.config.tags
         if self.arm is None:
-            paths, marginals = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask)
-            for b, path in enumerate(paths):
-                spans += self._spans(b, [self.config.tags[t] for t in path], marginals[b], path)
-            return scores, spans
+            found = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask, tags)
+            return scores, [DecodedSpan(b, tags[t].partition("-")[2], first, end, conf) for b, first, end, t, conf
+                            in zip(found.row, found.first_word, found.end_word, found.tag, found.confidence)]
         rows = self.arm.select(scores, tau)
         if len(rows) == 0:
-            return scores, spans
+            return scores, []
         features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features, encoded.prior)
-        paths, marginals = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]])
-        for (b, a), path, marg in zip(rows.tolist(), paths, marginals):
-            attribute = self.config.attributes[a]
-            tags = [("O", f"B-{attribute}", f"I-{attribute}")[t] for t in path]
-            spans += self._spans(b, tags, marg, path)
-        return scores, spans
-
-    @staticmethod
-    def _spans(listing: int, tags: list[str], marginals: torch.Tensor, path: list[int]) -> list[DecodedSpan]:
-        out = []
-        for first, end, attribute in bio_ranges(tags):
-            conf = float(torch.stack([marginals[i, path[i]] for i in range(first, end)]).mean())
-            out.append(DecodedSpan(listing, attribute, first, end, conf))
-        return out
+        found = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]], tags)
+        listing, attribute = rows.t().tolist()
+        names = self.config.attributes
+        return scores, [DecodedSpan(listing[r], names[attribute[r]], first, end, conf) for r, first, end, conf
+                        in zip(found.row, found.first_word, found.end_word, found.confidence)]
 
 
 def _text_mean(states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from dram.data.listings import Listing
@@ -128,14 +129,14 @@ def prior_features(lookup: ValueLookup, words: list[Word], attributes: list[str]
     """(W, 2N): for each word inside a known value of attribute a, the lookup's confidence at
     2a (the value's first word) or 2a + 1 (a later word); zeros elsewhere."""
     index = {a: i for i, a in enumerate(attributes)}
-    features = torch.zeros(len(words), 2 * len(attributes))
+    features = np.zeros((len(words), 2 * len(attributes)), dtype=np.float32)  # numpy: a write is no torch call
     for match in lookup.match(words):
         a = index.get(match.attribute)
         if a is None:
             continue
         features[match.first_word, 2 * a] = match.confidence
         features[match.first_word + 1:match.end_word, 2 * a + 1] = match.confidence
-    return features
+    return torch.from_numpy(features)
 
 
 def cross_fitted(listings: list[Listing], folds: int = 5, *, seed: int,

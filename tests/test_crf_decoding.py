@@ -1,0 +1,103 @@
+"""The CRF's answers for a whole batch (`dram.nn.crf_decoding`) against the readable definitions they
+replace: pytorch-crf's own Viterbi (traced back one sequence and one word at a time), and spans read
+with `bio_ranges` from each path with their mean marginal, one sequence at a time."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchcrf import CRF
+
+from dram.data.tagging import bio_ranges
+from dram.nn.crf_decoding import crf_marginals, tagged_spans, viterbi
+
+ARM_TAGS = ["O", "B", "I"]
+JOINT_TAGS = ["O", "B-colour", "I-colour", "B-size", "I-size"]
+
+
+def _crf(n_tags: int, seed: int) -> CRF:
+    torch.manual_seed(seed)
+    crf = CRF(n_tags, batch_first=True)
+    with torch.no_grad():
+        for parameter in (crf.transitions, crf.start_transitions, crf.end_transitions):
+            parameter.normal_(0, 1.5)
+    return crf
+
+
+def _batch(n_tags: int, seed: int, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    emissions = torch.randn(len(lengths), max(lengths), n_tags, generator=generator) * 3
+    emissions[:, :, 0] -= 1  # fewer O tags: more spans, stray Is and label changes
+    mask = torch.tensor([[t < n for t in range(max(lengths))] for n in lengths])
+    return emissions, mask
+
+
+LENGTHS = [[9, 1, 4, 9, 6, 2, 7, 9], [1, 8], [5, 5, 5], [12, 3]]
+
+
+@pytest.mark.parametrize("tags", [ARM_TAGS, JOINT_TAGS])
+@pytest.mark.parametrize("seed", range(4))
+def test_viterbi_gives_pytorch_crfs_paths_padded_with_tag_zero(tags: list[str], seed: int) -> None:
+    crf = _crf(len(tags), seed)
+    emissions, mask = _batch(len(tags), seed, LENGTHS[seed])
+    with torch.no_grad():
+        expected = crf.decode(emissions, mask=mask)
+        got = viterbi(crf, emissions, mask)
+    assert got.shape == mask.shape
+    for row, path in enumerate(expected):
+        assert got[row, : len(path)].tolist() == path
+        assert got[row, len(path):].eq(0).all()
+
+
+@pytest.mark.parametrize("tags", [ARM_TAGS, JOINT_TAGS])
+@pytest.mark.parametrize("seed", range(4))
+def test_spans_are_bio_ranges_of_each_path_with_their_mean_marginal(tags: list[str], seed: int) -> None:
+    crf = _crf(len(tags), 10 + seed)
+    emissions, mask = _batch(len(tags), 10 + seed, LENGTHS[seed])
+    with torch.no_grad():
+        found = tagged_spans(crf, emissions, mask, tags)
+        paths = crf.decode(emissions, mask=mask)
+        marginals = crf_marginals(crf, emissions, mask)
+    expected = []
+    for row, path in enumerate(paths):
+        for first, end, label in bio_ranges([tags[t] for t in path]):
+            mean = float(torch.stack([marginals[row, i, path[i]] for i in range(first, end)]).mean())
+            expected.append((row, first, end, label, mean))
+    got = list(zip(found.row, found.first_word, found.end_word, [tags[t].partition("-")[2] for t in found.tag],
+                   found.confidence))
+    assert [g[:4] for g in got] == [e[:4] for e in expected]
+    assert any(end - first > 1 for _, first, end, _, _ in expected)  # the means cover several words
+    assert [g[4] for g in got] == pytest.approx([e[4] for e in expected], abs=1e-6)
+
+
+def test_stray_is_and_label_changes_open_spans_as_bio_ranges_reads_them() -> None:
+    crf = _crf(len(JOINT_TAGS), 1)
+    path = ["I-colour", "I-size", "I-size", "O", "B-size", "B-size", "I-colour", "O", "I-colour"]
+    emissions = torch.full((1, len(path), len(JOINT_TAGS)), -50.0)
+    for t, tag in enumerate(path):
+        emissions[0, t, JOINT_TAGS.index(tag)] = 50.0
+    with torch.no_grad():
+        found = tagged_spans(crf, emissions, torch.ones(1, len(path), dtype=torch.bool), JOINT_TAGS)
+    got = [(f, e, JOINT_TAGS[t]) for f, e, t in zip(found.first_word, found.end_word, found.tag)]
+    assert got == [(0, 1, "I-colour"), (1, 3, "I-size"), (4, 5, "B-size"), (5, 6, "B-size"), (6, 7, "I-colour"),
+                   (8, 9, "I-colour")]
+    assert [(f, e, tag.partition("-")[2]) for f, e, tag in got] == bio_ranges(path)
+
+
+def test_a_batch_without_any_span_gives_none() -> None:
+    crf = _crf(3, 0)
+    emissions, mask = _batch(3, 0, [4, 2])
+    emissions[:, :, 0] += 100
+    with torch.no_grad():
+        found = tagged_spans(crf, emissions, mask, ARM_TAGS)
+    assert found.row == [] and found.confidence == []
+
+
+def test_a_rows_spans_do_not_depend_on_the_rows_beside_it() -> None:
+    crf = _crf(3, 5)
+    emissions, mask = _batch(3, 5, [7, 3, 6])
+    with torch.no_grad():
+        together = tagged_spans(crf, emissions, mask, ARM_TAGS)
+        alone = tagged_spans(crf, emissions[1:2, :3], mask[1:2, :3], ARM_TAGS)
+    mine = [(f, e, c) for r, f, e, c in zip(together.row, together.first_word, together.end_word,
+                                             together.confidence) if r == 1]
+    assert mine and mine == list(zip(alone.first_word, alone.end_word, alone.confidence))
