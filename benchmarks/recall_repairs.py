@@ -44,6 +44,7 @@ from dram.data.tagging import Word, bio_ranges
 from dram.metrics import ExtractionScorer, SlotScorer, best_answers
 from dram.nn.crf_decoding import crf_marginals
 from dram.nn.model import DecodedSpan
+from dram.nn.value_lookup import ValueLookup
 from benchmarks.recall_breakdown import Evidence, breakdown_table, cause_of, missed_slots
 from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation
 from training.loop import encoded_batches, prepare
@@ -78,9 +79,11 @@ class Dump:
     lookup: dict[tuple[str, ...], Counter]  # training value words -> listings per attribute
     seed: int = 13  # the checkpoint's training seed: which listings its validation split held out
     longest: int = field(init=False, default=0)  # words in the longest training value
+    values: ValueLookup = field(init=False)
 
     def __post_init__(self) -> None:
         self.longest = max((len(key) for key in self.lookup), default=0)
+        self.values = ValueLookup(self.lookup)
 
 
 @torch.no_grad()
@@ -201,15 +204,12 @@ def known_values(dump: Dump, words: list[Word], attribute: str, share: float,
 
 def extend_to_known(dump: Dump, row: Row, decoded: Decoded, repairs: Repairs) -> list[DecodedSpan]:
     """Each span that is no training value of its attribute but lies inside one or more grows to the
-    longest of them (the first, at equal length)."""
+    longest of them (the first, at equal length): what `dram.decoding` does, with the share to screen."""
     out = []
     for span in decoded.spans:
-        own = (span.first_word, span.end_word)
-        around = known_values(dump, row.words, span.attribute, repairs.extend_share, holding=own)
-        if around and own not in around:
-            f, e = max(around, key=lambda r: r[1] - r[0])
-            span = replace(span, first_word=f, end_word=e)
-        out.append(span)
+        around = dump.values.longest_holding(row.words, span.first_word, span.end_word, span.attribute,
+                                             repairs.extend_share)
+        out.append(span if around is None else replace(span, first_word=around[0], end_word=around[1]))
     return out
 
 

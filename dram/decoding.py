@@ -5,12 +5,13 @@ windows are read or merged is made once.
 `listing_windows` (`batch_windows` for several texts): the text as the encoder's windows, with the
 value-lookup features.
 `decode_listings`: the encoders' output for some listings' windows -> per listing its character
-spans, ARM scores (each attribute's highest over the windows), words and TEM attention.
+spans (each grown to the longest training value of its attribute that holds it), ARM scores (each
+attribute's highest over the windows), words and TEM attention.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -75,11 +76,25 @@ def decode_listings(model: DramModel, windows: Sequence[Sequence[TextWindow]], e
     for k, listing in enumerate(windows):
         spans: list[Span] = []
         for row, window in enumerate(listing, start=first):
-            spans += char_spans(window.text, window.words, [d for d in by_row[row] if window.owns(d.first_word)])
+            owned = [d for d in by_row[row] if window.owns(d.first_word)]
+            spans += char_spans(window.text, window.words, _extended(model, window.words, owned))
         best = rows[first] if len(listing) == 1 else [max(column) for column in zip(*rows[first:first + len(listing)])]
         out.append(DecodedListing(sorted(spans, key=lambda s: (s.start, s.attribute)),
                                   dict(zip(model.config.attributes, best)), _owned_words(listing), attention[k]))
         first += len(listing)
+    return out
+
+
+def _extended(model: DramModel, words: list[Word], spans: list[DecodedSpan]) -> list[DecodedSpan]:
+    """Each span that lies inside a longer training value of its attribute, grown to the longest
+    (`DramConfig.extend_to_known_values`)."""
+    lookup = model.value_lookup
+    if not model.config.extend_to_known_values or lookup is None or not lookup.counts:
+        return spans
+    out = []
+    for span in spans:
+        around = lookup.longest_holding(words, span.first_word, span.end_word, span.attribute)
+        out.append(span if around is None else replace(span, first_word=around[0], end_word=around[1]))
     return out
 
 

@@ -3,12 +3,14 @@ with the default model the app ships with, on real listings of the bundled test 
 and a listing long enough for several windows."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from dram.data.listings import Listing, write_jsonl
 from dram.inference import Extractor
+from dram.nn.value_lookup import ValueLookup
 from dram.paths import BUNDLE
 from training.common import load_data
 from training.loop import listing_batches, prepare
@@ -64,3 +66,24 @@ def test_prediction_batches_hold_whole_listings_in_order(extractor: Extractor, l
         assert all(data.listing_of.count(k) == owners.count(k) for k in set(owners))  # no listing cut
         assert len(batch) <= 2 or batch == long_rows  # a listing of more windows is a batch of its own
     assert long_rows in batches and len(long_rows) > 2
+
+
+def test_a_span_inside_a_longer_training_value_of_its_attribute_grows_to_it(extractor: Extractor) -> None:
+    """`DramConfig.extend_to_known_values`: with a dictionary in which "black casual" is a colour and
+    "black" is not, the decoder's colour span "Black" becomes "Black Casual"; switched off, it stays
+    as the model tagged it. (The listing is encoded with the model's own dictionary, in which "black"
+    is a colour of its own and so is never grown.)"""
+    model = extractor.model
+    encoded = extractor.encode("Timberland Men Black Casual Shoes")
+    kept = model.value_lookup
+    taught = ValueLookup({("black", "casual"): Counter(colour=1)})
+    try:
+        model.value_lookup = taught
+        grown = extractor.decode(encoded).spans
+        model.config.extend_to_known_values = False
+        as_tagged = extractor.decode(encoded).spans
+    finally:
+        model.value_lookup, model.config.extend_to_known_values = kept, True
+    assert ("colour", "Black") in [(s.attribute, s.text) for s in as_tagged]
+    assert ("colour", "Black Casual") in [(s.attribute, s.text) for s in grown]
+    assert [s.text for s in grown if s.attribute != "colour"] == [s.text for s in as_tagged if s.attribute != "colour"]

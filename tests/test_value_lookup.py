@@ -81,3 +81,24 @@ def test_cross_fitted_on_a_base_keeps_the_base_and_leaves_out_the_listings_own_v
     for listing, lookup in zip(listings, cross_fitted(listings, folds=5, seed=13, base=base)):
         assert ("red",) in lookup.entries
         assert (listing.meta["target_values"]["code"][0],) not in lookup.entries and len(lookup) == 1 + 8
+
+
+@pytest.mark.parametrize("span, attribute, grown", [
+    ((7, 8), "colour", (7, 9)),  # "navy" inside the known colour "navy blue"
+    ((2, 3), "colour", (1, 4)),  # "navy": the longest known colour around it, "jacket navy blue"
+    ((3, 4), "colour", (1, 4)),  # "blue": likewise
+    ((7, 8), "material", None),  # "navy blue" is a colour (2 of 3 labels), not a material
+    ((7, 9), "colour", None),  # already a known value
+    ((11, 12), "colour", None),  # "navy" in "navy belt": no known colour is written around it
+])
+def test_longest_holding_is_a_longer_training_value_of_the_attribute_around_the_words(span, attribute, grown) -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["navy blue", "jacket navy blue"]}),
+                                        _listing("2", {"colour": ["navy blue"]}), _listing("3", {"material": ["navy blue"]})])
+    words = split_words("wool jacket navy blue, with a navy blue and a navy belt")
+    assert [w.text for w in words[7:9]] == ["navy", "blue"] and words[11].text == "navy"
+    assert lookup.longest_holding(words, *span, attribute) == grown
+
+
+def test_a_span_that_is_a_training_value_itself_is_not_grown() -> None:
+    lookup = ValueLookup.from_listings([_listing("1", {"colour": ["navy", "navy blue"]})])
+    assert lookup.longest_holding(split_words("navy blue coat"), 0, 1, "colour") is None

@@ -28,7 +28,7 @@ log = logging.getLogger("training.train")
 
 
 MODEL_OPTIONS = ("text_encoder", "image_encoder", "frozen_fraction", "arm_policy", "tau_r", "classifier_pooling",
-                 "loss_lambda", "max_tokens", "value_prior")  # the DramConfig fields a job may set
+                 "loss_lambda", "max_tokens", "value_prior", "extend_to_known_values")  # the DramConfig fields a job may set
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -82,6 +82,25 @@ class ValueLookup:
                 matches.append(LookupMatch(first, first + n, attribute, share))
         return sorted(matches, key=lambda m: m.first_word)
 
+    def longest_holding(self, words: list[Word], first: int, end: int, attribute: str,
+                        share: float = 0.5) -> tuple[int, int] | None:
+        """The longest training value of `attribute` written in `words` that holds words first..end-1
+        and is more than them (the first of equal length), as (first, end); None when words first..end-1
+        are themselves one, or nothing holds them. A value counts as the attribute's when at least
+        `share` of its training labels named it (a majority by default)."""
+        low, high = max(0, end - self.longest), min(len(words), first + self.longest)
+        keys = [w.text.lower() for w in words[low:high]]
+        best = None
+        for start in range(low, first + 1):
+            for stop in range(end, min(high, start + self.longest) + 1):
+                counts = self.counts.get(tuple(keys[start - low:stop - low]))
+                if counts and counts[attribute] / sum(counts.values()) >= share:
+                    if (start, stop) == (first, end):
+                        return None
+                    if best is None or stop - start > best[1] - best[0]:
+                        best = (start, stop)
+        return best
+
     def to_dict(self) -> dict:
         return {"entries": [[list(key), attribute, share] for key, (attribute, share) in sorted(self.entries.items())],
                 "counts": [[list(key), dict(sorted(c.items()))] for key, c in sorted(self.counts.items())]}
