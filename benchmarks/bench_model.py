@@ -82,7 +82,7 @@ def floor_times(extractor: Extractor, listings: list[Listing], warmup: int) -> l
     model = extractor.model
     inputs = []
     for listing in listings:
-        windows, _ = extractor._prepare_text(listing.text)
+        [windows], _ = extractor._prepare_texts([listing.text])
         pixels = model.image_encoder.preprocess(load_image(listing.image), extractor.config.image_size)[None]
         batch = collate(windows[:1], [True], pixels=pixels, pad_id=extractor.tokenizer.pad_token_id or 0)
         inputs.append((pixels, batch.input_ids, batch.attention_mask.long()))
