@@ -25,7 +25,7 @@ from typing import Callable
 from dram.data.listings import Listing, locate_values
 from dram.data.spans import Span
 from dram.metrics import best_answers, normalise_value
-from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation
+from training.common import add_checkpoint_arguments, open_checkpoint, run_cli, setup_logging, training_and_held_out
 from training.loop import predict, prepare
 
 RARE_SLOTS = 20  # an attribute with a value in fewer training listings than this has "few examples"
@@ -194,13 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, job = open_checkpoint(args)
-    training = load_data(args.train, "train")
-    if args.data:
-        labelled = load_data(args.data, "data")
-    else:
-        seed = model.config.train["seed"]
-        training, labelled = split_validation(training, seed=seed)
-        print(f"scoring the validation split of {args.train} (seed {seed}): {len(labelled)} listings")
+    training, labelled = training_and_held_out(args.train, args.data, seed=model.config.train["seed"])
     data = prepare(model, tokenizer, labelled, job.cache_dir)
     predictions = [spans for spans, _ in predict(model, tokenizer, data, progress=True)]
     evidence = Evidence.gather(model.config.attributes, not model.config.use_arm, training, predictions)

@@ -136,6 +136,27 @@ def read_metrics(path: Path | str) -> dict:
     return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
 
 
+def _load_weights(model: DramModel, path: Path) -> None:
+    """model.safetensors into `model`, refused with the reason when it is damaged or made for another
+    attribute set or encoder (the frozen pretrained CNN's weights come from its package, not the file)."""
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise CheckpointError(f"{path}: model.safetensors is damaged ({err}); rebuild the checkpoint.") from err
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
+    if wrong:
+        raise CheckpointError(
+            f"{path}: weights do not fit its config ({', '.join(wrong[:3])} have other shapes): the weights "
+            "were trained for another attribute set or encoder. Rebuild the checkpoint.")
+    result = model.load_state_dict(state, strict=False)
+    missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.")]
+    if missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path}: weights do not match its config (missing {missing_keys[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]}). The checkpoint is damaged or from another version; rebuild it.")
+
+
 def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
                     precision: str = RunSettings.precision, engine: str | None = RunSettings.encoder_engine
                     ) -> tuple[DramModel, object, dict]:
@@ -167,22 +188,7 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
     image = load_image_encoder(config.image_encoder, frozen=config.freeze_image_encoder) if config.use_image else None
     names = _name_ids(tokenizer, config.attributes) if config.arm_policy == "bert" else None
     model = DramModel(config, text, image, names)
-    try:
-        state = load_file(str(path / "model.safetensors"))
-    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
-        raise CheckpointError(f"{path}: model.safetensors is damaged ({err}); rebuild the checkpoint.") from err
-    expected = model.state_dict()
-    wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
-    if wrong:
-        raise CheckpointError(
-            f"{path}: weights do not fit its config ({', '.join(wrong[:3])} have other shapes): the weights "
-            "were trained for another attribute set or encoder. Rebuild the checkpoint.")
-    result = model.load_state_dict(state, strict=False)
-    missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.")]
-    if missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path}: weights do not match its config (missing {missing_keys[:3]}, unexpected "
-            f"{result.unexpected_keys[:3]}). The checkpoint is damaged or from another version; rebuild it.")
+    _load_weights(model, path)
     if config.value_prior:
         if not (path / LOOKUP_FILE).exists():
             raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "

@@ -74,6 +74,23 @@ def task_ids(client: LabelStudio, project_id: int) -> dict[int, int]:
     return {t.data["dram_listing_id"]: t.id for t in client.tasks.list(project=project_id, fields="task_only")}
 
 
+def corrected_and_exported(store: Store, client: LabelStudio, url: str, project: str,
+                           corrections: list[tuple[str, list[Span]]]) -> tuple[list[int], dict[int, int]]:
+    """Each text added as a listing and corrected by alice, then exported: the listings and their tasks."""
+    listings = [store.add_listing(text) for text, _ in corrections]
+    for listing, (_, spans) in zip(listings, corrections):
+        store.save_correction(listing, "alice", spans)
+    return listings, task_ids(client, export(store, url, project).project_id)
+
+
+def predicted_and_corrected(store: Store) -> tuple[int, int, Any]:
+    """A shirt with a prediction and alice's correction, and jeans with neither: (shirt, jeans, correction)."""
+    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
+    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
+                         {"colour": 0.9}, 0.5)
+    return shirt, jeans, store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+
+
 def test_junk_annotations_are_refused_in_plain_words_and_nothing_is_stored(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
@@ -128,10 +145,8 @@ def only_annotation(client: LabelStudio, task_id: int) -> Any:
 def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt = store.add_listing(TEXTS[0])
-    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
-    report = export(store, label_studio.url, project)
-    annotation = only_annotation(client, task_ids(client, report.project_id)[shirt])
+    (shirt,), tasks = corrected_and_exported(store, client, label_studio.url, project, [(TEXTS[0], [Span(4, 10, "material")])])
+    annotation = only_annotation(client, tasks[shirt])
     # An annotator adds the colour in Label Studio.
     client.annotations.update(annotation.id, result=[*annotation.result, region(TEXTS[0], 0, 3, "colour")])
 
@@ -153,11 +168,8 @@ def test_an_edit_in_label_studio_to_an_exported_correction_comes_back(
 def test_an_annotation_deleted_in_label_studio_withdraws_the_correction_and_requeues_the_listing(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
-    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
-    store.save_correction(jeans, "alice", [Span(0, 4, "colour")])
-    report = export(store, label_studio.url, project)
-    tasks = task_ids(client, report.project_id)
+    (shirt, jeans), tasks = corrected_and_exported(store, client, label_studio.url, project,
+                                                   [(TEXTS[0], [Span(4, 10, "material")]), (TEXTS[1], [Span(0, 4, "colour")])])
     client.annotations.delete(only_annotation(client, tasks[shirt]).id)  # an annotator deletes it in Label Studio
 
     imported = import_(store, label_studio.url, project)
@@ -182,11 +194,9 @@ def test_an_annotation_deleted_in_label_studio_withdraws_the_correction_and_requ
 def test_a_deletion_in_label_studio_does_not_undo_a_newer_correction_made_in_the_app(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt = store.add_listing(TEXTS[0])
-    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
-    report = export(store, label_studio.url, project)
+    (shirt,), tasks = corrected_and_exported(store, client, label_studio.url, project, [(TEXTS[0], [Span(4, 10, "material")])])
     store.save_correction(shirt, "bob", [Span(0, 3, "colour")])  # changed in the app, not exported yet
-    client.annotations.delete(only_annotation(client, task_ids(client, report.project_id)[shirt]).id)
+    client.annotations.delete(only_annotation(client, tasks[shirt]).id)
 
     imported = import_(store, label_studio.url, project)
 
@@ -198,11 +208,8 @@ def test_a_deletion_in_label_studio_does_not_undo_a_newer_correction_made_in_the
 def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_current(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    app_first, ls_first = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[3])
-    store.save_correction(app_first, "alice", [Span(4, 10, "material")])
-    store.save_correction(ls_first, "alice", [Span(6, 10, "material")])
-    report = export(store, label_studio.url, project)
-    tasks = task_ids(client, report.project_id)
+    (app_first, ls_first), tasks = corrected_and_exported(
+        store, client, label_studio.url, project, [(TEXTS[0], [Span(4, 10, "material")]), (TEXTS[3], [Span(6, 10, "material")])])
     in_ls = {listing: only_annotation(client, tasks[listing]) for listing in (app_first, ls_first)}
 
     # app_first: changed in the app, then (later) in Label Studio.
@@ -227,10 +234,7 @@ def test_a_correction_changed_on_both_sides_keeps_both_and_the_later_one_is_curr
 def test_an_answer_lost_after_the_server_stored_a_create_duplicates_nothing(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt, jeans = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
-    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
-                         {"colour": 0.9}, 0.5)
-    correction = store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    shirt, jeans, correction = predicted_and_corrected(store)
     with FaultProxy(label_studio.url) as proxy:
         # The server stores the task (and then the annotation) but the client is told HTTP 500.
         proxy.inject("POST", r"^/api/tasks/?(\?|$)", "error_after_forward")
@@ -284,10 +288,7 @@ def test_a_prediction_the_server_never_got_is_repaired_by_the_next_export(
 def test_a_task_deleted_in_label_studio_is_sent_again_with_its_correction(
     label_studio: Server, client: LabelStudio, store: Store, project: str
 ) -> None:
-    shirt, _ = store.add_listing(TEXTS[0]), store.add_listing(TEXTS[1])
-    store.add_prediction(shirt, None, [{"start": 0, "end": 3, "attribute": "colour", "confidence": 0.9}],
-                         {"colour": 0.9}, 0.5)
-    store.save_correction(shirt, "alice", [Span(4, 10, "material")])
+    shirt, _, _ = predicted_and_corrected(store)
     first = export(store, label_studio.url, project)
     client.tasks.delete(task_ids(client, first.project_id)[shirt])  # someone deletes the task in Label Studio
 

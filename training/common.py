@@ -67,6 +67,19 @@ def split_validation(listings: list[Listing], fraction: float = 0.1, *, seed: in
     return ([l for i, l in enumerate(listings) if i not in held], [l for i, l in enumerate(listings) if i in held])
 
 
+def training_and_held_out(train_path: Path, held_out_path: Path | None, *,
+                          seed: int) -> tuple[list[Listing], list[Listing]]:
+    """A checkpoint's training listings and the labelled ones to check it on: those of `held_out_path`,
+    else the validation split `training.train` kept aside with the checkpoint's `seed` (then the
+    training listings are the rest, as it trained on them)."""
+    train = load_data(train_path, "train")
+    if held_out_path:
+        return train, load_data(held_out_path, "held out")
+    train, held_out = split_validation(train, seed=seed)
+    log.info("checking on the validation split of %s (seed %d): %d listings", train_path, seed, len(held_out))
+    return train, held_out
+
+
 def attribute_set(listings: list[Listing]) -> list[str]:
     """Attributes in the data, most frequent first (a stable order for the checkpoint's label map)."""
     counts = Counter(s.attribute for l in listings for s in l.spans)

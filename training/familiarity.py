@@ -17,7 +17,7 @@ import numpy as np
 from dram.data.listings import Listing
 from dram.familiarity import REFERENCE_FILE, FamiliaritySettings, build_reference, listing_embedding
 from dram.nn.model import DramModel
-from training.common import add_checkpoint_arguments, load_data, open_checkpoint, run_cli, setup_logging, split_validation
+from training.common import add_checkpoint_arguments, open_checkpoint, run_cli, setup_logging, training_and_held_out
 from training.loop import PreparedData, TrainSettings, encoded_batches, prepare
 
 log = logging.getLogger("training.familiarity")
@@ -89,11 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     model, tokenizer, job = open_checkpoint(args)
-    train = load_data(args.train, "train")
-    if args.valid:
-        valid = load_data(args.valid, "valid")
-    else:
-        train, valid = split_validation(train, seed=model.config.train.get("seed", TrainSettings.seed))
+    train, valid = training_and_held_out(args.train, args.valid, seed=model.config.train.get("seed", TrainSettings.seed))
     print(json.dumps(add_reference(model, tokenizer, args.checkpoint, train, valid, source_name(args.train.resolve()),
                                    job.cache_dir)))
 

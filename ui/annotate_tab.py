@@ -30,6 +30,7 @@ from ui.audit import BATCH_CHUNK
 from ui.colours import home_colours
 from ui.serving import ModelHandle, StoreHandle, UserFacingError, user_errors, warn_errors
 from ui.span_editor import editor_css, editor_script, editor_view
+from ui.widgets import listing_file_inputs
 
 EDITS = ("add", "relabel", "rebound", "remove", "undo")
 VERDICTS = {"save": "save", "accept": "accept", "skip": "skip"}
@@ -239,11 +240,7 @@ def _build_import(handle: ModelHandle, stores: StoreHandle, progress: gr.Markdow
     with gr.Accordion("Import listings for review", open=False):
         gr.Markdown("CSV or JSONL with `id`, `text` and optionally `image` (a file name in the photo zip); the "
                     "model runs on each and they join the queue. Rows that cannot be used are listed with the reason.")
-        with gr.Row():
-            intake_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
-                                  type="filepath", elem_id="review-import-file")
-            intake_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath",
-                                 elem_id="review-import-zip")
+        intake_file, intake_zip = listing_file_inputs("review-import-file", "review-import-zip")
         intake_button = gr.Button("Import listings for review", elem_id="review-import")
         intake_report = gr.Markdown()
         intake_button.click(import_file, [intake_file, intake_zip], [intake_report, progress],

@@ -9,6 +9,7 @@ import gradio as gr
 from dram.paths import EXAMPLES
 from ui.audit import USUAL_SHARE, run_audit
 from ui.serving import ModelHandle, UserFacingError, user_errors
+from ui.widgets import listing_file_inputs
 
 RULE = (f"**How “usually has” works.** A listing's category is its `category` column when the file has one, "
          f"otherwise the article type the model extracts from it (lower-cased). Within this batch, an attribute is "
@@ -34,11 +35,7 @@ def build_audit_tab(handle: ModelHandle) -> None:
         gr.Markdown("Upload listings as CSV (columns `id`, `text`, optional `image`, `category`) or JSONL "
                     "(same keys), and optionally a zip of the photos named in `image`. Rows that cannot be "
                     "used are listed under *Problems*; the rest are still processed.")
-        with gr.Row():
-            listing_file = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
-                                   type="filepath", elem_id="batch-file")
-            photos_zip = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath",
-                                 elem_id="batch-zip")
+        listing_file, photos_zip = listing_file_inputs("batch-file", "batch-zip")
         batch_tau_r = gr.Slider(0.0, 1.0, value=handle.default_tau, step=0.01, label="tau_R")
         audit_button = gr.Button("Run audit", variant="primary", elem_id="audit-button")
         if (EXAMPLES / "batch.csv").exists():

@@ -1,4 +1,4 @@
-"""Gradio pieces more than one tab uses: the photo upload, pictures served from gradio's cache, the theme and its CSS."""
+"""Gradio pieces more than one tab uses: the photo upload, the listings file and photo zip, pictures served from gradio's cache, the theme and its CSS."""
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +24,16 @@ def photo_input(**kwargs: Any) -> gr.Image:
     photo = gr.Image(type="filepath", **kwargs)
     photo.preprocess = _uploaded_path  # type: ignore[method-assign]
     return photo
+
+
+def listing_file_inputs(file_id: str, zip_id: str) -> tuple[gr.File, gr.File]:
+    """The listings file (CSV or JSONL) and the optional zip of the photos it names, side by side: the
+    Audit and Annotate tabs take a catalogue the same way (dram.data.readers reads both)."""
+    with gr.Row():
+        listings = gr.File(label="Listings (.csv or .jsonl)", file_types=[".csv", ".jsonl", ".json"],
+                           type="filepath", elem_id=file_id)
+        photos = gr.File(label="Photos (.zip, optional)", file_types=[".zip"], type="filepath", elem_id=zip_id)
+    return listings, photos
 
 
 def _uploaded_path(payload: Any) -> str | None:
