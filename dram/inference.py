@@ -112,7 +112,7 @@ class Extractor:
         picture = load_image(image)
         return self.model.image_encoder.preprocess(picture, self.config.image_size), []
 
-    def _encode_batch(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
+    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
         """Encoder outputs for listings in one batch; raises DramInputError for the first bad text, else
         for the first bad photo."""
         windows, notes = self._prepare_texts([text for text, _ in items])
@@ -150,9 +150,6 @@ class Extractor:
             if unfamiliar:
                 listing.warnings.append(reference.warning())
 
-    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        return self._encode_batch(items)
-
     def encode(self, text: str, image: ImageInput = None) -> EncodedListing:
         return self.encode_many([(text, image)])[0]
 
@@ -180,7 +177,7 @@ class Extractor:
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             try:
-                results += self._extractions(self._encode_batch(chunk), tau_r)
+                results += self._extractions(self.encode_many(chunk), tau_r)
             except DramInputError:
                 for text, image in chunk:  # find the bad one(s); the others still go through
                     try:

@@ -85,8 +85,6 @@ def encode_listing(handle: ModelHandle, text: str, upload: Upload | str | None, 
     """Encode one listing and decode it once at `tau` (default: the model's); `upload`: the photo
     (`read_upload`) or its path."""
     extractor = handle.get()
-    if not isinstance(text, str) or not text.strip():
-        raise UserFacingError("The listing text is empty: paste a product title or description.")
     photo, notes = _read_photo(read_upload(upload) if isinstance(upload, str) else upload)
     encoded = extractor.encode(text, photo)
     return ExtractSession(encoded, photo, extractor.decode(encoded, tau), notes)
