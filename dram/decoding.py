@@ -77,7 +77,7 @@ def decode_listings(model: DramModel, windows: Sequence[Sequence[TextWindow]], e
         spans: list[Span] = []
         for row, window in enumerate(listing, start=first):
             owned = [d for d in by_row[row] if window.owns(d.first_word)]
-            spans += char_spans(window.text, window.words, _extended(model, window.words, owned))
+            spans += char_spans(window.text, window.words, _extended(model, window, owned))
         best = rows[first] if len(listing) == 1 else [max(column) for column in zip(*rows[first:first + len(listing)])]
         out.append(DecodedListing(sorted(spans, key=lambda s: (s.start, s.attribute)),
                                   dict(zip(model.config.attributes, best)), _owned_words(listing), attention[k]))
@@ -85,17 +85,29 @@ def decode_listings(model: DramModel, windows: Sequence[Sequence[TextWindow]], e
     return out
 
 
-def _extended(model: DramModel, words: list[Word], spans: list[DecodedSpan]) -> list[DecodedSpan]:
+def _extended(model: DramModel, window: TextWindow, spans: list[DecodedSpan]) -> list[DecodedSpan]:
     """Each span that lies inside a longer training value of its attribute, grown to the longest
-    (`DramConfig.extend_to_known_values`)."""
+    (`DramConfig.extend_to_known_values`). A grown span takes in the spans of its attribute it now
+    covers (an attribute has one value on any word); it stays as tagged where it would cross one only
+    in part, or reach words the next window reports."""
     lookup = model.value_lookup
     if not model.config.extend_to_known_values or lookup is None or not lookup.counts:
         return spans
-    out = []
-    for span in spans:
-        around = lookup.longest_holding(words, span.first_word, span.end_word, span.attribute)
-        out.append(span if around is None else replace(span, first_word=around[0], end_word=around[1]))
-    return out
+    last = len(window.words) if window.owned is None else window.owned[1]
+    out: list[DecodedSpan | None] = list(spans)
+    for i, span in enumerate(out):
+        if span is None:
+            continue
+        around = lookup.longest_holding(window.words, span.first_word, span.end_word, span.attribute)
+        if around is None or not window.owns(around[0]) or around[1] > last:
+            continue
+        touched = [j for j, other in enumerate(out) if j != i and other is not None
+                   and other.attribute == span.attribute and other.first_word < around[1] and around[0] < other.end_word]
+        if all(around[0] <= out[j].first_word and out[j].end_word <= around[1] for j in touched):
+            out[i] = replace(span, first_word=around[0], end_word=around[1])
+            for j in touched:
+                out[j] = None
+    return [span for span in out if span is not None]
 
 
 def _owned_words(windows: Sequence[TextWindow]) -> list[Word]:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Union
@@ -66,6 +67,16 @@ class EncodedListing:
     unfamiliar: bool | None = None
 
 
+@dataclass
+class PhotoRegions:
+    """A batch's photos through the CNN: one row of region features per listing (a blank photo's where
+    a listing has none), or None when no listing of the batch has a photo."""
+
+    regions: torch.Tensor | None
+    has_image: list[bool]
+    notes: list[list[str]]
+
+
 class Extractor:
     def __init__(self, model, tokenizer, metrics: dict | None = None, path: Path | None = None):
         self.model = model.eval()
@@ -112,29 +123,35 @@ class Extractor:
         picture = load_image(image)
         return self.model.image_encoder.preprocess(picture, self.config.image_size), []
 
-    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        """Encoder outputs for listings in one batch; raises DramInputError for the first bad text, else
-        for the first bad photo."""
+    def _photos(self, images: list[ImageInput]) -> PhotoRegions:
+        """The batch's photos read and through the CNN, one row per listing; DramInputError for the
+        first photo that cannot be read."""
+        pixels, notes = zip(*(self._prepare_image(image) for image in images)) if images else ((), ())
+        has_image = [px is not None for px in pixels]
+        if self.model.image_encoder is None or not any(has_image):  # no photo at all: skip the CNN
+            return PhotoRegions(None, has_image, list(notes))
+        size = self.config.image_size
+        stacked = torch.stack([px if px is not None else torch.zeros(3, size, size) for px in pixels])
+        with torch.inference_mode():  # per thread: `extract_batch` calls this on a second one
+            return PhotoRegions(self.model.photo_regions(stacked.to(self.device)), has_image, list(notes))
+
+    def encode_many(self, items: list[tuple[str, ImageInput]],
+                    photos: PhotoRegions | None = None) -> list[EncodedListing]:
+        """Encoder outputs for listings in one batch (`photos`: their photos' regions, when already
+        made); raises DramInputError for the first bad text, else for the first bad photo."""
         windows, notes = self._prepare_texts([text for text, _ in items])
-        pixels, has_image = [], []
-        for (_, image), note in zip(items, notes):
-            px, warn_img = self._prepare_image(image)
-            note += warn_img
-            has_image.append(px is not None)
-            pixels.append(px)
+        photos = photos or self._photos([image for _, image in items])
         owner = [i for i, wins in enumerate(windows) for _ in wins]
         rows = [w for wins in windows for w in wins]
-        stacked = None
-        if self.model.image_encoder is not None and any(has_image):  # no photo at all: skip the CNN
-            size = self.config.image_size
-            stacked = torch.stack([pixels[i] if pixels[i] is not None else torch.zeros(3, size, size) for i in owner])
-        batch = collate(rows, [has_image[i] for i in owner], pixels=stacked,
+        regions = photos.regions[owner] if photos.regions is not None else None
+        batch = collate(rows, [photos.has_image[i] for i in owner], regions=regions,
                         pad_id=self.tokenizer.pad_token_id or 0).to(self.device)
         with torch.inference_mode():
             encoded = self.model.encode(batch)
         out, first = [], 0
         for i, wins in enumerate(windows):
-            out.append(EncodedListing(wins, encoded.select(first, len(wins)), has_image[i], notes[i]))
+            out.append(EncodedListing(wins, encoded.select(first, len(wins)), photos.has_image[i],
+                                      notes[i] + photos.notes[i]))
             first += len(wins)
         self._check_familiarity(out)
         return out
@@ -172,19 +189,26 @@ class Extractor:
                       batch_size: int = 32, progress: bool = False) -> list[Extraction | DramInputError]:
         """Extractions in input order; a bad listing yields its DramInputError and the rest go on."""
         items = list(items)
+        chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
         results: list[Extraction | DramInputError] = []
         bar = tqdm(total=len(items), desc="extract", unit="listing", disable=not progress)
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            try:
-                results += self._extractions(self.encode_many(chunk), tau_r)
-            except DramInputError:
-                for text, image in chunk:  # find the bad one(s); the others still go through
-                    try:
-                        results.append(self.extract(text, image, tau_r))
-                    except DramInputError as err:
-                        log.warning("skipped listing %d: %s", len(results), err)
-                        results.append(err)
-            bar.update(len(chunk))
+        # The next batch's photos are read and go through the CNN on a second thread while this batch's
+        # text is encoded and decoded, so a core left idle by one is used by the other.
+        with ThreadPoolExecutor(1, thread_name_prefix="dram-photos") as ahead:
+            upcoming = [ahead.submit(self._photos, [image for _, image in chunk]) for chunk in chunks[:1]]
+            for k, chunk in enumerate(chunks):
+                photos = upcoming.pop()
+                if k + 1 < len(chunks):
+                    upcoming.append(ahead.submit(self._photos, [image for _, image in chunks[k + 1]]))
+                try:
+                    results += self._extractions(self.encode_many(chunk, photos.result()), tau_r)
+                except DramInputError:
+                    for text, image in chunk:  # find the bad one(s); the others still go through
+                        try:
+                            results.append(self.extract(text, image, tau_r))
+                        except DramInputError as err:
+                            log.warning("skipped listing %d: %s", len(results), err)
+                            results.append(err)
+                bar.update(len(chunk))
         bar.close()
         return results

@@ -1,6 +1,7 @@
 """One decode path (`dram.decoding`): the app and `training.predict` give the same spans and scores,
 with the default model the app ships with, on real listings of the bundled test file (photos included)
-and a listing long enough for several windows."""
+and a listing long enough for several windows; and the growth of a cut-short span to a training value
+of its attribute."""
 from __future__ import annotations
 
 from collections import Counter
@@ -9,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from dram.data.listings import Listing, write_jsonl
+from dram.data.spans import char_spans
+from dram.data.tagging import split_words
+from dram.decoding import _extended
 from dram.inference import Extractor
+from dram.nn.batching import TextWindow
+from dram.nn.model import DecodedSpan
 from dram.nn.value_lookup import ValueLookup
 from dram.paths import BUNDLE
+from store.records import check_spans
+from tests.tiny_model import tiny_model
 from training.common import load_data
 from training.loop import listing_batches, prepare
 from training.predictions import predict_listings, prediction_record
@@ -87,3 +95,28 @@ def test_a_span_inside_a_longer_training_value_of_its_attribute_grows_to_it(extr
     assert ("colour", "Black") in [(s.attribute, s.text) for s in as_tagged]
     assert ("colour", "Black Casual") in [(s.attribute, s.text) for s in grown]
     assert [s.text for s in grown if s.attribute != "colour"] == [s.text for s in as_tagged if s.attribute != "colour"]
+
+
+TWO_COLOURS = "wool jacket navy blue with belt"
+
+
+@pytest.mark.parametrize("spans, owned, expected", [
+    # "navy" and "blue" tagged apart inside the known colour "navy blue": one span, the first's confidence
+    ([(2, 3, 0.9), (3, 4, 0.8)], None, [(2, 4, 0.9)]),
+    ([(3, 4, 0.8), (2, 3, 0.9)], None, [(2, 4, 0.8)]),
+    # "blue with" would be crossed in part: "navy" stays as tagged
+    ([(2, 3, 0.9), (3, 5, 0.8)], None, [(2, 3, 0.9), (3, 5, 0.8)]),
+    # "blue" is the next window's to report: "navy" does not grow into it
+    ([(2, 3, 0.9)], (0, 3), [(2, 3, 0.9)]),
+])
+def test_a_grown_span_takes_in_its_attributes_spans_and_never_crosses_one(
+        tiny_encoder_dir: str, spans: list, owned: tuple | None, expected: list) -> None:
+    """The loop's crash of 2026-12-06: a grown Product Type overlapped another the model had tagged
+    inside it, and the store refused the prediction. Grown spans are ones the store takes."""
+    model, _ = tiny_model(tiny_encoder_dir, "text-only", attributes=["colour"])
+    model.value_lookup = ValueLookup({("navy", "blue"): Counter(colour=2)})
+    words = split_words(TWO_COLOURS)
+    window = TextWindow(TWO_COLOURS, words, [], [], owned)
+    grown = _extended(model, window, [DecodedSpan(0, "colour", first, end, p) for first, end, p in spans])
+    assert [(s.first_word, s.end_word, s.confidence) for s in grown] == expected
+    check_spans(TWO_COLOURS, char_spans(TWO_COLOURS, words, grown), None, what="the prediction")

@@ -199,14 +199,18 @@ class DramModel(nn.Module):
         if batch.regions is not None:
             regions = batch.regions
         elif batch.pixels is not None:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image_encoder):
-                body = self.onnx.image_features if self._onnx_runs("image") else None
-                regions = self.image_encoder(batch.pixels, body)
-            if self.config.freeze_image_encoder:
-                regions = as_cached(regions)
+            regions = self.photo_regions(batch.pixels)
         else:
             return None
         return self.region_norm(regions)
+
+    def photo_regions(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, R, C) region features of preprocessed photos (B, 3, S, S), as `Batch.regions` takes them:
+        a frozen CNN's rounded as the feature cache stores them."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_image_encoder):
+            body = self.onnx.image_features if self._onnx_runs("image") else None
+            regions = self.image_encoder(pixels, body)
+        return as_cached(regions) if self.config.freeze_image_encoder else regions
 
     @property
     def caches_lower_layers(self) -> bool:
