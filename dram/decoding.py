@@ -2,8 +2,7 @@
 batch audit and every training job (predict, evaluate, the tau_R sweep, Ray), so a change to how
 windows are read or merged is made once.
 
-`listing_windows` (`batch_windows` for several texts): the text as the encoder's windows, with the
-value-lookup features.
+`listing_windows`: the texts as the encoder's windows, with the value-lookup features.
 `decode_listings`: the encoders' output for some listings' windows -> per listing its character
 spans (each grown to the longest training value of its attribute that holds it), ARM scores (each
 attribute's highest over the windows), words and TEM attention.
@@ -25,17 +24,13 @@ from dram.nn.model import DecodedSpan, DramModel, EncoderOutput
 from dram.nn.value_lookup import ValueLookup, prior_features
 
 
-def listing_windows(tokenizer, config: DramConfig, text: str, lookup: ValueLookup | None) -> list[TextWindow]:
-    """The whole text in the encoder's windows (`encode_windows`), each with its words' value-lookup
-    features from `lookup` when the model reads them; [] when the text has no word the model can read."""
-    return batch_windows(tokenizer, config, [text], lookup)[0]
-
-
-def batch_windows(tokenizer, config: DramConfig, texts: Sequence[str],
-                  lookup: ValueLookup | None) -> list[list[TextWindow]]:
-    """`listing_windows` of each text, the texts tokenised in one call."""
+def listing_windows(tokenizer, config: DramConfig, texts: Sequence[str],
+                    lookups: Sequence[ValueLookup | None]) -> list[list[TextWindow]]:
+    """Each text in the encoder's windows (the texts tokenised in one call), each window with its words'
+    value-lookup features from the text's lookup when the model reads them; [] for a text with no word
+    the model can read."""
     out = []
-    for windows in encode_texts(tokenizer, texts, config.max_tokens):
+    for windows, lookup in zip(encode_texts(tokenizer, texts, config.max_tokens), lookups, strict=True):
         if not windows[0].words:
             windows = []
         if config.value_prior and lookup is not None:

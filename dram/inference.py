@@ -19,7 +19,7 @@ from dram.checkpoint import load_checkpoint, pick_device
 from dram.data.images import load_image
 from dram.data.spans import Span
 from dram.data.tagging import Word
-from dram.decoding import batch_windows, decode_listings
+from dram.decoding import decode_listings, listing_windows
 from dram.errors import DramInputError
 from dram.familiarity import listing_embedding
 from dram.nn.batching import TextWindow, collate
@@ -111,7 +111,7 @@ class Extractor:
             kept.append(text[:MAX_TEXT_CHARS])
             warnings.append([f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read."]
                             if len(text) > MAX_TEXT_CHARS else [])
-        windows = batch_windows(self.tokenizer, self.config, kept, self.model.value_lookup)
+        windows = listing_windows(self.tokenizer, self.config, kept, [self.model.value_lookup] * len(kept))
         if not all(windows):
             raise DramInputError("The listing text has no words the model can read.")
         return windows, warnings

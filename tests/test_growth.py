@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dram.checkpoint import add_attributes, load_checkpoint, save_checkpoint
-from dram.nn.batching import collate, encode_windows
+from dram.nn.batching import collate, encode_texts
 from dram.nn.model import DramModel
 from dram.nn.value_lookup import ValueLookup, prior_features
 from tests.tiny_model import ATTRIBUTES, BRANDED, IMAGE_SIZE, listing, tiny_model, train_listings
@@ -31,7 +31,7 @@ TEXTS = ["red cotton shirt for men by nike", "blue denim jeans puma", "black lea
 def outputs(model: DramModel, tokenizer, texts: list[str]) -> tuple[torch.Tensor, list[tuple]]:
     """(attribute scores, decoded spans) on `texts` with photos and the model's value-lookup features."""
     model.eval()
-    windows = [encode_windows(tokenizer, text, model.config.max_tokens)[0] for text in texts]
+    windows = [encode_texts(tokenizer, [text], model.config.max_tokens)[0][0] for text in texts]
     for window in windows:
         window.prior = prior_features(model.value_lookup, window.words, model.config.attributes)
     pixels = torch.randn(len(texts), 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))

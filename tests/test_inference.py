@@ -13,7 +13,7 @@ from dram.checkpoint import build_model, save_checkpoint
 from dram.data.tagging import split_words
 from dram.errors import DramInputError, ImageError
 from dram.inference import MAX_TEXT_CHARS, Extraction, Extractor
-from dram.nn.batching import encode_texts, encode_windows
+from dram.nn.batching import encode_texts
 from dram.nn.config import DramConfig
 from dram.nn.model import DecodedSpan
 from dram.paths import BUNDLE
@@ -122,7 +122,7 @@ def test_text_beyond_one_window_is_read_whole_and_a_value_near_the_end_is_report
                     found.append(DecodedSpan(row, "colour", j, j + 1, 0.9))
         return scores, found
 
-    windows = encode_windows(extractor.tokenizer, text, extractor.config.max_tokens)
+    windows = encode_texts(extractor.tokenizer, [text], extractor.config.max_tokens)[0]
     assert len(windows) >= 3 and sum("navy" in [w.text for w in win.words] for win in windows) >= 1
     monkeypatch.setattr(extractor.model, "decode", decode_marking_navy)
     result = extractor.extract(text)
@@ -133,7 +133,7 @@ def test_text_beyond_one_window_is_read_whole_and_a_value_near_the_end_is_report
 
 def test_windows_fit_the_encoder_share_context_and_own_every_word_once(extractor: Extractor) -> None:
     text = " ".join(f"word{i} x" for i in range(700))
-    windows = encode_windows(extractor.tokenizer, text, 64)
+    windows = encode_texts(extractor.tokenizer, [text], 64)[0]
     assert all(len(w.input_ids) <= 64 for w in windows)
     owned = [w.words[j].start for w in windows for j in range(len(w.words)) if w.owns(j)]
     assert owned == [w.start for w in split_words(text)]
@@ -148,7 +148,7 @@ TRICKY = ["Raymond Men Black Leather Belt", "HP C930H2MG 8MB-2x4MB/80W", "ナイ
 def test_texts_tokenised_together_get_the_windows_each_gets_alone(extractor: Extractor) -> None:
     together = encode_texts(extractor.tokenizer, TRICKY, 64)
     for text, windows in zip(TRICKY, together, strict=True):
-        alone = encode_windows(extractor.tokenizer, text, 64)
+        alone = encode_texts(extractor.tokenizer, [text], 64)[0]
         assert [(w.words, w.input_ids, w.word_first_token, w.owned) for w in windows] == \
             [(w.words, w.input_ids, w.word_first_token, w.owned) for w in alone]
     assert len(together[-1]) > 2 and together[-2][0].words == []
@@ -163,7 +163,7 @@ def test_each_word_starts_at_the_first_sub_word_that_covers_it(extractor: Extrac
         found = next(((i, a) for i, a, b in tokens if b > word.start), None)
         if found is not None and found[1] < word.end:
             expected.append((word, found[0]))
-    [window] = encode_windows(extractor.tokenizer, text, 512)
+    [window] = encode_texts(extractor.tokenizer, [text], 512)[0]
     assert list(zip(window.words, window.word_first_token)) == expected
     if text.startswith("HP C930"):  # "930" begins at "##9" and runs into "##30"
         first = dict((w.text, extractor.tokenizer.convert_ids_to_tokens(window.input_ids[t])) for w, t in expected)

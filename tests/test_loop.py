@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from dram.data.listings import Listing
-from dram.nn.batching import encode_windows
+from dram.nn.batching import encode_texts
 from dram.nn.value_lookup import cross_fitted, prior_features
 from tests.tiny_model import listing, tiny_config, tiny_model, train_listings, write_text_encoder
 from training.loop import TAU_GRID, TrainSettings, best_tau, fit, make_batch, prepare
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def words(model, tokenizer, item: Listing) -> list:
-    return encode_windows(tokenizer, item.text, model.config.max_tokens)[0].words
+    return encode_texts(tokenizer, [item.text], model.config.max_tokens)[0][0].words
 
 
 def with_photos(tmp_path, listings: list[Listing], broken: int | None = None) -> list[Listing]:

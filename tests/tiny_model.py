@@ -16,7 +16,7 @@ from torchvision import transforms
 
 from dram.data.listings import Listing
 from dram.data.spans import Span
-from dram.nn.batching import collate, encode_windows, gold_targets
+from dram.nn.batching import collate, encode_texts, gold_targets
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
@@ -97,7 +97,7 @@ def listing(text: str, spans: list[tuple[str, str]], lid: str = "x") -> Listing:
 def make_batch(model: DramModel, tokenizer, listings: list[Listing], with_image: bool | list[bool] = True,
                gold: bool = True, seed: int = 0):
     """A collated batch with random pixels (when the model reads images) and gold targets."""
-    texts = [encode_windows(tokenizer, l.text, model.config.max_tokens)[0] for l in listings]
+    texts = [encode_texts(tokenizer, [l.text], model.config.max_tokens)[0][0] for l in listings]
     flags = with_image if isinstance(with_image, list) else [with_image] * len(listings)
     pixels = None
     if model.image_encoder is not None:

@@ -136,8 +136,8 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         lookups = (cross_fitted(listings, seed=training.seed) if training is not None
                    else [model.value_lookup] * len(listings))
     kept, texts, listing_of = [], [], []
-    for i, listing in enumerate(listings):
-        windows = listing_windows(tokenizer, config, listing.text, lookups[i] if lookups is not None else None)
+    all_windows = listing_windows(tokenizer, config, [l.text for l in listings], lookups or [None] * len(listings))
+    for listing, windows in zip(listings, all_windows):
         if not windows:
             log.warning("skipping listing %s: no readable words", listing.id)
             continue

@@ -53,11 +53,6 @@ def _unit_tokens(text: str, ids: list[int], offsets: list[tuple[int, int]]
     return [words[k] for k in kept], first[kept].tolist(), [ids[i] for i in content], prefix, suffix
 
 
-def encode_windows(tokenizer, text: str, max_tokens: int) -> list[TextWindow]:
-    """The whole text in windows of at most `max_tokens` sub-words (`encode_texts` for one text)."""
-    return encode_texts(tokenizer, [text], max_tokens)[0]
-
-
 def encode_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[TextWindow]]:
     """Each text in windows of at most `max_tokens` sub-words, the texts tokenised in one call.
 
