@@ -9,7 +9,8 @@ The floor is the two encoders' bare fp32 forward passes (the torch CNN on the li
 the torch text encoder on its token ids) under `inference_mode`, timed on the same listings as the
 rest. Per engine: one listing at a time with its photo, text only and with the photo as a 1000x1000
 JPEG (p50/p95 over `--single` listings after `--warmup`), batch extraction with photos of every
-listing in `--data` (listings/s after one warm-up batch), and against the torch fp32 batch run the
+listing in `--data` (listings/s after one warm-up batch; one batch per core as `extract_batch` runs
+by default, and one batch at a time on all the cores), and against the torch fp32 batch run the
 share of listings with the same spans, the largest ARM score difference and TAG-F1 on the data's
 gold spans. The machine line gives the CPU, its bf16/int8 instruction flags and the load average
 before and after, since timings on a shared machine are only indicative.
@@ -126,23 +127,22 @@ def tag_f1(listings: list[Listing], extractions: list[Extraction], attributes: l
     return scorer.summary()["tag_f1"]
 
 
-def batch_rate(extractor: Extractor, items: list, batch_size: int) -> tuple[float, list]:
-    extractor.extract_batch(items[:batch_size], batch_size=batch_size)  # warm-up: kernels and caches
+def batch_rate(extractor: Extractor, items: list, batch_size: int, workers: int | None = None) -> tuple[float, list]:
+    extractor.extract_batch(items[:batch_size], batch_size=batch_size, workers=workers)  # warm-up: kernels and caches
     started = time.perf_counter()
-    results = extractor.extract_batch(items, batch_size=batch_size)
+    results = extractor.extract_batch(items, batch_size=batch_size, workers=workers)
     return len(items) / (time.perf_counter() - started), results
 
 
-def batch_variants(extractor: Extractor, chunks: str | None) -> list[tuple[str, Callable[[], None]]]:
-    """How the batch run's CNN is split: the torch CNN's chunk sizes (`--chunks`); for the ONNX engine its
-    way (whole chunks on one core each) and, last, each chunk's convolutions split across the cores."""
-    onnx, cnn = extractor.model.onnx, extractor.model.image_encoder
-    if onnx is None or onnx.image is None:
-        sizes = [int(c) for c in chunks.split(",")] if chunks and cnn is not None else []
-        return [(f", CNN chunk {c}", lambda c=c: setattr(cnn, "chunk_size", c)) for c in sizes] or [("", lambda: None)]
-    single = onnx.image_single
-    return [(", CNN chunks one per core", lambda: setattr(onnx, "image_single", single)),
-            (", each CNN chunk split across the cores", lambda: setattr(onnx, "image_single", None))]
+def batch_variants(extractor: Extractor, chunks: str | None) -> list[tuple[str, Callable[[], None], int | None]]:
+    """The batch run's ways: one batch per core (the default), then one batch at a time on all the
+    cores; for the torch engine, each of the CNN's chunk sizes `--chunks` too."""
+    cnn = extractor.model.image_encoder
+    ways = [(", one batch per core", lambda: None, None), (", one batch at a time on all the cores", lambda: None, 1)]
+    if extractor.model.onnx is None and chunks and cnn is not None:
+        ways += [(f", CNN chunk {c}, one batch per core", lambda c=int(c): setattr(cnn, "chunk_size", c), None)
+                 for c in chunks.split(",")]
+    return ways
 
 
 def measure(extractor: Extractor, listings: list[Listing], big: list[Path], args: argparse.Namespace) -> tuple[list[str], list]:
@@ -155,9 +155,10 @@ def measure(extractor: Extractor, listings: list[Listing], big: list[Path], args
             row("one listing, 1000x1000 JPEG photo", large)]
     items = [(l.text, l.image) for l in listings]
     results = []
-    for label, configure in batch_variants(extractor, args.chunks):
+    for label, configure, workers in batch_variants(extractor, args.chunks):
         configure()
-        rate, results = batch_rate(extractor, items, args.batch_size)
+        rate, batch_results = batch_rate(extractor, items, args.batch_size, workers)
+        results = results or batch_results  # the default way's, for the comparisons
         rows.append(f"| batch with photos (batch {args.batch_size}{label}) | {rate:.1f} listings/s | | {len(items)} |")
     return rows, results
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Union
@@ -132,7 +133,7 @@ class Extractor:
             return PhotoRegions(None, has_image, list(notes))
         size = self.config.image_size
         stacked = torch.stack([px if px is not None else torch.zeros(3, size, size) for px in pixels])
-        with torch.inference_mode():  # per thread: `extract_batch` calls this on a second one
+        with torch.inference_mode():
             return PhotoRegions(self.model.photo_regions(stacked.to(self.device)), has_image, list(notes))
 
     def encode_many(self, items: list[tuple[str, ImageInput]],
@@ -186,29 +187,55 @@ class Extractor:
         return self.decode(self.encode(text, image), tau_r)
 
     def extract_batch(self, items: Iterable[tuple[str, ImageInput]], tau_r: float | None = None,
-                      batch_size: int = 32, progress: bool = False) -> list[Extraction | DramInputError]:
-        """Extractions in input order; a bad listing yields its DramInputError and the rest go on."""
+                      batch_size: int = 32, progress: bool = False, workers: int | None = None) -> list[Extraction | DramInputError]:
+        """Extractions in input order; a bad listing yields its DramInputError and the rest go on.
+
+        Listings are batched by text length (less padding for the text encoder), and `workers` batches
+        run side by side (default: on a CPU one per core torch may use, else 2), each whole batch,
+        photos to spans, on one core: one-core encoders outrun the cores sharing each small step, and
+        the photo reading, tokenising and Python of one batch overlap the others' arithmetic
+        (BENCHMARKS.md, issue 24). One worker runs each batch on all the cores."""
         items = list(items)
-        chunks = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
-        results: list[Extraction | DramInputError] = []
+        by_length = sorted(range(len(items)), key=lambda i: len(items[i][0]) if isinstance(items[i][0], str) else 0)
+        batches = [by_length[start:start + batch_size] for start in range(0, len(items), batch_size)]
+        cores = torch.get_num_threads()
+        workers = workers or (cores if self.device.type == "cpu" else 2)
+        workers = max(1, min(workers, len(batches)))
+        one_core = workers > 1
+        results: list[Extraction | DramInputError | None] = [None] * len(items)
         bar = tqdm(total=len(items), desc="extract", unit="listing", disable=not progress)
-        # The next batch's photos are read and go through the CNN on a second thread while this batch's
-        # text is encoded and decoded, so a core left idle by one is used by the other.
-        with ThreadPoolExecutor(1, thread_name_prefix="dram-photos") as ahead:
-            upcoming = [ahead.submit(self._photos, [image for _, image in chunk]) for chunk in chunks[:1]]
-            for k, chunk in enumerate(chunks):
-                photos = upcoming.pop()
-                if k + 1 < len(chunks):
-                    upcoming.append(ahead.submit(self._photos, [image for _, image in chunks[k + 1]]))
-                try:
-                    results += self._extractions(self.encode_many(chunk, photos.result()), tau_r)
-                except DramInputError:
-                    for text, image in chunk:  # find the bad one(s); the others still go through
-                        try:
-                            results.append(self.extract(text, image, tau_r))
-                        except DramInputError as err:
-                            log.warning("skipped listing %d: %s", len(results), err)
-                            results.append(err)
-                bar.update(len(chunk))
-        bar.close()
-        return results
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="dram-batch") as pool:
+                run = lambda numbers: self._batch(items, numbers, tau_r, one_core)  # noqa: E731
+                for numbers, done in zip(batches, pool.map(run, batches) if one_core else map(run, batches)):
+                    for number, result in zip(numbers, done):
+                        results[number] = result
+                    bar.update(len(done))
+            return results
+        finally:
+            bar.close()
+            if one_core:
+                torch.set_num_threads(cores)  # the workers set the default for threads started later to 1
+
+    def _batch(self, items: list[tuple[str, ImageInput]], numbers: list[int], tau_r: float | None,
+               one_core: bool = False) -> list[Extraction | DramInputError]:
+        """The extractions of the listings `numbers` of `items`, on this thread alone with `one_core`;
+        a bad listing is found and reported in place and the others still go through."""
+        chunk = [items[number] for number in numbers]
+        lane = nullcontext()
+        if one_core:
+            torch.set_num_threads(1)  # this thread's own OpenMP team; the caller's keeps its cores
+            if self.model.onnx is not None:
+                lane = self.model.onnx.one_core()
+        with lane:
+            try:
+                return self._extractions(self.encode_many(chunk), tau_r)
+            except DramInputError:
+                out: list[Extraction | DramInputError] = []
+                for number, (text, image) in zip(numbers, chunk):
+                    try:
+                        out.append(self.extract(text, image, tau_r))
+                    except DramInputError as err:
+                        log.warning("skipped listing %d: %s", number, err)
+                        out.append(err)
+                return out

@@ -118,6 +118,27 @@ def test_default_model_engines_keep_the_fp32_spans(fp32_and_items: tuple, engine
     assert same == 1.0 and gap <= 1e-3, (same, gap)
 
 
+def test_batches_run_side_by_side_one_core_each_with_the_same_answers(fp32_and_items: tuple) -> None:
+    """extract_batch's workers: each batch on one-thread sessions, the answers those of one batch at a
+    time on all the cores, in input order, a bad listing in its place, and the caller's threads kept."""
+    _, items = fp32_and_items
+    items = items[:20] + [("", None)] + items[20:]
+    extractor = Extractor.load(DEFAULT_CHECKPOINT, "cpu", "auto", "onnx")
+    threads = torch.get_num_threads()
+    one_at_a_time = extractor.extract_batch(items, batch_size=8, workers=1)
+    side_by_side = extractor.extract_batch(items, batch_size=8, workers=2)
+    assert torch.get_num_threads() == threads
+    assert isinstance(side_by_side[20], DramInputError) and isinstance(one_at_a_time[20], DramInputError)
+    kept = [i for i in range(len(items)) if i != 20]
+    assert [side_by_side[i].text for i in kept] == [items[i][0] for i in kept]
+    same, gap = agreement([one_at_a_time[i] for i in kept], [side_by_side[i] for i in kept])
+    assert same == 1.0 and gap <= 1e-3, (same, gap)
+    onnx = extractor.model.onnx
+    with onnx.one_core():
+        assert onnx._text_session().get_session_options().intra_op_num_threads == 1
+    assert onnx._text_session() is onnx.text
+
+
 def test_int8_text_encoder_moves_the_scores_a_little(fp32_and_items: tuple) -> None:
     """onnx-int8 runs int8 (the scores move) and keeps most spans; not auto's, since it misses the 0.02
     bar (on the 500: the same spans on 497, scores up to 0.18 apart)."""

@@ -19,10 +19,12 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -214,30 +216,58 @@ class _Body(nn.Module):
 class OnnxEncoders:
     """ONNX Runtime sessions standing in for the encoders' forward passes (None: that one stays in torch).
 
-    A batch's photos go through the CNN in chunks of `chunk_size`, one chunk per core at a time, each
-    on a one-thread session (`image_single`): splitting a chunk's small convolutions across cores
-    keeps them waiting on each other, while whole chunks in parallel keep every core busy. One chunk
-    (a single listing) runs on the session with all the cores."""
+    Called as is, a session uses all the cores: one listing's text and photo, or a batch's photos in
+    chunks of `chunk_size`, one chunk per core at a time, each on a one-thread session (`image_single`):
+    splitting a chunk's small convolutions across cores keeps them waiting on each other. Inside
+    `one_core()` the calling thread runs everything on one-thread sessions, each photo alone (the
+    fastest on one core): `Extractor.extract_batch` runs one batch per core that way."""
 
     chunk_size = 4
 
-    def __init__(self, engine: str, text=None, image=None, image_single=None):
+    def __init__(self, engine: str, text=None, image=None, image_single=None, text_graph: Path | None = None):
         self.engine = engine
         self.text = text
         self.image = image
         self.image_single = image_single
+        self._text_graph = text_graph
+        self._text_single = None  # made on the first one-core call: a second copy of the weights
+        self._lane = threading.local()
+        self._lock = threading.Lock()
         self._workers: ThreadPoolExecutor | None = None
+
+    @contextmanager
+    def one_core(self) -> Iterator[None]:
+        """This thread's encoder calls run on one core (one-thread sessions) until the block ends."""
+        self._lane.one_core = True
+        try:
+            yield
+        finally:
+            self._lane.one_core = False
+
+    def _on_one_core(self) -> bool:
+        return getattr(self._lane, "one_core", False)
+
+    def _text_session(self):
+        if not self._on_one_core() or self._text_graph is None:
+            return self.text
+        with self._lock:
+            if self._text_single is None:
+                self._text_single = _session(self._text_graph, threads=1)
+        return self._text_single
 
     def text_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(second-to-last, last) layer states (B, T, H) for input embeddings (B, T, H) and mask (B, T)."""
         feeds = {"embeds": embeds.detach().float().contiguous().numpy(),
                  "mask": mask.detach().to(torch.int64).numpy()}
-        before_last, last = self.text.run(None, feeds)
+        before_last, last = self._text_session().run(None, feeds)
         return torch.from_numpy(before_last), torch.from_numpy(last)
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
         array = np.ascontiguousarray(pixels.detach().float().numpy())
+        if self._on_one_core() and self.image_single is not None:
+            return torch.from_numpy(np.concatenate(
+                [self.image_single.run(None, {"pixels": array[i:i + 1]})[0] for i in range(len(array))]))
         cores = self.image.get_session_options().intra_op_num_threads
         if len(array) <= self.chunk_size or cores < 2 or self.image_single is None:
             return torch.from_numpy(self.image.run(None, {"pixels": array})[0])
@@ -252,9 +282,10 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
                  checkpoint: Path | None) -> OnnxEncoders:
     """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks."""
     folder = _cache_folder(checkpoint)
-    text = None
+    text = text_graph = None
     if exportable_text(text_encoder):
-        text = _session(_text_graph(text_encoder, folder, int8=engine == "onnx-int8"))
+        text_graph = _text_graph(text_encoder, folder, int8=engine == "onnx-int8")
+        text = _session(text_graph)
     else:
         log.info("the %s text encoder has no ONNX export here: it runs in torch",
                  getattr(text_encoder.config, "model_type", "?"))
@@ -263,5 +294,5 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
         module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
         graph = _image_graph(module, image_size, folder)
         image, image_single = _session(graph), _session(graph, threads=1)
-        return OnnxEncoders(engine, text, image, image_single)
-    return OnnxEncoders(engine, text)
+        return OnnxEncoders(engine, text, image, image_single, text_graph)
+    return OnnxEncoders(engine, text, text_graph=text_graph)
