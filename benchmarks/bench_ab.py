@@ -6,7 +6,8 @@ The older commit is checked out into a temporary git worktree beside this one, s
 `.venv` and the same checkpoint. Each run measures both trees, the order alternating (old, new, then
 new, old, ...), so slow minutes of a shared machine fall on both alike:
 1. one listing with its photo, p50 over `--single` listings (`Extractor.extract`, after a warm-up);
-2. batch extraction with photos over the whole data file (`Extractor.extract_batch`), listings/s;
+2. batch extraction with photos over the whole data file (`Extractor.extract_batch`, after 128 listings'
+   warm-up), listings/s;
 3. the app's `/extract` p50 over `--calls` calls, each tree's `app.py` started once.
 Each figure is measured in a fresh process of its tree; the tables give every run and the medians.
 """
@@ -45,6 +46,7 @@ for text, image in items[:{single}]:
     started = time.perf_counter()
     extractor.extract(text, image)
     times.append(1000 * (time.perf_counter() - started))
+extractor.extract_batch(items[:128], batch_size=32)  # warm-up: a batch for each of up to 4 cores
 started = time.perf_counter()
 extractor.extract_batch(items, batch_size=32)
 rate = len(items) / (time.perf_counter() - started)
