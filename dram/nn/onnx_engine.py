@@ -167,12 +167,11 @@ def _session(path: Path, threads: int | None = None):
     options.intra_op_num_threads = threads or torch.get_num_threads()  # the process's budget (--threads), as torch's
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Pool threads spin while a run lasts (a one-photo CNN's small convolutions hand work to each other
-    # often), and stop when it ends: left spinning, they took the cores from torch's own threads (TEM,
-    # the heads) and from the other session, and one listing with photo took 43-47 ms instead of 14-15
-    # on 2 quiet cores; never spinning, 15-17 (BENCHMARKS.md, issue 24).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    # Idle pool threads sleep instead of spinning: spinning, they took the cores from torch's own threads
+    # (TEM, the heads) and from the other session, and one listing with photo took 47 ms instead of 17
+    # on 2 quiet cores. Spinning only while a run lasts (force_spinning_stop) was 1-2 ms faster on a
+    # quiet box but 1-2 ms slower beside two idle app processes (BENCHMARKS.md, issue 24).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
