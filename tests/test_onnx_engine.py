@@ -75,6 +75,9 @@ def test_exported_encoders_give_the_torch_numbers_and_are_made_once(tiny_encoder
         pixels = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
         assert torch.allclose(engine.image_features(pixels), model.image_encoder.backbone(pixels), atol=1e-4)
         assert torch.allclose(model.image_encoder(pixels, engine.image_features), model.image_encoder(pixels), atol=1e-4)
+        with engine.one_core():  # one-thread sessions, each photo alone: the same numbers
+            assert torch.allclose(engine.image_features(pixels), model.image_encoder.backbone(pixels), atol=1e-4)
+            assert torch.allclose(engine.text_states(embeds, mask)[1][mask], expected[1][mask], atol=1e-4)
     made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "onnx").glob("*.onnx")}
     assert len(made) == 2
     build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
@@ -134,9 +137,8 @@ def test_batches_run_side_by_side_one_core_each_with_the_same_answers(fp32_and_i
     same, gap = agreement([one_at_a_time[i] for i in kept], [side_by_side[i] for i in kept])
     assert same == 1.0 and gap <= 1e-3, (same, gap)
     onnx = extractor.model.onnx
-    with onnx.one_core():
-        assert onnx._text_session().get_session_options().intra_op_num_threads == 1
-    assert onnx._text_session() is onnx.text
+    assert onnx.one_thread_session("text").get_session_options().intra_op_num_threads == 1
+    assert onnx.text.get_session_options().intra_op_num_threads == threads
 
 
 def test_int8_text_encoder_moves_the_scores_a_little(fp32_and_items: tuple) -> None:

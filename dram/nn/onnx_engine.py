@@ -215,25 +215,26 @@ class _Body(nn.Module):
 
 
 class OnnxEncoders:
-    """ONNX Runtime sessions standing in for the encoders' forward passes (None: that one stays in torch).
+    """ONNX Runtime sessions standing in for the encoders' forward passes (`text`, `image`; None: that
+    one stays in torch).
 
     Called as is, a session uses all the cores: one listing's text and photo, or a batch's photos in
-    chunks of `chunk_size`, one chunk per core at a time, each on a one-thread session (`image_single`):
-    splitting a chunk's small convolutions across cores keeps them waiting on each other. Inside
-    `one_core()` the calling thread runs everything on one-thread sessions, each photo alone (the
-    fastest on one core): `Extractor.extract_batch` runs one batch per core that way."""
+    chunks of `chunk_size`, one chunk per core at a time, each on a one-thread session: splitting a
+    chunk's small convolutions across cores keeps them waiting on each other. Inside `one_core()`
+    the calling thread runs everything on one-thread sessions, each photo alone (the fastest on one
+    core): `Extractor.extract_batch` runs one batch per core that way. The one-thread sessions, a
+    second copy of the weights each, are made on first use."""
 
     chunk_size = 4
 
-    def __init__(self, engine: str, text=None, image=None, image_single=None, text_graph: Path | None = None):
+    def __init__(self, engine: str, text_graph: Path | None, image_graph: Path | None):
         self.engine = engine
-        self.text = text
-        self.image = image
-        self.image_single = image_single
-        self._text_graph = text_graph
-        self._text_single = None  # made on the first one-core call: a second copy of the weights
-        self._lane = threading.local()
+        self._graphs = {"text": text_graph, "image": image_graph}
+        self.text = _session(text_graph) if text_graph is not None else None
+        self.image = _session(image_graph) if image_graph is not None else None
+        self._one_thread: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._lane = threading.local()
         self._workers: ThreadPoolExecutor | None = None
 
     @contextmanager
@@ -248,34 +249,35 @@ class OnnxEncoders:
     def _on_one_core(self) -> bool:
         return getattr(self._lane, "one_core", False)
 
-    def _text_session(self):
-        if not self._on_one_core() or self._text_graph is None:
-            return self.text
+    def one_thread_session(self, part: str):
+        """The one-thread session of `part` ("text" or "image")."""
         with self._lock:
-            if self._text_single is None:
-                self._text_single = _session(self._text_graph, threads=1)
-        return self._text_single
+            if part not in self._one_thread:
+                self._one_thread[part] = _session(self._graphs[part], threads=1)
+            return self._one_thread[part]
 
     def text_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(second-to-last, last) layer states (B, T, H) for input embeddings (B, T, H) and mask (B, T)."""
         feeds = {"embeds": embeds.detach().float().contiguous().numpy(),
                  "mask": mask.detach().to(torch.int64).numpy()}
-        before_last, last = self._text_session().run(None, feeds)
+        session = self.one_thread_session("text") if self._on_one_core() else self.text
+        before_last, last = session.run(None, feeds)
         return torch.from_numpy(before_last), torch.from_numpy(last)
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
         array = np.ascontiguousarray(pixels.detach().float().numpy())
-        if self._on_one_core() and self.image_single is not None:
-            return torch.from_numpy(np.concatenate(
-                [self.image_single.run(None, {"pixels": array[i:i + 1]})[0] for i in range(len(array))]))
+        if self._on_one_core():
+            single = self.one_thread_session("image")
+            return torch.from_numpy(np.concatenate([single.run(None, {"pixels": photo[None]})[0] for photo in array]))
         cores = self.image.get_session_options().intra_op_num_threads
-        if len(array) <= self.chunk_size or cores < 2 or self.image_single is None:
+        if len(array) <= self.chunk_size or cores < 2:
             return torch.from_numpy(self.image.run(None, {"pixels": array})[0])
+        single = self.one_thread_session("image")
         if self._workers is None:
             self._workers = ThreadPoolExecutor(cores, thread_name_prefix="dram-cnn")
         chunks = [array[i:i + self.chunk_size] for i in range(0, len(array), self.chunk_size)]
-        maps = self._workers.map(lambda chunk: self.image_single.run(None, {"pixels": chunk})[0], chunks)
+        maps = self._workers.map(lambda chunk: single.run(None, {"pixels": chunk})[0], chunks)
         return torch.from_numpy(np.concatenate(list(maps)))
 
 
@@ -283,17 +285,14 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
                  checkpoint: Path | None) -> OnnxEncoders:
     """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks."""
     folder = _cache_folder(checkpoint)
-    text = text_graph = None
+    text_graph = image_graph = None
     if exportable_text(text_encoder):
         text_graph = _text_graph(text_encoder, folder, int8=engine == "onnx-int8")
-        text = _session(text_graph)
     else:
         log.info("the %s text encoder has no ONNX export here: it runs in torch",
                  getattr(text_encoder.config, "model_type", "?"))
     if image_encoder is not None:
         body = image_encoder._features or image_encoder.backbone
         module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
-        graph = _image_graph(module, image_size, folder)
-        image, image_single = _session(graph), _session(graph, threads=1)
-        return OnnxEncoders(engine, text, image, image_single, text_graph)
-    return OnnxEncoders(engine, text, text_graph=text_graph)
+        image_graph = _image_graph(module, image_size, folder)
+    return OnnxEncoders(engine, text_graph, image_graph)
