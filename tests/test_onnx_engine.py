@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 
 import pytest
 import torch
@@ -127,10 +128,14 @@ def test_batches_run_side_by_side_one_core_each_with_the_same_answers(fp32_and_i
     _, items = fp32_and_items
     items = items[:20] + [("", None)] + items[20:]
     extractor = Extractor.load(DEFAULT_CHECKPOINT, "cpu", "auto", "onnx")
-    threads = torch.get_num_threads()
     one_at_a_time = extractor.extract_batch(items, batch_size=8, workers=1)
+    torch.set_num_threads(2)  # the caller's two (the module's fixture puts its one back afterwards)
     side_by_side = extractor.extract_batch(items, batch_size=8, workers=2)
-    assert torch.get_num_threads() == threads
+    seen = []  # a thread started afterwards (a new app request) gets the caller's two, not the workers' one
+    later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    later.start()
+    later.join()
+    assert torch.get_num_threads() == 2 and seen == [2]
     assert isinstance(side_by_side[20], DramInputError) and isinstance(one_at_a_time[20], DramInputError)
     kept = [i for i in range(len(items)) if i != 20]
     assert [side_by_side[i].text for i in kept] == [items[i][0] for i in kept]
@@ -138,7 +143,7 @@ def test_batches_run_side_by_side_one_core_each_with_the_same_answers(fp32_and_i
     assert same == 1.0 and gap <= 1e-3, (same, gap)
     onnx = extractor.model.onnx
     assert onnx.one_thread_session("text").get_session_options().intra_op_num_threads == 1
-    assert onnx.text.get_session_options().intra_op_num_threads == threads
+    assert onnx.text.get_session_options().intra_op_num_threads == 1  # loaded under the fixture's one
 
 
 def test_int8_text_encoder_moves_the_scores_a_little(fp32_and_items: tuple) -> None:
