@@ -136,12 +136,11 @@ class Extractor:
         with torch.inference_mode():
             return PhotoRegions(self.model.photo_regions(stacked.to(self.device)), has_image, list(notes))
 
-    def encode_many(self, items: list[tuple[str, ImageInput]],
-                    photos: PhotoRegions | None = None) -> list[EncodedListing]:
-        """Encoder outputs for listings in one batch (`photos`: their photos' regions, when already
-        made); raises DramInputError for the first bad text, else for the first bad photo."""
+    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
+        """Encoder outputs for listings in one batch; raises DramInputError for the first bad text, else
+        for the first bad photo."""
         windows, notes = self._prepare_texts([text for text, _ in items])
-        photos = photos or self._photos([image for _, image in items])
+        photos = self._photos([image for _, image in items])
         owner = [i for i, wins in enumerate(windows) for _ in wins]
         rows = [w for wins in windows for w in wins]
         regions = photos.regions[owner] if photos.regions is not None else None
@@ -204,10 +203,12 @@ class Extractor:
         one_core = workers > 1
         results: list[Extraction | DramInputError | None] = [None] * len(items)
         bar = tqdm(total=len(items), desc="extract", unit="listing", disable=not progress)
+        # A worker's torch runs on its own OpenMP team of one thread; the caller's keeps its cores.
+        one_thread = (lambda: torch.set_num_threads(1)) if one_core else None
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="dram-batch") as pool:
-                run = lambda numbers: self._batch(items, numbers, tau_r, one_core)  # noqa: E731
-                for numbers, done in zip(batches, pool.map(run, batches) if one_core else map(run, batches)):
+            with ThreadPoolExecutor(workers, thread_name_prefix="dram-batch", initializer=one_thread) as pool:
+                for numbers, done in zip(batches, pool.map(lambda numbers: self._batch(items, numbers, tau_r, one_core),
+                                                           batches)):
                     for number, result in zip(numbers, done):
                         results[number] = result
                     bar.update(len(done))
@@ -219,14 +220,10 @@ class Extractor:
 
     def _batch(self, items: list[tuple[str, ImageInput]], numbers: list[int], tau_r: float | None,
                one_core: bool = False) -> list[Extraction | DramInputError]:
-        """The extractions of the listings `numbers` of `items`, on this thread alone with `one_core`;
-        a bad listing is found and reported in place and the others still go through."""
+        """The extractions of the listings `numbers` of `items`, on one-thread encoder sessions with
+        `one_core`; a bad listing is found and reported in place and the others still go through."""
         chunk = [items[number] for number in numbers]
-        lane = nullcontext()
-        if one_core:
-            torch.set_num_threads(1)  # this thread's own OpenMP team; the caller's keeps its cores
-            if self.model.onnx is not None:
-                lane = self.model.onnx.one_core()
+        lane = self.model.onnx.one_core() if one_core and self.model.onnx is not None else nullcontext()
         with lane:
             try:
                 return self._extractions(self.encode_many(chunk), tau_r)
