@@ -1,6 +1,6 @@
 """A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json,
-value_lookup.json when the model reads the value lookup, and familiarity.safetensors when training
-measured where its listings sit (dram.familiarity; older checkpoints have none and load as they are)."""
+value_lookup.json when the model reads the value lookup, category_schema.json when its training listings
+stated each category's attributes, and familiarity.safetensors when training measured where its listings sit (dram.familiarity; older checkpoints have none and load as they are)."""
 from __future__ import annotations
 
 import contextlib
@@ -24,10 +24,12 @@ from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokeniz
 from dram.nn.model import DramModel
 from dram.nn.onnx_engine import CACHE_FOLDER, build_engine, resolve_engine
 from dram.nn.precision import RunSettings, autocast_dtype
+from dram.nn.category_schema import CategorySchema
 from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
 LOOKUP_FILE = "value_lookup.json"
+SCHEMA_FILE = "category_schema.json"
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -71,7 +73,7 @@ def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
 # What a save killed midway leaves beside a checkpoint: its temporary folder (".NAME." + mkdtemp's
 # 8 characters) or the old copy it was swapping out (".NAME.old").
 _SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
-_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, REFERENCE_FILE,
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, SCHEMA_FILE, REFERENCE_FILE,
                      CACHE_FOLDER}
 
 
@@ -115,6 +117,8 @@ def _save(model: DramModel, tokenizer, out_dir: Path, metrics: dict | None) -> N
         (tmp / "metrics.json").write_text(json.dumps(metrics or {}, indent=2))
         if model.value_lookup is not None:
             model.value_lookup.save(tmp / LOOKUP_FILE)
+        if model.schema.attributes:
+            model.schema.save(tmp / SCHEMA_FILE)
         if model.familiarity is not None:
             model.familiarity.save(tmp / REFERENCE_FILE)
         if out_dir.exists():
@@ -194,6 +198,8 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
             raise CheckpointError(f"{path}: {LOOKUP_FILE} is missing (the model reads the value lookup); "
                                   "rebuild the checkpoint.")
         model.value_lookup = ValueLookup.load(path / LOOKUP_FILE)
+    if (path / SCHEMA_FILE).exists():
+        model.schema = CategorySchema.load(path / SCHEMA_FILE)
     if (path / REFERENCE_FILE).exists():
         try:
             model.familiarity = FamiliarityReference.load(path / REFERENCE_FILE)

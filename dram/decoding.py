@@ -24,18 +24,21 @@ from dram.nn.model import DecodedSpan, DramModel, EncoderOutput
 from dram.nn.value_lookup import ValueLookup, prior_features
 
 
-def listing_windows(tokenizer, config: DramConfig, texts: Sequence[str],
-                    lookups: Sequence[ValueLookup | None]) -> list[list[TextWindow]]:
+def listing_windows(tokenizer, config: DramConfig, texts: Sequence[str], lookups: Sequence[ValueLookup | None],
+                    allowed: Sequence[torch.Tensor | None] | None = None) -> list[list[TextWindow]]:
     """Each text in the encoder's windows (the texts tokenised in one call), each window with its words'
-    value-lookup features from the text's lookup when the model reads them; [] for a text with no word
-    the model can read."""
+    value-lookup features from the text's lookup when the model reads them, and the attributes its
+    listing's category allows (`allowed`, one per text: `CategorySchema.allowed`); [] for a text with
+    no word the model can read."""
     out = []
-    for windows, lookup in zip(encode_texts(tokenizer, texts, config.max_tokens), lookups, strict=True):
+    allowed = allowed if allowed is not None and config.category_schema else [None] * len(texts)
+    for windows, lookup, mask in zip(encode_texts(tokenizer, texts, config.max_tokens), lookups, allowed, strict=True):
         if not windows[0].words:
             windows = []
-        if config.value_prior and lookup is not None:
-            for window in windows:
+        for window in windows:
+            if config.value_prior and lookup is not None:
                 window.prior = prior_features(lookup, window.words, config.attributes)
+            window.allowed = mask
         out.append(windows)
     return out
 

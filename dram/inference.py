@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 import torch
@@ -102,9 +102,11 @@ class Extractor:
     def device(self) -> torch.device:
         return self.model.device
 
-    def _prepare_texts(self, texts: list[str]) -> tuple[list[list[TextWindow]], list[list[str]]]:
-        """Each text's windows (tokenised in one call) and warnings; DramInputError for the first text
-        that is empty or has no word the model can read."""
+    def _prepare_texts(self, texts: list[str], categories: Sequence[str | None] | None = None
+                       ) -> tuple[list[list[TextWindow]], list[list[str]]]:
+        """Each text's windows (tokenised in one call, limited to the attributes of its category where
+        the model learned that category's schema) and warnings; DramInputError for the first text that
+        is empty or has no word the model can read."""
         kept, warnings = [], []
         for text in texts:
             if not isinstance(text, str) or not text.strip():
@@ -112,7 +114,8 @@ class Extractor:
             kept.append(text[:MAX_TEXT_CHARS])
             warnings.append([f"The text is longer than {MAX_TEXT_CHARS} characters; only the start was read."]
                             if len(text) > MAX_TEXT_CHARS else [])
-        windows = listing_windows(self.tokenizer, self.config, kept, [self.model.value_lookup] * len(kept))
+        allowed = [self.model.schema.allowed(c, self.config.attributes) for c in categories or [None] * len(kept)]
+        windows = listing_windows(self.tokenizer, self.config, kept, [self.model.value_lookup] * len(kept), allowed)
         if not all(windows):
             raise DramInputError("The listing text has no words the model can read.")
         return windows, warnings
@@ -136,10 +139,11 @@ class Extractor:
         with torch.inference_mode():
             return PhotoRegions(self.model.photo_regions(stacked.to(self.device)), has_image, list(notes))
 
-    def encode_many(self, items: list[tuple[str, ImageInput]]) -> list[EncodedListing]:
-        """Encoder outputs for listings in one batch; raises DramInputError for the first bad text, else
-        for the first bad photo."""
-        windows, notes = self._prepare_texts([text for text, _ in items])
+    def encode_many(self, items: list[tuple[str, ImageInput]], categories: Sequence[str | None] | None = None
+                    ) -> list[EncodedListing]:
+        """Encoder outputs for listings in one batch (`categories`: each listing's, or None); raises
+        DramInputError for the first bad text, else for the first bad photo."""
+        windows, notes = self._prepare_texts([text for text, _ in items], categories)
         photos = self._photos([image for _, image in items])
         owner = [i for i, wins in enumerate(windows) for _ in wins]
         rows = [w for wins in windows for w in wins]
@@ -167,8 +171,8 @@ class Extractor:
             if unfamiliar:
                 listing.warnings.append(reference.warning())
 
-    def encode(self, text: str, image: ImageInput = None) -> EncodedListing:
-        return self.encode_many([(text, image)])[0]
+    def encode(self, text: str, image: ImageInput = None, category: str | None = None) -> EncodedListing:
+        return self.encode_many([(text, image)], [category])[0]
 
     def _extractions(self, listings: list[EncodedListing], tau_r: float | None) -> list[Extraction]:
         """ARM + CRF once for the whole batch (`decode_listings`), then one Extraction per listing."""
@@ -182,12 +186,15 @@ class Extractor:
     def decode(self, listing: EncodedListing, tau_r: float | None = None) -> Extraction:
         return self._extractions([listing], tau_r)[0]
 
-    def extract(self, text: str, image: ImageInput = None, tau_r: float | None = None) -> Extraction:
-        return self.decode(self.encode(text, image), tau_r)
+    def extract(self, text: str, image: ImageInput = None, tau_r: float | None = None,
+                category: str | None = None) -> Extraction:
+        return self.decode(self.encode(text, image, category), tau_r)
 
     def extract_batch(self, items: Iterable[tuple[str, ImageInput]], tau_r: float | None = None,
-                      batch_size: int = 32, progress: bool = False, workers: int | None = None) -> list[Extraction | DramInputError]:
+                      batch_size: int = 32, progress: bool = False, workers: int | None = None,
+                      categories: Sequence[str | None] | None = None) -> list[Extraction | DramInputError]:
         """Extractions in input order; a bad listing yields its DramInputError and the rest go on.
+        `categories`: each listing's category (None: unknown), for a model that learned their schemas.
 
         Listings are batched by text length (less padding for the text encoder), and `workers` batches
         run side by side (default: on a CPU one per core torch may use, else 2), each whole batch,
@@ -195,6 +202,7 @@ class Extractor:
         the photo reading, tokenising and Python of one batch overlap the others' arithmetic
         (BENCHMARKS.md, issue 24). One worker runs each batch on all the cores."""
         items = list(items)
+        categories = list(categories) if categories is not None else [None] * len(items)
         by_length = sorted(range(len(items)), key=lambda i: len(items[i][0]) if isinstance(items[i][0], str) else 0)
         batches = [by_length[start:start + batch_size] for start in range(0, len(items), batch_size)]
         cores = torch.get_num_threads()
@@ -207,7 +215,7 @@ class Extractor:
         one_thread = (lambda: torch.set_num_threads(1)) if one_core else None
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="dram-batch", initializer=one_thread) as pool:
-                for numbers, done in zip(batches, pool.map(lambda numbers: self._batch(items, numbers, tau_r, one_core),
+                for numbers, done in zip(batches, pool.map(lambda numbers: self._batch(items, categories, numbers, tau_r, one_core),
                                                            batches)):
                     for number, result in zip(numbers, done):
                         results[number] = result
@@ -218,20 +226,20 @@ class Extractor:
             if one_core:
                 torch.set_num_threads(cores)  # the workers set the default for threads started later to 1
 
-    def _batch(self, items: list[tuple[str, ImageInput]], numbers: list[int], tau_r: float | None,
-               one_core: bool = False) -> list[Extraction | DramInputError]:
+    def _batch(self, items: list[tuple[str, ImageInput]], categories: list[str | None], numbers: list[int],
+               tau_r: float | None, one_core: bool = False) -> list[Extraction | DramInputError]:
         """The extractions of the listings `numbers` of `items`, on one-thread encoder sessions with
         `one_core`; a bad listing is found and reported in place and the others still go through."""
         chunk = [items[number] for number in numbers]
         lane = self.model.onnx.one_core() if one_core and self.model.onnx is not None else nullcontext()
         with lane:
             try:
-                return self._extractions(self.encode_many(chunk), tau_r)
+                return self._extractions(self.encode_many(chunk, [categories[n] for n in numbers]), tau_r)
             except DramInputError:
                 out: list[Extraction | DramInputError] = []
                 for number, (text, image) in zip(numbers, chunk):
                     try:
-                        out.append(self.extract(text, image, tau_r))
+                        out.append(self.extract(text, image, tau_r, categories[number]))
                     except DramInputError as err:
                         log.warning("skipped listing %d: %s", number, err)
                         out.append(err)

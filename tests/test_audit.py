@@ -28,9 +28,11 @@ class FakeExtractor:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, Path | bytes | None]] = []
+        self.categories: list[str | None] = []
 
-    def extract_batch(self, items, tau_r=None, batch_size=32):
+    def extract_batch(self, items, tau_r=None, batch_size=32, categories=None):
         out = []
+        self.categories += categories or [None] * len(items)
         for text, image in items:
             self.seen.append((text, image))
             if text == "bad":
@@ -114,7 +116,9 @@ def test_run_audit_reports_unknown_images_and_bad_rows_and_writes_the_csv(tmp_pa
 def test_run_audit_counts_a_broken_jsonl_line_as_read_and_skipped(tmp_path: Path):
     listings = tmp_path / "batch.jsonl"
     listings.write_text('{"id": "a", "text": "Roadster shirt", "Category": "Shirts"}\n{not json\n')
-    result = run_audit(FakeExtractor(), listings, None, 0.5, out_dir=tmp_path)
+    extractor = FakeExtractor()
+    result = run_audit(extractor, listings, None, 0.5, out_dir=tmp_path)
+    assert extractor.categories == ["Shirts"]  # the model limits a known category's tags to its schema
     assert result.problems == [[2, "", "the line is not JSON (Expecting property name enclosed in double quotes)",
                                 "skipped"]]
     assert audit.listing_category(*result.done[0]) == "Shirts"
@@ -143,8 +147,8 @@ def test_run_audit_without_a_zip_skips_rows_that_name_a_photo(tmp_path: Path):
 class CheckingExtractor(FakeExtractor):
     """A model with a familiarity reference: listings about laptops are unlike its training listings."""
 
-    def extract_batch(self, items, tau_r=None, batch_size=32):
-        results = super().extract_batch(items, tau_r, batch_size)
+    def extract_batch(self, items, tau_r=None, batch_size=32, categories=None):
+        results = super().extract_batch(items, tau_r, batch_size, categories)
         for result in results:
             result.unfamiliar = "laptop" in result.text
         return results

@@ -39,17 +39,10 @@ def source_name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
-def category_of(listing: Listing) -> str | None:
-    """A listing's category when its file says one (WDC-PAVE's `category`, Myntra's catalogue master category)."""
-    catalogue = listing.meta.get("catalogue")
-    category = listing.meta.get("category") or (catalogue.get("masterCategory") if isinstance(catalogue, dict) else None)
-    return str(category) if category else None
-
-
 def describe(listings: list[Listing], source: str) -> str:
     """What the model learned from, in a merchandiser's words: '3,000 listings of train.jsonl, mostly Apparel, ...'."""
     words = f"{len(listings):,} listings of {source}"
-    categories = Counter(c for c in map(category_of, listings) if c)
+    categories = Counter(c for c in (l.category() for l in listings) if c)
     if categories:
         top = [name for name, _ in categories.most_common(3)]
         words += ", mostly " + (", ".join(top[:-1]) + " and " + top[-1] if len(top) > 1 else top[0])

@@ -347,6 +347,7 @@ def finetune_data(model: DramModel, tokenizer, fetched: list[Listing], flags: li
     log.info("training on %d corrections (each %d times an epoch) + %d replayed listings; held out: %d corrections, "
              "%d listings", len(corrections.train), weight, len(replayed), len(corrections.heldout), len(heldout))
     cache = settings.cache_dir
+    model.schema = model.schema.learned(corrections.train)  # a category keeps the attributes it is taught
     lookup, train_lookups = None, None
     if model.value_lookup is not None:
         # Each training correction reads a lookup without its own values, as in training from scratch.

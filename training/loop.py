@@ -136,7 +136,9 @@ def prepare(model: DramModel, tokenizer, listings: list[Listing], cache_dir: Pat
         lookups = (cross_fitted(listings, seed=training.seed) if training is not None
                    else [model.value_lookup] * len(listings))
     kept, texts, listing_of = [], [], []
-    all_windows = listing_windows(tokenizer, config, [l.text for l in listings], lookups or [None] * len(listings))
+    allowed = [model.schema.allowed(l.category(), config.attributes) for l in listings]
+    all_windows = listing_windows(tokenizer, config, [l.text for l in listings], lookups or [None] * len(listings),
+                                  allowed)
     for listing, windows in zip(listings, all_windows):
         if not windows:
             log.warning("skipping listing %s: no readable words", listing.id)

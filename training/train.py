@@ -17,6 +17,7 @@ import torch
 from dram.checkpoint import build_model, pick_device, save_checkpoint
 from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.precision import RunSettings
+from dram.nn.category_schema import CategorySchema
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
@@ -28,7 +29,7 @@ log = logging.getLogger("training.train")
 
 
 MODEL_OPTIONS = ("text_encoder", "image_encoder", "frozen_fraction", "arm_policy", "tau_r", "classifier_pooling",
-                 "loss_lambda", "max_tokens", "value_prior", "extend_to_known_values")  # the DramConfig fields a job may set
+                 "loss_lambda", "max_tokens", "value_prior", "extend_to_known_values", "category_schema")  # the DramConfig fields a job may set
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +91,8 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     model.to(pick_device(device))
     if config.value_prior:
         model.value_lookup = ValueLookup.from_listings(train)
+    if config.category_schema:
+        model.schema = CategorySchema.from_listings(train)
     train_data = prepare(model, tokenizer, train, settings.cache_dir, training=settings)
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress, on_epoch=on_epoch)

@@ -106,7 +106,8 @@ def run_audit(extractor: Extractor, listing_file: Path, photos_zip: Path | None,
         progress(0.0)
     for start in range(0, len(todo), BATCH_CHUNK):
         chunk = todo[start : start + BATCH_CHUNK]
-        results = extractor.extract_batch([(row.listing.text, row.listing.image) for row in chunk], tau_r=tau)
+        results = extractor.extract_batch([(row.listing.text, row.listing.image) for row in chunk], tau_r=tau,
+                                          categories=[row.listing.category() for row in chunk])
         for row, result in zip(chunk, results):
             if isinstance(result, DramInputError):
                 problems.append([row.number, row.id, str(result), "skipped"])

@@ -54,10 +54,20 @@ class Listing:
     def attributes(self) -> set[str]:
         return {s.attribute for s in self.spans}
 
+    def category(self) -> str | None:
+        """The listing's category when its file says one (WDC-PAVE's `category`, Myntra's catalogue master category)."""
+        catalogue = self.meta.get("catalogue")
+        category = self.meta.get("category") or (catalogue.get("masterCategory") if isinstance(catalogue, dict) else None)
+        return str(category) if category else None
+
+    def states_slots(self) -> bool:
+        """Whether the file says which attributes people checked (a value or n/a each), not only spans."""
+        return isinstance(self.meta.get("target_values"), dict)
+
     def target_values(self) -> dict[str, list[str]]:
         """The labelled slots: attribute -> gold values ([] = checked, no value). Listings labelled
         by spans only have a slot for each attribute they mark."""
-        if isinstance(self.meta.get("target_values"), dict):
+        if self.states_slots():
             return self.meta["target_values"]
         slots: dict[str, list[str]] = {}
         for span in self.spans:

@@ -119,22 +119,27 @@ class SpanDecoder(nn.Module):
         self.emit = nn.Linear(2 * lstm_hidden, n_tags)
         self.crf = CRF(n_tags, batch_first=True)
 
-    def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def emissions(self, features: torch.Tensor, mask: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, W, K) tag scores; `allowed` (B, K) bool: the others get SILENT_LOGIT (never on a path)."""
         lengths = mask.sum(1)
         if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
-            return self.emit(self.lstm(features)[0])
-        packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
-        return self.emit(out)
+            out = self.emit(self.lstm(features)[0])
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
+            out = self.emit(out)
+        return out if allowed is None else out.masked_fill(~allowed[:, None, :], SILENT_LOGIT)
 
-    def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return -self.crf(self.emissions(features, mask), tags, mask=mask, reduction="mean")
+    def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
+            allowed: torch.Tensor | None = None) -> torch.Tensor:
+        return -self.crf(self.emissions(features, mask, allowed), tags, mask=mask, reduction="mean")
 
-    def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str]) -> TaggedSpans:
+    def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str],
+               allowed: torch.Tensor | None = None) -> TaggedSpans:
         """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by id."""
-        return tagged_spans(self.crf, self.emissions(features, mask), mask, tags)
+        return tagged_spans(self.crf, self.emissions(features, mask, allowed), mask, tags)
 
     def grow(self, extra_inputs: int, extra_tags: int) -> None:
         """Read `extra_inputs` more features (appended, zero weights: no effect until trained) and emit

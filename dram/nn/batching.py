@@ -24,6 +24,7 @@ class TextWindow:
     # neighbouring window, which reports spans starting there. None: every word.
     owned: tuple[int, int] | None = None
     prior: torch.Tensor | None = None  # (W, 2N) value-lookup features (dram.nn.value_lookup.prior_features)
+    allowed: torch.Tensor | None = None  # (N,) bool: the attributes its listing's category has (None: all)
 
     def owns(self, word: int) -> bool:
         return self.owned is None or self.owned[0] <= word < self.owned[1]
@@ -119,6 +120,7 @@ class Batch:
     gold_tags: torch.Tensor | None = None  # (B, N, W) per attribute (ARM) or (B, W) joint
     prior: torch.Tensor | None = None  # (B, W, 2N) value-lookup features
     lower_states: torch.Tensor | None = None  # (B, T, H) cached output of frozen lower layers
+    allowed: torch.Tensor | None = None  # (B, N) bool: the attributes each row's category has (dram.nn.category_schema)
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -175,6 +177,10 @@ def collate(encoded: list[TextWindow], has_image: list[bool], regions: torch.Ten
         result.prior = torch.zeros((batch, w_max, encoded[0].prior.shape[-1]))
         for b, e in enumerate(encoded):
             result.prior[b, : len(e.words)] = e.prior
+    if any(e.allowed is not None for e in encoded):
+        n = next(e.allowed for e in encoded if e.allowed is not None).shape[0]
+        result.allowed = torch.stack([e.allowed if e.allowed is not None else torch.ones(n, dtype=torch.bool)
+                                      for e in encoded])
     if gold is not None:
         result.gold_attributes = torch.stack([g[0] for g in gold])
         per_attribute = gold[0][1].dim() == 2

@@ -68,6 +68,11 @@ class DramConfig:
     # no right answer lost (BENCHMARKS.md, "Decode-time repairs").
     extend_to_known_values: bool = field(default=True, metadata={
         "help": "grow a span that lies inside a longer training value of its attribute to that value"})
+    # Each category's attributes, learned from training listings that state their labelled slots
+    # (dram.nn.category_schema), limit what a listing of that category is tagged with.
+    category_schema: bool = field(default=True, metadata={
+        "help": "tag a listing of a known category only with the attributes its category was labelled with "
+                "(learned from training listings that state their slots; others may take any attribute)"})
     # Filled from the encoders when the model is built
     hidden_size: int = 0
     image_channels: int = 0
@@ -119,5 +124,6 @@ class DramConfig:
         data.setdefault("classifier_pooling", "cls")  # checkpoints saved before the option read [CLS]
         data.setdefault("frozen_fraction", 0.0)  # ... and before these two options had neither
         data.setdefault("value_prior", False)
+        data.setdefault("category_schema", False)  # ... and before the category schema
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -18,6 +18,7 @@ from torch import nn
 
 from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
 from dram.nn.batching import Batch
+from dram.nn.category_schema import CategorySchema
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder
 from dram.nn.onnx_engine import OnnxEncoders
@@ -43,11 +44,13 @@ class EncoderOutput:
     # (B, H) the last layer's mean over the text tokens: where a listing sits in the encoder's space,
     # which the familiarity check (dram.familiarity) compares with the training listings'.
     pooled: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None  # (B, N) bool: the attributes each row's category has; None: all
 
     def select(self, index: int, count: int = 1) -> "EncoderOutput":
         pick = lambda t: None if t is None else t[index : index + count]
         return EncoderOutput(pick(self.word_features), pick(self.word_mask), pick(self.attribute_logits),
-                             pick(self.cross_attention), self.name_features, pick(self.prior), pick(self.pooled))
+                             pick(self.cross_attention), self.name_features, pick(self.prior), pick(self.pooled),
+                             pick(self.allowed))
 
     def float(self) -> "EncoderOutput":
         """Float32 versions of 16-bit outputs (mixed precision): ARM and the CRF sum in float32."""
@@ -67,9 +70,13 @@ class EncoderOutput:
             width = max(t.shape[1] for t in tensors)
             return torch.cat([nnf.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1])) for t in tensors])
 
+        allowed = None
+        if any(p.allowed is not None for p in parts):
+            allowed = torch.cat([p.allowed if p.allowed is not None else p.attribute_logits.new_ones(
+                p.attribute_logits.shape, dtype=torch.bool) for p in parts])
         return EncoderOutput(cat([p.word_features for p in parts]), cat([p.word_mask for p in parts]),
                        cat([p.attribute_logits for p in parts]), cat([p.cross_attention for p in parts]),
-                       parts[0].name_features, cat([p.prior for p in parts]), cat([p.pooled for p in parts]))
+                       parts[0].name_features, cat([p.prior for p in parts]), cat([p.pooled for p in parts]), allowed)
 
 
 @dataclass
@@ -115,6 +122,8 @@ class DramModel(nn.Module):
         self.classifier = AttributeClassifier(hidden, n_attr)
         # Empty until training fills it from its listings, or loaded with the checkpoint.
         self.value_lookup: ValueLookup | None = ValueLookup({}) if config.value_prior else None
+        # Each category's attributes: learned by training, or loaded with the checkpoint; empty, any may be tagged.
+        self.schema = CategorySchema({})
         # Where the training listings sit in the encoder's space: set by training, or loaded with the checkpoint.
         self.familiarity: FamiliarityReference | None = None
         if config.use_arm:
@@ -296,7 +305,24 @@ class DramModel(nn.Module):
         prior = batch.prior if self.config.value_prior else None
         if self.config.value_prior and prior is None:
             prior = word_features.new_zeros((*batch.word_mask.shape, 2 * len(self.config.attributes)))
-        return EncoderOutput(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior, pooled)
+        allowed = batch.allowed if self.config.category_schema else None
+        if allowed is not None and batch.gold_attributes is not None:  # a labelled value is never masked out
+            allowed = allowed | batch.gold_attributes.bool()
+        return EncoderOutput(word_features, batch.word_mask, self.classifier(sentence), cross, names, prior, pooled,
+                             allowed)
+
+    @staticmethod
+    def _allowed_tags(encoded: EncoderOutput) -> torch.Tensor | None:
+        """(B, 1 + 2N) bool: O and the B/I tags of each row's allowed attributes (the joint tag order)."""
+        if encoded.allowed is None:
+            return None
+        return torch.cat([encoded.allowed.new_ones((encoded.allowed.shape[0], 1)),
+                          encoded.allowed.repeat_interleave(2, dim=1)], dim=1)
+
+    @staticmethod
+    def _selectable(scores: torch.Tensor, encoded: EncoderOutput) -> torch.Tensor:
+        """ARM's scores with the attributes outside a row's category at 0, so they are never selected."""
+        return scores if encoded.allowed is None else scores.masked_fill(~encoded.allowed, 0.0)
 
     def _joint_features(self, encoded: EncoderOutput) -> torch.Tensor:
         if encoded.prior is None:
@@ -314,9 +340,10 @@ class DramModel(nn.Module):
         gold = batch.gold_attributes
         bce = nnf.binary_cross_entropy_with_logits(encoded.attribute_logits, gold)
         if self.arm is None:
-            nll = self.joint_decoder.nll(self._joint_features(encoded), batch.gold_tags, encoded.word_mask)
+            nll = self.joint_decoder.nll(self._joint_features(encoded), batch.gold_tags, encoded.word_mask,
+                                         self._allowed_tags(encoded))
         else:
-            scores = torch.sigmoid(encoded.attribute_logits.detach())
+            scores = self._selectable(torch.sigmoid(encoded.attribute_logits.detach()), encoded)
             rows = self.arm.select(scores, self.config.tau_r, gold)
             if len(rows) == 0:
                 nll = bce.new_zeros(())
@@ -334,10 +361,11 @@ class DramModel(nn.Module):
         scores = torch.sigmoid(encoded.attribute_logits)
         tags = self.config.tags
         if self.arm is None:
-            found = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask, tags)
+            found = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask, tags,
+                                              self._allowed_tags(encoded))
             return scores, [DecodedSpan(b, tags[t].partition("-")[2], first, end, conf) for b, first, end, t, conf
                             in zip(found.row, found.first_word, found.end_word, found.tag, found.confidence)]
-        rows = self.arm.select(scores, tau)
+        rows = self.arm.select(self._selectable(scores, encoded), tau)
         if len(rows) == 0:
             return scores, []
         features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features, encoded.prior)
