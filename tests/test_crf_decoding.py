@@ -11,7 +11,8 @@ import torch
 from torchcrf import CRF
 
 from dram.data.tagging import bio_ranges
-from dram.nn.crf_decoding import crf_marginals, tagged_spans, viterbi
+from dram.nn.arm import SpanDecoder
+from dram.nn.crf_decoding import crf_marginals, log_likelihood, tagged_spans, viterbi
 
 ARM_TAGS = ["O", "B", "I"]
 JOINT_TAGS = ["O", "B-colour", "I-colour", "B-size", "I-size"]
@@ -173,3 +174,46 @@ def test_argmax_of_marginals_agrees_with_viterbi_when_peaked() -> None:
     for b, n in enumerate(lengths):
         assert marginals[b, :n].argmax(-1).tolist() == viterbi[b]
         assert marginals[b, :n].max(-1).values.min() > 0.5  # really peaked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_log_likelihood_is_pytorch_crfs_with_padding(seed: int) -> None:
+    crf = _crf(len(JOINT_TAGS), seed)
+    emissions, mask = _batch(len(JOINT_TAGS), seed, LENGTHS[seed])
+    tags = torch.randint(0, len(JOINT_TAGS), mask.shape, generator=torch.Generator().manual_seed(seed))
+    expected = crf(emissions, tags, mask=mask, reduction="none")
+    assert torch.allclose(log_likelihood(crf, emissions, tags, mask), expected, atol=1e-4)
+
+
+def test_rows_limited_to_some_tags_decode_and_train_as_if_the_others_were_impossible() -> None:
+    """The category schema's restricted CRF against the definition: every other tag's emission at -inf."""
+    torch.manual_seed(0)
+    decoder = SpanDecoder(6, 4, len(JOINT_TAGS))
+    with torch.no_grad():
+        for parameter in (decoder.crf.transitions, decoder.crf.start_transitions, decoder.crf.end_transitions):
+            parameter.normal_(0, 1.5)
+        decoder.emit.bias[0] -= 2  # spans of every label
+    features = torch.randn(4, 7, 6)
+    mask = torch.tensor([[t < n for t in range(7)] for n in (7, 3, 5, 7)])
+    allowed = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 1, 1], [1, 1, 1, 1, 1], [1, 0, 0, 1, 1]], dtype=torch.bool)
+    emissions = decoder.emissions(features, mask).masked_fill(~allowed[:, None, :], float("-inf"))
+    with torch.no_grad():
+        expected = tagged_spans(decoder.crf, emissions, mask, JOINT_TAGS)
+        found = decoder.decode(features, mask, JOINT_TAGS, allowed)
+    assert (found.row, found.first_word, found.end_word, found.tag) == (
+        expected.row, expected.first_word, expected.end_word, expected.tag)
+    assert found.confidence == pytest.approx(expected.confidence, abs=1e-5)
+    assert {JOINT_TAGS[t] for r, t in zip(found.row, found.tag) if r == 0} <= {"B-colour", "I-colour"}
+    assert any(JOINT_TAGS[t].endswith("size") for r, t in zip(found.row, found.tag) if r == 1)
+    tags = torch.tensor([[0, 1, 2, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0, 0], [0, 3, 0, 1, 0, 0, 0], [0] * 7])
+    # -inf would give NaN gradients; -1e4 is as impossible (exp underflows to 0) and trains
+    finite = decoder.emissions(features, mask).masked_fill(~allowed[:, None, :], -1e4)
+    reference = -decoder.crf(finite, tags, mask=mask, reduction="mean")
+    reference.backward()
+    expected_grads = [p.grad.clone() for p in decoder.parameters()]
+    decoder.zero_grad()
+    nll = decoder.nll(features, tags, mask, allowed)
+    nll.backward()
+    assert nll.item() == pytest.approx(reference.item(), abs=1e-4)
+    for parameter, expected_grad in zip(decoder.parameters(), expected_grads):
+        assert torch.allclose(parameter.grad, expected_grad, atol=1e-5)

@@ -12,7 +12,7 @@ import torch.nn.functional as nnf
 from torch import nn
 from torchcrf import CRF
 
-from dram.nn.crf_decoding import TaggedSpans, tagged_spans
+from dram.nn.crf_decoding import RestrictedCrf, TaggedSpans, allowed_groups, log_likelihood, merged, tagged_spans
 
 # The logit a grown attribute's outputs start at until fine-tuning switches them on (`DramModel.add_attributes`):
 # exp(-1e4) is 0 in float32, so no score, tag path or marginal of the other attributes moves.
@@ -119,27 +119,41 @@ class SpanDecoder(nn.Module):
         self.emit = nn.Linear(2 * lstm_hidden, n_tags)
         self.crf = CRF(n_tags, batch_first=True)
 
-    def emissions(self, features: torch.Tensor, mask: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, W, K) tag scores; `allowed` (B, K) bool: the others get SILENT_LOGIT (never on a path)."""
+    def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1)
         if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
-            out = self.emit(self.lstm(features)[0])
-        else:
-            packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
-                                                       enforce_sorted=False)
-            out, _ = self.lstm(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
-            out = self.emit(out)
-        return out if allowed is None else out.masked_fill(~allowed[:, None, :], SILENT_LOGIT)
+            return self.emit(self.lstm(features)[0])
+        packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
+        return self.emit(out)
 
     def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
             allowed: torch.Tensor | None = None) -> torch.Tensor:
-        return -self.crf(self.emissions(features, mask, allowed), tags, mask=mask, reduction="mean")
+        """Mean negative log-likelihood of the gold tags; `allowed` (B, K) bool: the tags each row may
+        take (the gold ones among them), the others out of its normaliser."""
+        emissions = self.emissions(features, mask)
+        if allowed is None:
+            return -self.crf(emissions, tags, mask=mask, reduction="mean")
+        total = emissions.new_zeros(())
+        for rows, kept in allowed_groups(allowed):
+            position = torch.full((allowed.shape[1],), -1, dtype=torch.long, device=tags.device)
+            position[kept] = torch.arange(len(kept), device=tags.device)
+            total = total + log_likelihood(RestrictedCrf.of(self.crf, kept), emissions[rows][:, :, kept],
+                                           position[tags[rows]], mask[rows]).sum()
+        return -total / len(features)
 
     def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str],
                allowed: torch.Tensor | None = None) -> TaggedSpans:
-        """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by id."""
-        return tagged_spans(self.crf, self.emissions(features, mask, allowed), mask, tags)
+        """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by
+        id; `allowed` (B, K) bool: the tags each row may take (None: all)."""
+        emissions = self.emissions(features, mask)
+        if allowed is None:
+            return tagged_spans(self.crf, emissions, mask, tags)
+        return merged([(rows, kept, tagged_spans(RestrictedCrf.of(self.crf, kept), emissions[rows][:, :, kept],
+                                                 mask[rows], [tags[k] for k in kept.tolist()]))
+                       for rows, kept in allowed_groups(allowed)])
 
     def grow(self, extra_inputs: int, extra_tags: int) -> None:
         """Read `extra_inputs` more features (appended, zero weights: no effect until trained) and emit
