@@ -1,6 +1,7 @@
 """A checkpoint is a folder: config.json, model.safetensors, text_encoder/ (config + tokenizer), metrics.json,
 value_lookup.json when the model reads the value lookup, category_schema.json when its training listings
-stated each category's attributes, and familiarity.safetensors when training measured where its listings sit (dram.familiarity; older checkpoints have none and load as they are)."""
+stated each category's attributes, and familiarity.safetensors when training measured where its listings
+sit (dram.familiarity; older checkpoints have neither of the last two and load as they are)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,11 +21,11 @@ from safetensors.torch import load_file, save_file
 from dram.errors import CheckpointError
 from dram.familiarity import REFERENCE_FILE, FamiliarityReference
 from dram.nn.config import DramConfig
+from dram.nn.category_schema import CategorySchema
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
 from dram.nn.onnx_engine import CACHE_FOLDER, build_engine, resolve_engine
 from dram.nn.precision import RunSettings, autocast_dtype
-from dram.nn.category_schema import CategorySchema
 from dram.nn.value_lookup import ValueLookup
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def _state_to_save(model: DramModel) -> dict[str, torch.Tensor]:
 # What a save killed midway leaves beside a checkpoint: its temporary folder (".NAME." + mkdtemp's
 # 8 characters) or the old copy it was swapping out (".NAME.old").
 _SAVE_LEFTOVER = re.compile(r"^\.(.+)\.([a-z0-9_]{8}|old)$")
-_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, SCHEMA_FILE, REFERENCE_FILE,
-                     CACHE_FOLDER}
+_CHECKPOINT_PARTS = {"config.json", "model.safetensors", "text_encoder", "metrics.json", LOOKUP_FILE, SCHEMA_FILE,
+                     REFERENCE_FILE, CACHE_FOLDER}
 
 
 @contextlib.contextmanager

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from dram.checkpoint import build_model, pick_device, save_checkpoint
+from dram.nn.category_schema import CategorySchema
 from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.precision import RunSettings
-from dram.nn.category_schema import CategorySchema
 from dram.nn.value_lookup import ValueLookup
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
@@ -29,7 +29,8 @@ log = logging.getLogger("training.train")
 
 
 MODEL_OPTIONS = ("text_encoder", "image_encoder", "frozen_fraction", "arm_policy", "tau_r", "classifier_pooling",
-                 "loss_lambda", "max_tokens", "value_prior", "extend_to_known_values", "category_schema")  # the DramConfig fields a job may set
+                 "loss_lambda", "max_tokens", "value_prior", "extend_to_known_values",
+                 "category_schema")  # the DramConfig fields a job may set
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
