@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from dram.errors import CheckpointError
 from dram.familiarity import REFERENCE_FILE, FamiliarityReference
-from dram.nn.config import DramConfig
 from dram.nn.category_schema import CategorySchema
+from dram.nn.config import DramConfig
 from dram.nn.encoders import load_image_encoder, load_text_encoder, load_tokenizer
 from dram.nn.model import DramModel
 from dram.nn.onnx_engine import CACHE_FOLDER, build_engine, resolve_engine

@@ -46,16 +46,28 @@ def log_likelihood(crf: CRF | RestrictedCrf, emissions: torch.Tensor, tags: torc
     from position 0)."""
     batch, length, _ = emissions.shape
     rows = torch.arange(batch, device=emissions.device)
-    real = mask.to(emissions.dtype)
-    score = crf.start_transitions[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
-    log_z = crf.start_transitions + emissions[:, 0]
+    lengths = mask.long().sum(1)
+    later = torch.arange(1, length, device=emissions.device)
+    steps = crf.transitions[tags[:, :-1], tags[:, 1:]] + emissions[rows[:, None], later, tags[:, 1:]]
+    score = (crf.start_transitions[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
+             + (steps * mask[:, 1:].to(emissions.dtype)).sum(1) + crf.end_transitions[tags[rows, lengths - 1]])
+    return score - _log_partition(crf, torch.stack(_forward(crf, emissions, mask), 1), lengths)
+
+
+def _forward(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """The forward messages alpha_t (B, K), one per position; past a row's end its last one is carried."""
+    length = emissions.shape[1]
+    shortest = int(mask.long().sum(1).min()) - 1  # up to here every row is real: no masking needed
+    alpha = [crf.start_transitions + emissions[:, 0]]
     for t in range(1, length):
-        score = score + (crf.transitions[tags[:, t - 1], tags[:, t]] + emissions[rows, t, tags[:, t]]) * real[:, t]
-        step = torch.logsumexp(log_z.unsqueeze(2) + crf.transitions + emissions[:, t].unsqueeze(1), dim=1)
-        log_z = torch.where(mask[:, t : t + 1], step, log_z)
-    last = tags[rows, mask.long().sum(1) - 1]
-    score = score + crf.end_transitions[last]
-    return score - torch.logsumexp(log_z + crf.end_transitions, dim=1)
+        step = torch.logsumexp(alpha[-1].unsqueeze(2) + crf.transitions.unsqueeze(0), dim=1) + emissions[:, t]
+        alpha.append(step if t <= shortest else torch.where(mask[:, t : t + 1], step, alpha[-1]))
+    return alpha
+
+
+def _log_partition(crf: CRF | RestrictedCrf, alpha: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B,) log Z from the stacked forward messages (B, T, K)."""
+    return torch.logsumexp(alpha[torch.arange(alpha.shape[0]), lengths - 1] + crf.end_transitions, dim=1)
 
 
 def viterbi(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -86,10 +98,7 @@ def crf_marginals(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch
     lengths = mask.long().sum(1)
     shortest = int(lengths.min()) - 1  # up to here every row is real: no masking needed
     trans = crf.transitions.unsqueeze(0)  # (1, K, K): from i to j
-    alpha = [crf.start_transitions + emissions[:, 0]]
-    for t in range(1, length):
-        step = torch.logsumexp(alpha[-1].unsqueeze(2) + trans, dim=1) + emissions[:, t]
-        alpha.append(step if t <= shortest else torch.where(mask[:, t : t + 1], step, alpha[-1]))
+    alpha_t = torch.stack(_forward(crf, emissions, mask), 1)
     beta = [None] * length
     last = crf.end_transitions.expand(batch, -1)
     beta[length - 1] = last
@@ -101,9 +110,8 @@ def crf_marginals(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch
         # At a sequence's last real position the backward message is the end transition.
         is_last = (lengths - 1 == t).unsqueeze(1)
         beta[t] = torch.where(is_last, last, torch.where(mask[:, t + 1 : t + 2], step, beta[t + 1]))
-    alpha_t = torch.stack(alpha, 1)
     beta_t = torch.stack(beta, 1)
-    log_z = torch.logsumexp(alpha_t[torch.arange(batch), lengths - 1] + crf.end_transitions, dim=1)
+    log_z = _log_partition(crf, alpha_t, lengths)
     return torch.exp(alpha_t + beta_t - log_z[:, None, None]) * mask.unsqueeze(2)
 
 
