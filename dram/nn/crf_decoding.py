@@ -51,18 +51,18 @@ def log_likelihood(crf: CRF | RestrictedCrf, emissions: torch.Tensor, tags: torc
     steps = crf.transitions[tags[:, :-1], tags[:, 1:]] + emissions[rows[:, None], later, tags[:, 1:]]
     score = (crf.start_transitions[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
              + (steps * mask[:, 1:].to(emissions.dtype)).sum(1) + crf.end_transitions[tags[rows, lengths - 1]])
-    return score - _log_partition(crf, torch.stack(_forward(crf, emissions, mask), 1), lengths)
+    return score - _log_partition(crf, _forward(crf, emissions, mask), lengths)
 
 
-def _forward(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-    """The forward messages alpha_t (B, K), one per position; past a row's end its last one is carried."""
+def _forward(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The forward messages (B, T, K); past a row's end its last one is carried."""
     length = emissions.shape[1]
     shortest = int(mask.long().sum(1).min()) - 1  # up to here every row is real: no masking needed
     alpha = [crf.start_transitions + emissions[:, 0]]
     for t in range(1, length):
         step = torch.logsumexp(alpha[-1].unsqueeze(2) + crf.transitions.unsqueeze(0), dim=1) + emissions[:, t]
         alpha.append(step if t <= shortest else torch.where(mask[:, t : t + 1], step, alpha[-1]))
-    return alpha
+    return torch.stack(alpha, 1)
 
 
 def _log_partition(crf: CRF | RestrictedCrf, alpha: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,7 @@ def crf_marginals(crf: CRF | RestrictedCrf, emissions: torch.Tensor, mask: torch
     lengths = mask.long().sum(1)
     shortest = int(lengths.min()) - 1  # up to here every row is real: no masking needed
     trans = crf.transitions.unsqueeze(0)  # (1, K, K): from i to j
-    alpha_t = torch.stack(_forward(crf, emissions, mask), 1)
+    alpha_t = _forward(crf, emissions, mask)
     beta = [None] * length
     last = crf.end_transitions.expand(batch, -1)
     beta[length - 1] = last
