@@ -4,6 +4,7 @@ model the same spans as torch fp32 (the full 500 bundled test listings: `python 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 
@@ -16,7 +17,7 @@ from dram.errors import DramInputError
 from dram.inference import Extractor
 from dram.nn.onnx_engine import AUTO_CPU_ENGINE, ENGINE_VARIABLE, build_engine, resolve_engine
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT
-from tests.tiny_model import IMAGE_SIZE, tiny_model
+from tests.tiny_model import IMAGE_SIZE, tiny_model, write_text_encoder
 from training.options import JobSettings, add_options, settings_from
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,8 +60,11 @@ def test_the_engine_option_reaches_every_loader_of_the_job(monkeypatch: pytest.M
         parser.parse_args(["--encoder-engine", "tensorrt"])
 
 
-def test_exported_encoders_give_the_torch_numbers_and_are_made_once(tiny_encoder_dir: str, tmp_path) -> None:
-    model, _ = tiny_model(tiny_encoder_dir)
+@pytest.mark.parametrize("architecture", ["bert", "mpnet"])
+def test_exported_encoders_give_the_torch_numbers_and_are_made_once(architecture: str, tmp_path) -> None:
+    """MiniLM is a BERT; --text-encoder mpnet an MPNet, whose layers also take a relative position bias."""
+    model, _ = tiny_model(write_text_encoder(tmp_path / f"tiny-{architecture}", architecture=architecture))
+    assert model.text_encoder.config.model_type == architecture
     model.eval()
     engine = build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
     generator = torch.Generator().manual_seed(0)
@@ -87,6 +91,20 @@ def test_exported_encoders_give_the_torch_numbers_and_are_made_once(tiny_encoder
         model.text_encoder.encoder.layer[0].output.dense.bias.add_(1.0)  # other weights: another graph
     build_engine("onnx", model.text_encoder, model.image_encoder, IMAGE_SIZE, tmp_path)
     assert len(list((tmp_path / "onnx").glob("text-*.onnx"))) == 2
+
+
+def test_int8_leaves_an_mpnet_text_encoder_in_fp32(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """int8 moved all-mpnet-base-v2's spans on half of the listings: its text runs fp32, and the log says so."""
+    model, _ = tiny_model(write_text_encoder(tmp_path / "tiny-mpnet", architecture="mpnet"))
+    model.eval()
+    with caplog.at_level(logging.WARNING, logger="dram.nn.onnx_engine"):
+        engine = build_engine("onnx-int8", model.text_encoder, None, IMAGE_SIZE, tmp_path)
+    assert "the mpnet text encoder stays in fp32" in caplog.text
+    assert [p.name[:10] for p in (tmp_path / "onnx").glob("*.onnx")] == ["text-fp32-"]
+    embeds, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool)
+    with torch.inference_mode():
+        expected = model.text_encoder(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
+        assert torch.allclose(engine.text_states(embeds, mask)[1], expected, atol=1e-4)
 
 
 def test_training_runs_the_torch_encoders(tiny_encoder_dir: str, tmp_path) -> None:
