@@ -33,6 +33,19 @@ def stay_offline() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def run_text_layers(encoder: nn.Module, layers, states: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Some of a text encoder's layers run by hand, returning the input and each layer's output: BERT's
+    take (states, mask); MPNet's also need the relative position bias its encoder computes once for all."""
+    extra = {}
+    if hasattr(encoder.encoder, "compute_position_bias"):
+        extra["position_bias"] = encoder.encoder.compute_position_bias(states)
+    outputs = [states]
+    for layer in layers:
+        out = layer(outputs[-1], mask, **extra)
+        outputs.append(out[0] if isinstance(out, tuple) else out)
+    return outputs
+
+
 MPNET_FOLDER = Path(sys.prefix) / "share" / "dram-encoders" / "all-mpnet-base-v2"
 
 

@@ -20,7 +20,7 @@ from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecode
 from dram.nn.batching import Batch
 from dram.nn.category_schema import CategorySchema
 from dram.nn.config import DramConfig
-from dram.nn.encoders import ImageRegionEncoder
+from dram.nn.encoders import ImageRegionEncoder, run_text_layers
 from dram.nn.onnx_engine import OnnxEncoders
 from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.region_cache import as_cached
@@ -239,17 +239,7 @@ class DramModel(nn.Module):
         return states
 
     def _run_layers(self, layers, states: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-        """Run some of the encoder's layers by hand: BERT's take (states, mask); MPNet's also need
-        the relative position bias its encoder normally computes once for all layers."""
-        mask = self._layer_mask(states, attention_mask)
-        extra = {}
-        if hasattr(self.text_encoder.encoder, "compute_position_bias"):
-            extra["position_bias"] = self.text_encoder.encoder.compute_position_bias(states)
-        outputs = [states]
-        for layer in layers:
-            out = layer(outputs[-1], mask, **extra)
-            outputs.append(out[0] if isinstance(out, tuple) else out)
-        return outputs
+        return run_text_layers(self.text_encoder, layers, states, self._layer_mask(states, attention_mask))
 
     def _layer_mask(self, states: torch.Tensor, attention_mask: torch.Tensor):
         from transformers.masking_utils import create_bidirectional_mask

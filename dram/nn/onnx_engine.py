@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from dram.errors import DramInputError
+from dram.nn.encoders import run_text_layers
 from dram.files import write_atomically
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,8 @@ class _TextCore(nn.Module):
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         states = self.encoder.embeddings(inputs_embeds=embeds)
         bias = (1.0 - mask[:, None, None, :].to(states.dtype)) * torch.finfo(states.dtype).min
-        extra = {}
-        if hasattr(self.encoder.encoder, "compute_position_bias"):  # MPNet: relative positions, once for all layers
-            extra["position_bias"] = self.encoder.encoder.compute_position_bias(states)
-        previous = states
-        for layer in self.encoder.encoder.layer:
-            out = layer(states, bias, **extra)
-            previous, states = states, (out[0] if isinstance(out, tuple) else out)
-        return previous, states
+        outputs = run_text_layers(self.encoder, self.encoder.encoder.layer, states, bias)
+        return outputs[-2], outputs[-1]
 
 
 EXPORTABLE_TEXT_ENCODERS = ("bert", "mpnet")  # MiniLM is a BERT; all-mpnet-base-v2 an MPNet
@@ -297,10 +292,9 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
     text_graph = image_graph = None
     if exportable_text(text_encoder):
         int8 = engine == "onnx-int8"
-        kind = text_encoder.config.model_type
-        if int8 and kind not in INT8_TEXT_ENCODERS:
+        if int8 and text_encoder.config.model_type not in INT8_TEXT_ENCODERS:
             log.warning("onnx-int8: the %s text encoder stays in fp32 (in int8 all-mpnet-base-v2 gave other spans on "
-                        "half of WDC-PAVE's titles test listings; BENCHMARKS.md)", kind)
+                        "half of WDC-PAVE's titles test listings; BENCHMARKS.md)", text_encoder.config.model_type)
             int8 = False
         text_graph = _text_graph(text_encoder, folder, int8=int8)
     else:
