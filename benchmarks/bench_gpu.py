@@ -42,6 +42,9 @@ def make_kit(kit: Path, encoders: list[str]) -> None:
 
     from dram.nn.encoders import text_encoder_path
 
+    if not (TITLES / "test.jsonl").exists():
+        sys.exit(f"{TITLES} is missing: build it first with "
+                 "`python -m training.wdc_titles --source ../shared/data/wdc-pave --out data/wdc-titles`.")
     if kit.exists():
         shutil.rmtree(kit)
     for name in CARRIED_PACKAGES:
@@ -52,11 +55,8 @@ def make_kit(kit: Path, encoders: list[str]) -> None:
         source = Path(text_encoder_path(name))
         shutil.copytree(source, kit / "encoders" / name,
                         ignore=lambda _, names: [n for n in names if n.endswith(WEIGHT_SUFFIXES) or n == "onnx"])
-    if not (TITLES / "test.jsonl").exists():
-        sys.exit(f"{TITLES} is missing: build it first with "
-                 "`python -m training.wdc_titles --source ../shared/data/wdc-pave --out data/wdc-titles`.")
+    (kit / "titles").mkdir()
     for split in ("train_large.jsonl", "test.jsonl"):
-        (kit / "titles").mkdir(parents=True, exist_ok=True)
         shutil.copy(TITLES / split, kit / "titles" / split)
     size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) / 2**20
     print(f"{kit}: {size:.1f} MiB ({', '.join(encoders)}). On the GPU machine, carrying {kit}:\n"
@@ -125,7 +125,7 @@ def run(kit: Path, out: Path, device: str, quick: bool) -> None:
     gpu = torch.cuda.get_device_name() if device == "cuda" else "none (dry run on the CPU)"
     lines = [f"# GPU check: {gpu}", "",
              f"torch {torch.__version__}, transformers {transformers.__version__}, "
-             f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", ""]
+             f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
 
     def say(line: str = "") -> None:
         lines.append(line)
