@@ -61,3 +61,18 @@ def test_mpnet_not_installed_says_which_script_installs_it(monkeypatch, tmp_path
     (tmp_path / "all-mpnet-base-v2").mkdir()
     (tmp_path / "all-mpnet-base-v2" / "model.safetensors").write_bytes(b"")
     assert encoders.text_encoder_path("mpnet") == str(tmp_path / "all-mpnet-base-v2")
+
+
+@pytest.mark.parametrize("size", [(80, 60), (1000, 1000), (31, 517)])
+def test_preprocessing_is_torchvisions_pipeline_bit_for_bit(size) -> None:
+    """The heads learned from torchvision's Resize, ToTensor and Normalize: the one-pass rewrite must
+    give exactly those pixels (a bundled photo, and the same photo stretched to odd sizes)."""
+    from PIL import Image
+    from torchvision import transforms
+
+    encoder = load_image_encoder("efficientnet-lite0")
+    photo = load_image(PHOTOS[0]).resize(size, Image.BICUBIC)
+    reference = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(), encoder.normalize])
+    pixels = encoder.preprocess(photo, 224)
+    assert pixels.is_contiguous()
+    assert torch.equal(pixels, reference(photo))

@@ -125,10 +125,11 @@ class ImageRegionEncoder(nn.Module):
         """(3, size, size) normalised pixels: torchvision's Resize, ToTensor and Normalize, bit for bit,
         without their three passes and copies (a tenth of a batch listing's time went there)."""
         resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
-        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1).to(torch.float32).div_(255)
+        # Channels first before the arithmetic: on the strided (H, W, C) view each op ran 3x slower.
+        pixels = torch.from_numpy(np.array(resized)).permute(2, 0, 1).contiguous().to(torch.float32).div_(255)
         mean = torch.as_tensor(self.normalize.mean, dtype=torch.float32).view(-1, 1, 1)
         std = torch.as_tensor(self.normalize.std, dtype=torch.float32).view(-1, 1, 1)
-        return pixels.sub_(mean).div_(std).contiguous()
+        return pixels.sub_(mean).div_(std)
 
 
 @torch.no_grad()
