@@ -210,5 +210,6 @@ def load_checkpoint(path: Path | str, device: str | torch.device | None = None,
     model.precision = precision
     model = model.to(where).eval()
     if engine != "torch":
-        model.onnx = build_engine(engine, model.text_encoder, model.image_encoder, config.image_size, path)
+        model.onnx = build_engine(engine, model.text_encoder, model.image_encoder, config.image_size, path,
+                                  model.span_decoder)
     return model, tokenizer, read_metrics(path)

@@ -170,7 +170,7 @@ def test_tau_zero_selects_everything_and_tau_one_nothing(tiny_encoder_dir) -> No
     batch, _ = make_batch(model, tokenizer, _two_listings())
     rows = []
     original = model.arm.decoder.decode
-    model.arm.decoder.decode = lambda features, mask, tags: rows.append(features.shape[0]) or original(features, mask, tags)
+    model.arm.decoder.decode = lambda features, *rest, **kw: rows.append(features.shape[0]) or original(features, *rest, **kw)
     with torch.no_grad():
         _force_scores(model, [30.0, 30.0, 30.0])  # sigmoid rounds to exactly 1.0
         encoded = model.encode(batch)

@@ -17,7 +17,7 @@ from dram.errors import DramInputError
 from dram.inference import Extractor
 from dram.nn.onnx_engine import AUTO_CPU_ENGINE, ENGINE_VARIABLE, build_engine, resolve_engine
 from dram.paths import BUNDLE, DEFAULT_CHECKPOINT
-from tests.tiny_model import IMAGE_SIZE, tiny_model, write_text_encoder
+from tests.tiny_model import IMAGE_SIZE, listing, make_batch, tiny_model, write_text_encoder
 from training.options import JobSettings, add_options, settings_from
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,6 +105,35 @@ def test_int8_leaves_an_mpnet_text_encoder_in_fp32(tmp_path, caplog: pytest.LogC
     with torch.inference_mode():
         expected = model.text_encoder(inputs_embeds=embeds, attention_mask=mask.long()).last_hidden_state
         assert torch.allclose(engine.text_states(embeds, mask)[1], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["dram", "v-irc+tem"])  # ARM's per-attribute decoder, and the joint one
+def test_exported_decoder_gives_the_torch_spans_on_rows_of_any_length(variant: str, tiny_encoder_dir: str,
+                                                                      tmp_path) -> None:
+    """The BiLSTM's graph reads each row to its own length, as torch's packed LSTM does: the same
+    emissions on padded rows, and the model decodes the same spans through it."""
+    model, tokenizer = tiny_model(tiny_encoder_dir, variant)
+    model.eval()
+    decoder = model.span_decoder
+    engine = build_engine("onnx", model.text_encoder, None, IMAGE_SIZE, tmp_path, decoder)
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(4, 9, decoder.lstm.input_size, generator=generator)
+    mask = torch.arange(9)[None] < torch.tensor([9, 4, 1, 7])[:, None]
+    with torch.inference_mode():
+        for rows in (slice(0, 1), slice(0, 4)):  # one full row (nothing to pack), and padded rows
+            got, want = engine.emissions(features[rows], mask[rows]), decoder.emissions(features[rows], mask[rows])
+            assert torch.allclose(got[mask[rows]], want[mask[rows]], atol=1e-5)
+        encoded = model.encode(make_batch(model, tokenizer, [listing("Red cotton shirt by Acme", []),
+                                                             listing("Blue denim jeans", [])], gold=False)[0])
+        torch_answer = model.decode(encoded, tau_r=0.0)
+        model.onnx = engine
+        assert model._onnx_runs("decoder")
+        onnx_answer = model.decode(encoded, tau_r=0.0)
+    assert len(torch_answer[1]) > 0
+    assert [(s.listing, s.attribute, s.first_word, s.end_word) for s in onnx_answer[1]] == \
+        [(s.listing, s.attribute, s.first_word, s.end_word) for s in torch_answer[1]]
+    model.add_attributes(["season"], seed=0)  # the decoder's weights change shape: the exported graph would no longer fit
+    assert model.onnx is None
 
 
 def test_training_runs_the_torch_encoders(tiny_encoder_dir: str, tmp_path) -> None:

@@ -145,10 +145,11 @@ class SpanDecoder(nn.Module):
         return -total / len(features)
 
     def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str],
-               allowed: torch.Tensor | None = None) -> TaggedSpans:
+               allowed: torch.Tensor | None = None, engine=None) -> TaggedSpans:
         """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by
-        id; `allowed` (B, K) bool: the tags each row may take (None: all)."""
-        emissions = self.emissions(features, mask)
+        id; `allowed` (B, K) bool: the tags each row may take (None: all); `engine`: what computes the
+        emissions instead of the torch modules (the ONNX engine's `emissions`), or None."""
+        emissions = engine.emissions(features, mask) if engine is not None else self.emissions(features, mask)
         if allowed is None:
             return tagged_spans(self.crf, emissions, mask, tags)
         return merged([(rows, kept, tagged_spans(RestrictedCrf.of(self.crf, kept), emissions[rows][:, :, kept],

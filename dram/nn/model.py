@@ -169,6 +169,7 @@ class DramModel(nn.Module):
             raise ValueError("The BERT-guided model needs the token ids of every attribute name to grow.")
         generator = torch.Generator().manual_seed(seed)
         n_new = len(names)
+        self.onnx = None  # the decoder's exported graph has the old shapes: torch runs until reloaded
         self.classifier.grow(n_new)
         if self.arm is not None:
             self.arm.guidance.grow(n_new, generator)
@@ -181,10 +182,16 @@ class DramModel(nn.Module):
     def switch_on(self, names: list[str]) -> None:
         """Let grown attributes be predicted and learned: their outputs start where a fresh head's would."""
         indices = [self.config.attributes.index(name) for name in names]
+        self.onnx = None  # the weights the decoder's graph was exported from change
         self.classifier.switch_on(indices)
         if self.arm is None:
             tags = self.config.tags
             self.joint_decoder.switch_on([tags.index(f"{p}-{name}") for name in names for p in ("B", "I")])
+
+    @property
+    def span_decoder(self) -> SpanDecoder:
+        """The BiLSTM + CRF that tags the words: ARM's per-attribute one, or the joint one."""
+        return self.arm.decoder if self.arm is not None else self.joint_decoder
 
     @property
     def device(self) -> torch.device:
@@ -197,7 +204,7 @@ class DramModel(nn.Module):
         return super().train(mode)
 
     def _onnx_runs(self, part: str) -> bool:
-        """Whether the ONNX engine stands in for `part` ("text" or "image") in this call: only for
+        """Whether the ONNX engine stands in for `part` ("text", "image" or "decoder") in this call: only for
         inference on the CPU, where nothing needs the torch modules' gradients."""
         return (self.onnx is not None and getattr(self.onnx, part) is not None and not torch.is_grad_enabled()
                 and self.device.type == "cpu")
@@ -350,16 +357,17 @@ class DramModel(nn.Module):
         tau = self.config.tau_r if tau_r is None else tau_r
         scores = torch.sigmoid(encoded.attribute_logits)
         tags = self.config.tags
+        engine = self.onnx if self._onnx_runs("decoder") else None
         if self.arm is None:
             found = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask, tags,
-                                              self._allowed_tags(encoded))
+                                              self._allowed_tags(encoded), engine)
             return scores, [DecodedSpan(b, tags[t].partition("-")[2], first, end, conf) for b, first, end, t, conf
                             in zip(found.row, found.first_word, found.end_word, found.tag, found.confidence)]
         rows = self.arm.select(self._selectable(scores, encoded), tau)
         if len(rows) == 0:
             return scores, []
         features = self.arm.conditioned(encoded.word_features, rows, encoded.name_features, encoded.prior)
-        found = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]], tags)
+        found = self.arm.decoder.decode(features, encoded.word_mask[rows[:, 0]], tags, engine=engine)
         listing, attribute = rows.t().tolist()
         names = self.config.attributes
         return scores, [DecodedSpan(listing[r], names[attribute[r]], first, end, conf) for r, first, end, conf

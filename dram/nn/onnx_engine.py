@@ -1,4 +1,5 @@
-"""ONNX Runtime for the two encoders at inference on a CPU, exported from the loaded model itself.
+"""ONNX Runtime for the two encoders and the decoder's BiLSTM at inference on a CPU, exported from the
+loaded model itself.
 
 "onnx" runs both encoders in float32 (the same numbers as PyTorch's, to ~1e-5); "onnx-int8" gives the
 text encoder int8 weights (ONNX Runtime's dynamic quantisation: activations quantised per call, VNNI/AMX
@@ -6,6 +7,10 @@ integer matmuls) and keeps the CNN in float32, since int8 moved its region featu
 heads learned from. On this project's listings (short titles, one 224x224 photo) PyTorch spends most of
 an encoder pass between kernels; ONNX Runtime's fused graph runs the CNN ~2.8x and the text encoder
 ~2.5x (int8: ~7x) faster on one core (BENCHMARKS.md, "Faster than the bare fp32 encoders").
+
+The span decoder's BiLSTM and emission layer run as a graph of their own (fp32 under both engines):
+PyTorch's LSTM spends most of a listing's few rows in per-call overhead, and ONNX Runtime's LSTM takes
+each row's length, so a batch needs no packing.
 
 Only inference takes this path: ARM, TEM and the CRF stay in PyTorch, anything that needs gradients
 runs the torch modules, and `DramModel.train()` drops the engine, since training changes the weights
@@ -141,12 +146,20 @@ def _cache_folder(checkpoint: Path | None) -> Path:
 
 
 def _export(module: nn.Module, inputs: tuple, path: Path, names: tuple[list[str], list[str]],
-            axes: dict[str, dict[int, str]]) -> None:
+            axes: dict[str, dict[int, str]], edit: Callable | None = None) -> None:
+    """`module` traced into an ONNX graph at `path`; `edit`: changes the graph (an onnx.ModelProto) in place."""
     def write(staging: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(module.eval(), inputs, str(staging), dynamo=False, input_names=names[0],
                               output_names=names[1], dynamic_axes=axes, opset_version=OPSET)
+        if edit is not None:
+            import onnx
+
+            graph = onnx.load(str(staging))
+            edit(graph)
+            onnx.checker.check_model(graph)
+            onnx.save(graph, str(staging))
 
     write_atomically(path, write)
 
@@ -206,6 +219,39 @@ def _image_graph(body: nn.Module, size: int, folder: Path) -> Path:
     return path
 
 
+class _DecoderCore(nn.Module):
+    """A span decoder's BiLSTM and emission layer: word features (M, W, D) -> tag emissions (M, W, K)."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.lstm = decoder.lstm
+        self.emit = decoder.emit
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.emit(self.lstm(features)[0])
+
+
+def _with_row_lengths(graph) -> None:
+    """Give the traced LSTM each row's length (input `lengths`, int32): ONNX's LSTM then reads a row's
+    words only, its backward direction starting at the row's last word, as PyTorch's packed LSTM does."""
+    from onnx import TensorProto, helper
+
+    (lstm,) = [node for node in graph.graph.node if node.op_type == "LSTM"]
+    graph.graph.input.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["rows"]))
+    lstm.input[4] = "lengths"  # sequence_lens, left empty by the exporter
+
+
+def _decoder_graph(decoder: nn.Module, folder: Path) -> Path:
+    core = _DecoderCore(decoder)
+    path = folder / f"decoder-fp32-{_weights_key(core, 'decoder')}.onnx"
+    if not path.exists():
+        log.info("exporting the span decoder's BiLSTM to ONNX (once for these weights): %s", path)
+        axes = {"features": {0: "rows", 1: "words"}, "emissions": {0: "rows", 1: "words"}}
+        _export(core, (torch.zeros(2, 3, decoder.lstm.input_size),), path, (["features"], ["emissions"]), axes,
+                edit=_with_row_lengths)
+    return path
+
+
 class _Body(nn.Module):
     """The CNN's feature extractor as a module of its own (efficientnet's is a bound method)."""
 
@@ -219,23 +265,26 @@ class _Body(nn.Module):
 
 
 class OnnxEncoders:
-    """ONNX Runtime sessions standing in for the encoders' forward passes (`text`, `image`; None: that
-    one stays in torch).
+    """ONNX Runtime sessions standing in for the encoders' forward passes (`text`, `image`) and the span
+    decoder's BiLSTM (`decoder`); None: that one stays in torch.
 
     Called as is, a session uses all the cores: one listing's text and photo, or a batch's photos in
     chunks of `chunk_size`, one chunk per core at a time, each on a one-thread session: splitting a
     chunk's small convolutions across cores keeps them waiting on each other. Inside `one_core()`
     the calling thread runs everything on one-thread sessions, each photo alone (the fastest on one
     core): `Extractor.extract_batch` runs one batch per core that way. The one-thread sessions, a
-    second copy of the weights each, are made on first use."""
+    second copy of the weights each, are made on first use. The decoder's session always has one
+    thread: a listing's few rows of a few words gain nothing from a second."""
 
     chunk_size = 4
 
-    def __init__(self, engine: str, text_graph: Path | None, image_graph: Path | None):
+    def __init__(self, engine: str, text_graph: Path | None, image_graph: Path | None,
+                 decoder_graph: Path | None = None):
         self.engine = engine
         self._graphs = {"text": text_graph, "image": image_graph}
         self.text = _session(text_graph) if text_graph is not None else None
         self.image = _session(image_graph) if image_graph is not None else None
+        self.decoder = _session(decoder_graph, threads=1) if decoder_graph is not None else None
         self._one_thread: dict[str, object] = {}
         self._lock = threading.Lock()
         self._lane = threading.local()
@@ -268,6 +317,12 @@ class OnnxEncoders:
         before_last, last = session.run(None, feeds)
         return torch.from_numpy(before_last), torch.from_numpy(last)
 
+    def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's tag emissions (M, W, K) for guided word features (M, W, D) and the word mask (M, W)."""
+        feeds = {"features": features.detach().float().contiguous().numpy(),
+                 "lengths": mask.sum(1).clamp(min=1).to(torch.int32).numpy()}
+        return torch.from_numpy(self.decoder.run(None, feeds)[0])
+
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
         array = np.ascontiguousarray(pixels.detach().float().numpy())
@@ -286,8 +341,9 @@ class OnnxEncoders:
 
 
 def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module | None, image_size: int,
-                 checkpoint: Path | None) -> OnnxEncoders:
-    """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks."""
+                 checkpoint: Path | None, decoder: nn.Module | None = None) -> OnnxEncoders:
+    """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks;
+    `decoder`: the model's SpanDecoder (None: it stays in torch)."""
     folder = _cache_folder(checkpoint)
     text_graph = image_graph = None
     if exportable_text(text_encoder):
@@ -304,4 +360,5 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
         body = image_encoder._features or image_encoder.backbone
         module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
         image_graph = _image_graph(module, image_size, folder)
-    return OnnxEncoders(engine, text_graph, image_graph)
+    decoder_graph = _decoder_graph(decoder, folder) if decoder is not None else None
+    return OnnxEncoders(engine, text_graph, image_graph, decoder_graph)
