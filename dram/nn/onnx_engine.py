@@ -273,18 +273,17 @@ class OnnxEncoders:
     chunk's small convolutions across cores keeps them waiting on each other. Inside `one_core()`
     the calling thread runs everything on one-thread sessions, each photo alone (the fastest on one
     core): `Extractor.extract_batch` runs one batch per core that way. The one-thread sessions, a
-    second copy of the weights each, are made on first use. The decoder's session always has one
-    thread: a listing's few rows of a few words gain nothing from a second."""
+    second copy of the weights each, are made on first use."""
 
     chunk_size = 4
 
     def __init__(self, engine: str, text_graph: Path | None, image_graph: Path | None,
                  decoder_graph: Path | None = None):
         self.engine = engine
-        self._graphs = {"text": text_graph, "image": image_graph}
+        self._graphs = {"text": text_graph, "image": image_graph, "decoder": decoder_graph}
         self.text = _session(text_graph) if text_graph is not None else None
         self.image = _session(image_graph) if image_graph is not None else None
-        self.decoder = _session(decoder_graph, threads=1) if decoder_graph is not None else None
+        self.decoder = _session(decoder_graph) if decoder_graph is not None else None
         self._one_thread: dict[str, object] = {}
         self._lock = threading.Lock()
         self._lane = threading.local()
@@ -303,7 +302,7 @@ class OnnxEncoders:
         return getattr(self._lane, "one_core", False)
 
     def one_thread_session(self, part: str):
-        """The one-thread session of `part` ("text" or "image")."""
+        """The one-thread session of `part` ("text", "image" or "decoder")."""
         with self._lock:
             if part not in self._one_thread:
                 self._one_thread[part] = _session(self._graphs[part], threads=1)
@@ -321,7 +320,8 @@ class OnnxEncoders:
         """The decoder's tag emissions (M, W, K) for guided word features (M, W, D) and the word mask (M, W)."""
         feeds = {"features": features.detach().float().contiguous().numpy(),
                  "lengths": mask.sum(1).clamp(min=1).to(torch.int32).numpy()}
-        return torch.from_numpy(self.decoder.run(None, feeds)[0])
+        session = self.one_thread_session("decoder") if self._on_one_core() else self.decoder
+        return torch.from_numpy(session.run(None, feeds)[0])
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """The CNN body's feature map (B, C, h, w) for normalised pixels (B, 3, S, S)."""
