@@ -47,7 +47,8 @@ class FamiliarityReference:
         """(B,) mean cosine distance of each listing (rows of `embeddings`, (B, H)) to its nearest reference listings."""
         # The product in torch, on the caller's threads: numpy's OpenBLAS pool spins a core for tens of
         # milliseconds after each product, taken from the batch workers beside it (BENCHMARKS.md, issue 24).
-        similarity = (torch.from_numpy(_unit(np.atleast_2d(embeddings))) @ torch.from_numpy(np.asarray(self.points, np.float32)).T).numpy()
+        points = torch.from_numpy(np.asarray(self.points, np.float32))
+        similarity = (torch.from_numpy(_unit(np.atleast_2d(embeddings))) @ points.T).numpy()
         k = min(self.settings.neighbours, similarity.shape[1])
         nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
         return 1.0 - nearest.mean(axis=1)

@@ -21,7 +21,7 @@ from dram.nn.batching import Batch
 from dram.nn.category_schema import CategorySchema
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder, run_text_layers
-from dram.nn.onnx_engine import OnnxEncoders
+from dram.nn.onnx_engine import OnnxEngine
 from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.region_cache import as_cached
 from dram.nn.tem import TextRelatedEmbeddings
@@ -105,7 +105,7 @@ class DramModel(nn.Module):
         self.precision = RunSettings.precision
         # Run-time, not saved: ONNX Runtime sessions standing in for the encoders at inference on a
         # CPU (dram/nn/onnx_engine.py, attached by the loader); None: the torch modules run.
-        self.onnx: OnnxEncoders | None = None
+        self.onnx: OnnxEngine | None = None
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
         if self.image_encoder is not None:

@@ -264,7 +264,7 @@ class _Body(nn.Module):
         return self.features(pixels)
 
 
-class OnnxEncoders:
+class OnnxEngine:
     """ONNX Runtime sessions standing in for the encoders' forward passes (`text`, `image`) and the span
     decoder's BiLSTM (`decoder`); None: that one stays in torch.
 
@@ -341,7 +341,7 @@ class OnnxEncoders:
 
 
 def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module | None, image_size: int,
-                 checkpoint: Path | None, decoder: nn.Module | None = None) -> OnnxEncoders:
+                 checkpoint: Path | None, decoder: nn.Module | None = None) -> OnnxEngine:
     """Sessions for `engine` ("onnx" or "onnx-int8"), exporting what this set of weights lacks;
     `decoder`: the model's SpanDecoder (None: it stays in torch)."""
     folder = _cache_folder(checkpoint)
@@ -361,4 +361,4 @@ def build_engine(engine: str, text_encoder: nn.Module, image_encoder: nn.Module 
         module = body if isinstance(body, nn.Module) else _Body(body, image_encoder.backbone)
         image_graph = _image_graph(module, image_size, folder)
     decoder_graph = _decoder_graph(decoder, folder) if decoder is not None else None
-    return OnnxEncoders(engine, text_graph, image_graph, decoder_graph)
+    return OnnxEngine(engine, text_graph, image_graph, decoder_graph)
