@@ -132,7 +132,7 @@ def test_exported_decoder_gives_the_torch_spans_on_rows_of_any_length(variant: s
     assert len(torch_answer[1]) > 0
     assert [(s.listing, s.attribute, s.first_word, s.end_word) for s in onnx_answer[1]] == \
         [(s.listing, s.attribute, s.first_word, s.end_word) for s in torch_answer[1]]
-    model.add_attributes(["season"], seed=0)  # the decoder's weights change shape: the exported graph would no longer fit
+    model.add_attributes(["season"], seed=0)  # the decoder's weights change shape: its graph no longer fits
     assert model.onnx is None
 
 
