@@ -122,12 +122,16 @@ class SpanDecoder(nn.Module):
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1)
         if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
-            return self.emit(self.lstm(features)[0])
+            return self.unpacked_emissions(features)
         packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
         return self.emit(out)
+
+    def unpacked_emissions(self, features: torch.Tensor) -> torch.Tensor:
+        """Emissions of rows read to their full width (what the ONNX engine exports, given row lengths)."""
+        return self.emit(self.lstm(features)[0])
 
     def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
             allowed: torch.Tensor | None = None) -> torch.Tensor:

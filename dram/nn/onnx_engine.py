@@ -224,11 +224,10 @@ class _DecoderCore(nn.Module):
 
     def __init__(self, decoder: nn.Module):
         super().__init__()
-        self.lstm = decoder.lstm
-        self.emit = decoder.emit
+        self.decoder = decoder
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.emit(self.lstm(features)[0])
+        return self.decoder.unpacked_emissions(features)
 
 
 def _with_row_lengths(graph) -> None:
