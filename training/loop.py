@@ -56,6 +56,9 @@ class TrainSettings:
         "default_help": "{default}; the text-only profile's when no training listing has a photo"})
     lr_heads: float = field(default=1e-3, metadata={  # fresh layers (TEM, ARM, decoder) learn faster
         "help": "learning rate of TEM, ARM and the decoder"})
+    value_swap: float = field(default=0.5, metadata={
+        "help": "each photo-less training listing also trains as a copy in which each labelled value is swapped, "
+                "with this chance, for another training value of its attribute, within the step budget (0: no copies)"})
     seed: int = field(default=13, metadata={
         "help": "random seed (validation split, initialisation, batch order, the value lookups' folds)"})
     max_minutes: float | None = field(default=None, metadata={"help": "stop training after this many minutes"})

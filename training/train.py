@@ -18,12 +18,13 @@ from dram.checkpoint import build_model, pick_device, save_checkpoint
 from dram.nn.category_schema import CategorySchema
 from dram.nn.config import VARIANTS, DramConfig
 from dram.nn.precision import RunSettings
-from dram.nn.value_lookup import ValueLookup
+from dram.nn.value_lookup import ValueLookup, cross_fitted
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.familiarity import attach_reference, source_name
 from training.loop import EpochCallback, TrainSettings, calibrate_tau, evaluate, fit, prepare
 from training.options import JobSettings, add_options, options_given, settings_from
+from training.value_swaps import copies_allowed, with_swapped_copies
 
 log = logging.getLogger("training.train")
 
@@ -94,10 +95,17 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
         model.value_lookup = ValueLookup.from_listings(train)
     if config.category_schema:
         model.schema = CategorySchema.from_listings(train)
-    train_data = prepare(model, tokenizer, train, settings.cache_dir, training=settings)
+    lookups = cross_fitted(train, seed=settings.seed) if config.value_prior else None
+    room = 0 if settings.epochs else copies_allowed(len(train), settings.target_steps, settings.batch_size,
+                                                     settings.min_epochs)
+    rows, lookups = with_swapped_copies(train, lookups, settings.value_swap, settings.seed, room)
+    if len(rows) > len(train):
+        log.info("%d training listings, and %d copies of them with labelled values swapped (--value-swap %g)",
+                 len(train), len(rows) - len(train), settings.value_swap)
+    train_data = prepare(model, tokenizer, rows, settings.cache_dir, training=settings, lookups=lookups)
     valid_data = prepare(model, tokenizer, valid, settings.cache_dir) if valid else None
     result = fit(model, tokenizer, train_data, valid_data, settings, progress=progress, on_epoch=on_epoch)
-    metrics = {"train": {"listings": len(train_data), **result}}
+    metrics = {"train": {"listings": len(train_data), "swapped_copies": len(rows) - len(train), **result}}
     tau_r = model.config.tau_r
     if valid_data is not None and distributed.is_main():
         if calibrate and config.use_arm:
