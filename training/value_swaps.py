@@ -43,8 +43,8 @@ def swapped(listing: Listing, pool: dict[str, list[str]], rng: random.Random, ch
         if key not in new_value:
             others = [v for v in pool.get(span.attribute, ()) if v != key[1]]
             new_value[key] = rng.choice(others) if others and rng.random() < chance else key[1]
-    edits = {(s.start, s.end): new_value[(s.attribute, listing.span_text(s))] for s in lone}
-    edits = {place: value for place, value in sorted(edits.items()) if value != listing.text[place[0]:place[1]]}
+    edits = {(s.start, s.end): new_value[(s.attribute, listing.span_text(s))] for s in lone  # in reading order
+             if new_value[(s.attribute, listing.span_text(s))] != listing.span_text(s)}
     if not edits:
         return None
 
