@@ -7,9 +7,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${LS_VENV:-$root/.ls-venv}"
 python="${PYTHON:-python3}"
-spec="${LABEL_STUDIO_SPEC:-label-studio}"
+spec="${LABEL_STUDIO_SPEC:-label-studio==1.23.2}"
+# Label Studio 1.23.2 asks for sentry-sdk>=2.16 with no upper bound, and sentry-sdk 3 refuses the options
+# it starts with ("Unknown option 'send_default_pii'"): the server exits at start-up.
+pins="sentry-sdk>=2.16,<3"
 
 if [ -x "$venv/bin/label-studio" ] && "$venv/bin/python" -c "import label_studio" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet "$pins"  # mends a server installed before the pin
     echo "Label Studio already installed in $venv ($("$venv/bin/python" -c 'import label_studio; print(label_studio.__version__)'))"
     exit 0
 fi
@@ -17,7 +21,7 @@ fi
 echo "Creating $venv and installing $spec (a few minutes)..."
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "$spec"
+"$venv/bin/python" -m pip install --quiet "$spec" "$pins"
 # Not `label-studio --version`: it asks PyPI for the latest release and hangs offline.
 echo "Installed: label-studio $("$venv/bin/python" -c 'import label_studio; print(label_studio.__version__)')"
 echo "Run the integration tests with: .venv/bin/python -m pytest -m label_studio"
