@@ -12,8 +12,9 @@ spec="${LABEL_STUDIO_SPEC:-label-studio==1.23.2}"
 # it starts with ("Unknown option 'send_default_pii'"): the server exits at start-up.
 pins="sentry-sdk>=2.16,<3"
 
-if [ -x "$venv/bin/label-studio" ] && "$venv/bin/python" -c "import label_studio" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet "$pins"  # mends a server installed before the pin
+# A server installed before the pin (sentry-sdk 3) is not "already installed": the install below mends it.
+if [ -x "$venv/bin/label-studio" ] && "$venv/bin/python" -c \
+        "import label_studio, sentry_sdk; assert int(sentry_sdk.VERSION.split('.')[0]) < 3" 2>/dev/null; then
     echo "Label Studio already installed in $venv ($("$venv/bin/python" -c 'import label_studio; print(label_studio.__version__)'))"
     exit 0
 fi

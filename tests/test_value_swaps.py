@@ -7,7 +7,8 @@ from pathlib import Path
 from dram.data.listings import Listing
 from dram.data.spans import Span
 from dram.nn.value_lookup import ValueLookup
-from training.value_swaps import copies_allowed, swapped, value_pool, with_swapped_copies
+from training.loop import TrainSettings, rows_within_budget
+from training.value_swaps import swapped, value_pool, with_swapped_copies
 
 
 def _labelled(lid: str, text: str, values: list[tuple[str, str]], image: Path | None = None) -> Listing:
@@ -71,13 +72,13 @@ def test_only_photo_less_listings_are_copied_within_the_room_and_each_copy_reads
 
 def test_copies_fit_the_step_budget() -> None:
     # 1,000 steps of 16 in at least 3 passes: up to 5,333 rows keep the budget at 1,000 steps.
-    assert copies_allowed(959, 1000, 16, 3) == 5333 - 959
-    assert copies_allowed(6000, 1000, 16, 3) == 0
+    settings = TrainSettings(target_steps=1000, batch_size=16, min_epochs=3)
+    assert rows_within_budget(959, settings) == 5333 - 959
+    assert rows_within_budget(6000, settings) == 0
 
 
 def test_training_under_the_step_budget_adds_the_copies_and_keeps_the_steps(tiny_encoder_dir, one_torch_thread) -> None:
     from tests.tiny_model import tiny_config, train_listings
-    from training.loop import TrainSettings
     from training.train import train_model
 
     listings = train_listings()

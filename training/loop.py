@@ -81,6 +81,14 @@ def planned_epochs(n_train: int, settings: TrainSettings) -> int:
     return max(settings.min_epochs, min(settings.max_epochs, wanted))
 
 
+def rows_within_budget(n_train: int, settings: TrainSettings) -> int:
+    """How many rows can join `n_train` without adding steps: up to the size at which `min_epochs`
+    passes take `target_steps` steps; none with a fixed number of epochs."""
+    if settings.epochs:
+        return 0
+    return max(0, math.floor(settings.target_steps * settings.batch_size / settings.min_epochs) - n_train)
+
+
 def patience_epochs(planned: int, settings: TrainSettings) -> int:
     """On a small set an epoch is a handful of steps and the validation score is noisy: 3 epochs
     without a gain are no sign of a plateau there, a quarter of the budget is."""

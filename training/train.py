@@ -22,9 +22,9 @@ from dram.nn.value_lookup import ValueLookup, cross_fitted
 from training import distributed
 from training.common import attribute_set, load_data, run_cli, setup_logging, split_validation
 from training.familiarity import attach_reference, source_name
-from training.loop import EpochCallback, TrainSettings, calibrate_tau, evaluate, fit, prepare
+from training.loop import EpochCallback, TrainSettings, calibrate_tau, evaluate, fit, prepare, rows_within_budget
 from training.options import JobSettings, add_options, options_given, settings_from
-from training.value_swaps import copies_allowed, with_swapped_copies
+from training.value_swaps import with_swapped_copies
 
 log = logging.getLogger("training.train")
 
@@ -96,9 +96,8 @@ def train_model(config: DramConfig, train, valid, settings: TrainSettings, devic
     if config.category_schema:
         model.schema = CategorySchema.from_listings(train)
     lookups = cross_fitted(train, seed=settings.seed) if config.value_prior else None
-    room = 0 if settings.epochs else copies_allowed(len(train), settings.target_steps, settings.batch_size,
-                                                     settings.min_epochs)
-    rows, lookups = with_swapped_copies(train, lookups, settings.value_swap, settings.seed, room)
+    rows, lookups = with_swapped_copies(train, lookups, settings.value_swap, settings.seed,
+                                        room=rows_within_budget(len(train), settings))
     if len(rows) > len(train):
         log.info("%d training listings, and %d copies of them with labelled values swapped (--value-swap %g)",
                  len(train), len(rows) - len(train), settings.value_swap)

@@ -4,14 +4,13 @@ lengths and word shapes in each context instead of learning the few it was given
 
 A listing with a photo gets no copy: the photo would show the old value (a navy shirt described as red).
 Each copy reads the value lookup its source reads (`cross_fitted`), so a copy never learns from a
-dictionary that holds its source's own labels. The copies fit inside the step budget (`planned_epochs`),
+dictionary that holds its source's own labels. The copies fit inside the step budget (`rows_within_budget`),
 so training takes as many optimizer steps as without them: where `min_epochs` already sets the
 budget (a large catalogue), fewer listings are copied, or none.
 """
 from __future__ import annotations
 
 import copy
-import math
 import random
 from collections import defaultdict
 
@@ -66,12 +65,6 @@ def swapped(listing: Listing, pool: dict[str, list[str]], rng: random.Random, ch
         for attribute in {s.attribute for s in spans_out}:
             meta["target_values"][attribute] = sorted({text[s.start:s.end] for s in spans_out if s.attribute == attribute})
     return Listing(f"{listing.id}~swapped", text, None, spans_out, meta)
-
-
-def copies_allowed(n_listings: int, target_steps: int, batch_size: int, min_epochs: int) -> int:
-    """How many copies keep the step budget as it is: up to the size at which `min_epochs` passes
-    take `target_steps` steps."""
-    return max(0, math.floor(target_steps * batch_size / min_epochs) - n_listings)
 
 
 def with_swapped_copies(listings: list[Listing], lookups: list[ValueLookup] | None, chance: float, seed: int,
