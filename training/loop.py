@@ -82,8 +82,9 @@ def planned_epochs(n_train: int, settings: TrainSettings) -> int:
 
 
 def rows_within_budget(n_train: int, settings: TrainSettings) -> int:
-    """How many rows can join `n_train` without adding steps: up to the size at which `min_epochs`
-    passes take `target_steps` steps; none with a fixed number of epochs."""
+    """How many rows can join `n_train` within the step budget: up to the size at which `min_epochs`
+    passes take `target_steps` steps; none with a fixed number of epochs. (A set so small that
+    `max_epochs` caps its budget gets more steps from the rows, up to `target_steps`.)"""
     if settings.epochs:
         return 0
     return max(0, math.floor(settings.target_steps * settings.batch_size / settings.min_epochs) - n_train)
