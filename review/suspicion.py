@@ -28,8 +28,9 @@ from store.repository import Store
 
 @dataclass(frozen=True)
 class SuspicionSettings:
-    # The decoder's marginal for the span, averaged over its words: at 0.9 the model is sure, below
-    # it the model's belief is a guess that a correction is entitled to overrule.
+    # The decoder's marginal for the span, averaged over its words (with a span scorer, the mean of that
+    # and the scorer's probability): at 0.9 the model is sure, below it the model's belief is a guess
+    # that a correction is entitled to overrule.
     min_model_confidence: float = 0.9
     # Listings of the checkpoint's training data (and earlier corrections) that gave these words the
     # model's attribute: one or two could themselves be wrong; five make it the data's convention.

@@ -107,13 +107,16 @@ def test_int8_leaves_an_mpnet_text_encoder_in_fp32(tmp_path, caplog: pytest.LogC
         assert torch.allclose(engine.text_states(embeds, mask)[1], expected, atol=1e-4)
 
 
-@pytest.mark.parametrize("variant", ["dram", "v-irc+tem"])  # ARM's per-attribute decoder, and the joint one
-def test_exported_decoder_gives_the_torch_spans_on_rows_of_any_length(variant: str, tiny_encoder_dir: str,
-                                                                      tmp_path) -> None:
+@pytest.mark.parametrize("variant, span_scorer", [("dram", False), ("v-irc+tem", False), ("v-irc+tem", True)])
+def test_exported_decoder_gives_the_torch_spans_on_rows_of_any_length(variant: str, span_scorer: bool,
+                                                                      tiny_encoder_dir: str, tmp_path) -> None:
     """The BiLSTM's graph reads each row to its own length, as torch's packed LSTM does: the same
-    emissions on padded rows, and the model decodes the same spans through it."""
-    model, tokenizer = tiny_model(tiny_encoder_dir, variant)
+    states on padded rows, and the model decodes the same spans through it (ARM's per-attribute
+    decoder, the joint one, and the joint one voting with a span scorer, which reads those states)."""
+    model, tokenizer = tiny_model(tiny_encoder_dir, variant, span_scorer=span_scorer)
     model.eval()
+    if span_scorer:  # untrained, it would find no value anywhere: make it propose some, so the vote has spans
+        model.span_scorer.out.bias.data[1] = 9.0  # every span its first attribute's
     decoder = model.span_decoder
     engine = build_engine("onnx", model.text_encoder, None, IMAGE_SIZE, tmp_path, decoder)
     generator = torch.Generator().manual_seed(0)
@@ -121,7 +124,7 @@ def test_exported_decoder_gives_the_torch_spans_on_rows_of_any_length(variant: s
     mask = torch.arange(9)[None] < torch.tensor([9, 4, 1, 7])[:, None]
     with torch.inference_mode():
         for rows in (slice(0, 1), slice(0, 4)):  # one full row (nothing to pack), and padded rows
-            got, want = engine.emissions(features[rows], mask[rows]), decoder.emissions(features[rows], mask[rows])
+            got, want = engine.decoder_states(features[rows], mask[rows]), decoder.states(features[rows], mask[rows])
             assert torch.allclose(got[mask[rows]], want[mask[rows]], atol=1e-5)
         encoded = model.encode(make_batch(model, tokenizer, [listing("Red cotton shirt by Acme", []),
                                                              listing("Blue denim jeans", [])], gold=False)[0])

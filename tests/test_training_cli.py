@@ -114,7 +114,7 @@ def test_train_defaults_without_photos_split_validation_and_train_the_joint_text
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((runs["tmp"] / "ck-defaults" / "config.json").read_text())
     assert config["variant"] == "text-only" and config["use_arm"] is False and config["value_prior"] is True
-    assert config["frozen_fraction"] == 0.5 and config["train"]["lr_encoder"] == 1e-4
+    assert config["frozen_fraction"] == 0.5 and config["train"]["lr_encoder"] == 1e-4 and config["span_scorer"] is True
     n = 4 * len(TRAIN_LISTINGS)
     assert f"{n // 10 if n >= 100 else 10} of the training listings are kept aside for validation" in result.stderr
     metrics = json.loads((runs["tmp"] / "ck-defaults" / "metrics.json").read_text())

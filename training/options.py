@@ -50,7 +50,8 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setti
         options: dict[str, Any] = {"dest": item.name, "default": None if spec.get("decided_later") else default,
                                    "help": spec["help"] + (f" ({shown})" if shown else "")}
         if kind is bool:
-            options["action"] = argparse.BooleanOptionalAction if default else "store_true"
+            negatable = default or spec.get("decided_later")  # a profile may turn it on: --no-... turns it off
+            options["action"] = argparse.BooleanOptionalAction if negatable else "store_true"
         else:
             options["type"] = kind
             if spec.get("choices"):

@@ -120,24 +120,32 @@ class SpanDecoder(nn.Module):
         self.crf = CRF(n_tags, batch_first=True)
 
     def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.emit(self.states(features, mask))
+
+    def states(self, features: torch.Tensor, mask: torch.Tensor, engine=None) -> torch.Tensor:
+        """The BiLSTM's states (B, W, 2 x hidden), each row read to its length; `engine`: what computes
+        them instead of the torch LSTM (the ONNX engine's `decoder_states`), or None."""
+        if engine is not None:
+            return engine.decoder_states(features, mask)
         lengths = mask.sum(1)
         if bool(lengths.eq(features.shape[1]).all()):  # no padding (the rows of one window): nothing to pack
-            return self.unpacked_emissions(features)
+            return self.unpacked_states(features)
         packed = nn.utils.rnn.pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=features.shape[1])
-        return self.emit(out)
+        return out
 
-    def unpacked_emissions(self, features: torch.Tensor) -> torch.Tensor:
-        """Emissions of rows read to their full width (what the ONNX engine exports, given row lengths)."""
-        return self.emit(self.lstm(features)[0])
+    def unpacked_states(self, features: torch.Tensor) -> torch.Tensor:
+        """States of rows read to their full width (what the ONNX engine exports, given row lengths)."""
+        return self.lstm(features)[0]
 
     def nll(self, features: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor,
-            allowed: torch.Tensor | None = None) -> torch.Tensor:
+            allowed: torch.Tensor | None = None, states: torch.Tensor | None = None) -> torch.Tensor:
         """Mean negative log-likelihood of the gold tags; `allowed` (B, K) bool: the tags each row may
-        take (the gold ones among them), the others out of its normaliser."""
-        emissions = self.emissions(features, mask)
+        take (the gold ones among them), the others out of its normaliser; `states`: the BiLSTM's, when
+        the caller has them."""
+        emissions = self.emit(self.states(features, mask) if states is None else states)
         if allowed is None:
             return -self.crf(emissions, tags, mask=mask, reduction="mean")
         total = emissions.new_zeros(())
@@ -149,11 +157,12 @@ class SpanDecoder(nn.Module):
         return -total / len(features)
 
     def decode(self, features: torch.Tensor, mask: torch.Tensor, tags: list[str],
-               allowed: torch.Tensor | None = None, engine=None) -> TaggedSpans:
+               allowed: torch.Tensor | None = None, engine=None, states: torch.Tensor | None = None) -> TaggedSpans:
         """The spans the Viterbi paths tag, with confidences from the marginals; `tags`: the tag names by
         id; `allowed` (B, K) bool: the tags each row may take (None: all); `engine`: what computes the
-        emissions instead of the torch modules (the ONNX engine's `emissions`), or None."""
-        emissions = engine.emissions(features, mask) if engine is not None else self.emissions(features, mask)
+        BiLSTM's states instead of the torch modules (the ONNX engine), or None; `states`: those states,
+        when the caller has them."""
+        emissions = self.emit(self.states(features, mask, engine) if states is None else states)
         if allowed is None:
             return tagged_spans(self.crf, emissions, mask, tags)
         return merged([(rows, kept, tagged_spans(RestrictedCrf.of(self.crf, kept), emissions[rows][:, :, kept],

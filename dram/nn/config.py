@@ -73,6 +73,14 @@ class DramConfig:
     category_schema: bool = field(default=True, metadata={
         "help": "tag a listing of a known category only with the attributes its category was labelled with "
                 "(learned from training listings that state their slots; others may take any attribute)"})
+    # Beside the joint decoder (no ARM), a scorer of whole candidate spans that votes with the CRF on
+    # the spans reported (dram.nn.span_scorer): on WDC-PAVE's validation +1.5 value F1 (full view),
+    # +0.8 (titles), +0.7 (train.jsonl), 3 seeds each (BENCHMARKS.md, "A span scorer beside the CRF").
+    # The text-only profile's; off for the paper's variants.
+    span_scorer: bool = field(default=False, metadata={
+        "help": "score whole candidate spans beside the joint CRF and report the spans the two vote for",
+        "decided_later": True, "default_help": "on in the text-only profile (no training listing has a photo), "
+                                               "else off; only with the joint decoder"})
     # Filled from the encoders when the model is built
     hidden_size: int = 0
     image_channels: int = 0

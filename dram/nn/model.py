@@ -5,6 +5,7 @@
       -> language model encoder (fine-tuned: IRC)
       -> ARM: R = sigmoid(MLP(pooled)), select R > tau_R, guide features per attribute (DyNet; paper: prototypes)
       -> BiLSTM + CRF tags B-I-O per selected attribute
+         (without ARM: one joint BiLSTM + CRF, and beside it a span scorer that votes on the spans)
 Variants switch parts off (DramConfig.for_variant) for the paper's ablations.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from dram.nn.arm import AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
+from dram.nn.arm import SILENT_LOGIT, AttributeClassifier, AttributeRangeMinimizer, SpanDecoder
 from dram.nn.batching import Batch
 from dram.nn.category_schema import CategorySchema
 from dram.nn.config import DramConfig
@@ -24,6 +25,7 @@ from dram.nn.encoders import ImageRegionEncoder, run_text_layers
 from dram.nn.onnx_engine import OnnxEngine
 from dram.nn.precision import RunSettings, autocast_dtype
 from dram.nn.region_cache import as_cached
+from dram.nn.span_scorer import SpanScorer, Vote, vote
 from dram.nn.tem import TextRelatedEmbeddings
 from dram.nn.value_lookup import ValueLookup
 
@@ -133,6 +135,8 @@ class DramModel(nn.Module):
             self.arm = None
             prior_size = 2 * n_attr if config.value_prior else 0
             self.joint_decoder = SpanDecoder(hidden + prior_size, config.lstm_hidden, len(config.tags))
+        self.span_scorer = (SpanScorer(2 * config.lstm_hidden, n_attr) if config.span_scorer and not config.use_arm
+                            else None)
         self._set_name_ids(attribute_name_ids)
 
     def _set_name_ids(self, attribute_name_ids: list[list[int]] | None) -> None:
@@ -175,6 +179,8 @@ class DramModel(nn.Module):
             self.arm.guidance.grow(n_new, generator)
         else:
             self.joint_decoder.grow(2 * n_new if self.config.value_prior else 0, 2 * n_new)
+        if self.span_scorer is not None:
+            self.span_scorer.grow(n_new, SILENT_LOGIT)
         self.config = replace(self.config, attributes=[*self.config.attributes, *names])
         if name_ids is not None:
             self._set_name_ids(name_ids)
@@ -187,6 +193,8 @@ class DramModel(nn.Module):
         if self.arm is None:
             tags = self.config.tags
             self.joint_decoder.switch_on([tags.index(f"{p}-{name}") for name in names for p in ("B", "I")])
+        if self.span_scorer is not None:
+            self.span_scorer.switch_on(indices)
 
     @property
     def span_decoder(self) -> SpanDecoder:
@@ -333,12 +341,20 @@ class DramModel(nn.Module):
         return _text_mean(states, text_mask)
 
     def loss(self, encoded: EncoderOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold."""
+        """L = CRF NLL over selected attributes + lambda * BCE(R, gold); selected = predicted OR gold.
+        Without ARM: the joint CRF's NLL (+ the span scorer's cross-entropy) + lambda * BCE."""
         gold = batch.gold_attributes
         bce = nnf.binary_cross_entropy_with_logits(encoded.attribute_logits, gold)
         if self.arm is None:
-            nll = self.joint_decoder.nll(self._joint_features(encoded), batch.gold_tags, encoded.word_mask,
-                                         self._allowed_tags(encoded))
+            features = self._joint_features(encoded)
+            states = self.joint_decoder.states(features, encoded.word_mask)
+            nll = self.joint_decoder.nll(features, batch.gold_tags, encoded.word_mask, self._allowed_tags(encoded),
+                                         states)
+            if self.span_scorer is not None:
+                logits, exists = self.span_scorer(states, encoded.word_mask, encoded.allowed)
+                span = self.span_scorer.loss(logits, exists, batch.gold_tags)
+                return nll + span + self.config.loss_lambda * bce, {"nll": nll.item(), "span": span.item(),
+                                                                      "bce": bce.item()}
         else:
             scores = self._selectable(torch.sigmoid(encoded.attribute_logits.detach()), encoded)
             rows = self.arm.select(scores, self.config.tau_r, gold)
@@ -351,6 +367,21 @@ class DramModel(nn.Module):
         total = nll + self.config.loss_lambda * bce
         return total, {"nll": nll.item(), "bce": bce.item()}
 
+    def _joint_spans(self, encoded: EncoderOutput, engine: OnnxEngine | None) -> list[DecodedSpan]:
+        """The joint CRF's spans, or with a span scorer the spans the two vote for (`span_scorer.vote`)."""
+        features = self._joint_features(encoded)
+        states = self.joint_decoder.states(features, encoded.word_mask, engine)
+        found = self.joint_decoder.decode(features, encoded.word_mask, self.config.tags, self._allowed_tags(encoded),
+                                          states=states)
+        names = self.config.attributes
+        # A joint tag id t is B or I of attribute (t - 1) // 2 (the tag order of DramConfig.tags).
+        tagged = [Vote(b, (t - 1) // 2, first, end, conf) for b, first, end, t, conf
+                  in zip(found.row, found.first_word, found.end_word, found.tag, found.confidence)]
+        if self.span_scorer is not None:
+            logits, exists = self.span_scorer(states, encoded.word_mask, encoded.allowed)
+            tagged = vote(tagged, self.span_scorer.candidates(logits, exists))
+        return [DecodedSpan(v.row, names[v.attribute], v.first_word, v.end_word, v.support) for v in tagged]
+
     @torch.no_grad()
     def decode(self, encoded: EncoderOutput, tau_r: float | None = None) -> tuple[torch.Tensor, list[DecodedSpan]]:
         """Attribute scores (B, N) and word-level spans. Runs only ARM and the decoder."""
@@ -359,10 +390,7 @@ class DramModel(nn.Module):
         tags = self.config.tags
         engine = self.onnx if self._onnx_runs("decoder") else None
         if self.arm is None:
-            found = self.joint_decoder.decode(self._joint_features(encoded), encoded.word_mask, tags,
-                                              self._allowed_tags(encoded), engine)
-            return scores, [DecodedSpan(b, tags[t].partition("-")[2], first, end, conf) for b, first, end, t, conf
-                            in zip(found.row, found.first_word, found.end_word, found.tag, found.confidence)]
+            return scores, self._joint_spans(encoded, engine)
         rows = self.arm.select(self._selectable(scores, encoded), tau)
         if len(rows) == 0:
             return scores, []

@@ -8,7 +8,7 @@ heads learned from. On this project's listings (short titles, one 224x224 photo)
 an encoder pass between kernels; ONNX Runtime's fused graph runs the CNN ~2.8x and the text encoder
 ~2.5x (int8: ~7x) faster on one core (BENCHMARKS.md, "Faster than the bare fp32 encoders").
 
-The span decoder's BiLSTM and emission layer run as a graph of their own (fp32 under both engines):
+The span decoder's BiLSTM runs as a graph of its own (fp32 under both engines):
 PyTorch's LSTM spends most of a listing's few rows in per-call overhead, and ONNX Runtime's LSTM takes
 each row's length, so a batch needs no packing.
 
@@ -220,14 +220,15 @@ def _image_graph(body: nn.Module, size: int, folder: Path) -> Path:
 
 
 class _DecoderCore(nn.Module):
-    """A span decoder's BiLSTM and emission layer: word features (M, W, D) -> tag emissions (M, W, K)."""
+    """A span decoder's BiLSTM: word features (M, W, D) -> states (M, W, 2 x hidden), which the emission
+    layer (and a span scorer) read in torch."""
 
     def __init__(self, decoder: nn.Module):
         super().__init__()
         self.decoder = decoder
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.decoder.unpacked_emissions(features)
+        return self.decoder.unpacked_states(features)
 
 
 def _with_row_lengths(graph) -> None:
@@ -242,11 +243,11 @@ def _with_row_lengths(graph) -> None:
 
 def _decoder_graph(decoder: nn.Module, folder: Path) -> Path:
     core = _DecoderCore(decoder)
-    path = folder / f"decoder-fp32-{_weights_key(core, 'decoder')}.onnx"
+    path = folder / f"decoder-states-fp32-{_weights_key(core, 'decoder')}.onnx"
     if not path.exists():
         log.info("exporting the span decoder's BiLSTM to ONNX (once for these weights): %s", path)
-        axes = {"features": {0: "rows", 1: "words"}, "emissions": {0: "rows", 1: "words"}}
-        _export(core, (torch.zeros(2, 3, decoder.lstm.input_size),), path, (["features"], ["emissions"]), axes,
+        axes = {"features": {0: "rows", 1: "words"}, "states": {0: "rows", 1: "words"}}
+        _export(core, (torch.zeros(2, 3, decoder.lstm.input_size),), path, (["features"], ["states"]), axes,
                 edit=_with_row_lengths)
     return path
 
@@ -315,8 +316,8 @@ class OnnxEngine:
         before_last, last = session.run(None, feeds)
         return torch.from_numpy(before_last), torch.from_numpy(last)
 
-    def emissions(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The decoder's tag emissions (M, W, K) for guided word features (M, W, D) and the word mask (M, W)."""
+    def decoder_states(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's BiLSTM states (M, W, 2 x hidden) for guided word features (M, W, D) and the word mask (M, W)."""
         feeds = {"features": features.detach().float().contiguous().numpy(),
                  "lengths": mask.sum(1).clamp(min=1).to(torch.int32).numpy()}
         session = self.one_thread_session("decoder") if self._on_one_core() else self.decoder
