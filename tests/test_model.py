@@ -4,10 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dram.data.spans import char_spans
-from dram.metrics import ExtractionScorer
 from dram.nn.config import VARIANTS
-from tests.tiny_model import count_encoder_calls, listing, make_batch, tiny_model, train_listings
+from tests.tiny_model import count_encoder_calls, listing, make_batch, overfit, tiny_model, train_listings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,30 +182,7 @@ def test_tau_zero_selects_everything_and_tau_one_nothing(tiny_encoder_dir) -> No
 def test_model_overfits_eight_listings(tiny_encoder_dir) -> None:
     """Loss and decode work together: a tiny model learns 8 listings to TAG-F1 1.0."""
     model, tokenizer = tiny_model(tiny_encoder_dir, "dram", seed=0)
-    listings = train_listings()
-    batch, texts = make_batch(model, tokenizer, listings)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    best = 0.0
-    for step in range(1, 201):
-        model.train()
-        loss, _ = model.loss(model.encode(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 10:
-            continue
-        model.eval()
-        with torch.no_grad():
-            scores, decoded = model.decode(model.encode(batch))
-        scorer = ExtractionScorer()
-        for i, item in enumerate(listings):
-            spans = char_spans(item.text, texts[i].words, [d for d in decoded if d.listing == i])
-            scorer.add({(s.start, s.end, s.attribute) for s in item.spans},
-                       {(s.start, s.end, s.attribute) for s in spans},
-                       {a for a, s in zip(model.config.attributes, scores[i]) if s > model.config.tau_r})
-        best = scorer.summary()["tag_f1"]
-        if best == 1.0:
-            break
+    best, step, decoded = overfit(model, tokenizer, train_listings(), max_steps=200)
     assert best == 1.0, f"TAG-F1 {best:.3f} after {step} steps"
     assert all(0.0 < d.confidence <= 1.0 for d in decoded)
 

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from dram.data.spans import char_spans
-from dram.metrics import ExtractionScorer
 from dram.nn.config import DramConfig
 from dram.nn.span_scorer import SpanScorer, Vote, gold_span_classes, vote
-from tests.tiny_model import make_batch, tiny_model, train_listings
+from tests.tiny_model import overfit, tiny_model, train_listings
 
 
 def test_gold_classes_mark_each_tagged_value_by_its_first_word_and_width() -> None:
@@ -55,31 +53,13 @@ def test_a_joint_model_with_the_span_scorer_trains_both_and_overfits_eight_listi
     to TAG-F1 1.0 through it, every confidence in 0..1."""
     model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", use_arm=False, span_scorer=True, seed=0)
     assert model.span_scorer is not None
-    listings = train_listings()
-    batch, texts = make_batch(model, tokenizer, listings, with_image=False)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    best = 0.0
-    for step in range(1, 301):
-        model.train()
-        loss, parts = model.loss(model.encode(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+
+    def first_step(step: int, parts: dict) -> None:
         if step == 1:
             assert parts["span"] > 0 and model.span_scorer.start.weight.grad.abs().sum() > 0
-        if step % 10:
-            continue
-        model.eval()
-        with torch.no_grad():
-            _, decoded = model.decode(model.encode(batch))
-        scorer = ExtractionScorer()
-        for i, item in enumerate(listings):
-            spans = char_spans(item.text, texts[i].words, [d for d in decoded if d.listing == i])
-            scorer.add({(s.start, s.end, s.attribute) for s in item.spans},
-                       {(s.start, s.end, s.attribute) for s in spans}, set())
-        best = scorer.summary()["tag_f1"]
-        if best == 1.0:
-            break
+
+    best, step, decoded = overfit(model, tokenizer, train_listings(), max_steps=300, with_image=False,
+                                  on_step=first_step)
     assert best == 1.0, f"TAG-F1 {best:.3f} after {step} steps"
     assert all(0.25 < d.confidence <= 1.0 for d in decoded)
 

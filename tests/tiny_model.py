@@ -15,7 +15,8 @@ from torch import nn
 from torchvision import transforms
 
 from dram.data.listings import Listing
-from dram.data.spans import Span
+from dram.data.spans import Span, char_spans
+from dram.metrics import ExtractionScorer
 from dram.nn.batching import collate, encode_texts, gold_targets
 from dram.nn.config import DramConfig
 from dram.nn.encoders import ImageRegionEncoder, load_text_encoder, load_tokenizer
@@ -157,3 +158,35 @@ def count_encoder_calls(model: DramModel, monkeypatch) -> dict[str, int]:
 
         monkeypatch.setattr(owner, method, counted)
     return calls
+
+
+def overfit(model: DramModel, tokenizer, listings: list[Listing], max_steps: int, with_image: bool = True,
+            on_step=None) -> tuple[float, int, list]:
+    """Train on `listings` until TAG-F1 1.0 on them (checked every 10 steps) or `max_steps`: (the last
+    TAG-F1, its step, the last decoded spans). `on_step(step, loss parts)` sees every step's loss terms."""
+    batch, texts = make_batch(model, tokenizer, listings, with_image=with_image)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    best, decoded = 0.0, []
+    for step in range(1, max_steps + 1):
+        model.train()
+        loss, parts = model.loss(model.encode(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if on_step is not None:
+            on_step(step, parts)
+        if step % 10:
+            continue
+        model.eval()
+        with torch.no_grad():
+            scores, decoded = model.decode(model.encode(batch))
+        scorer = ExtractionScorer()
+        for i, item in enumerate(listings):
+            spans = char_spans(item.text, texts[i].words, [d for d in decoded if d.listing == i])
+            scorer.add({(s.start, s.end, s.attribute) for s in item.spans},
+                       {(s.start, s.end, s.attribute) for s in spans},
+                       {a for a, s in zip(model.config.attributes, scores[i]) if s > model.config.tau_r})
+        best = scorer.summary()["tag_f1"]
+        if best == 1.0:
+            break
+    return best, step, decoded
