@@ -141,6 +141,11 @@ def read_metrics(path: Path | str) -> dict:
     return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
 
 
+# Weights added to a module after checkpoints of it were saved, whose zeros give an older checkpoint
+# the outputs it was trained to give: the span scorer's mean of a span's words (seventeenth session).
+ADDED_SINCE_SAVED = frozenset({"span_scorer.inside.weight"})
+
+
 def _load_weights(model: DramModel, path: Path) -> None:
     """model.safetensors into `model`, refused with the reason when it is damaged or made for another
     attribute set or encoder (the frozen pretrained CNN's weights come from its package, not the file)."""
@@ -155,7 +160,12 @@ def _load_weights(model: DramModel, path: Path) -> None:
             f"{path}: weights do not fit its config ({', '.join(wrong[:3])} have other shapes): the weights "
             "were trained for another attribute set or encoder. Rebuild the checkpoint.")
     result = model.load_state_dict(state, strict=False)
-    missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.")]
+    grown = [k for k in result.missing_keys if k in ADDED_SINCE_SAVED]
+    if grown:
+        with torch.no_grad():
+            for key in grown:
+                model.get_parameter(key).zero_()
+    missing_keys = [k for k in result.missing_keys if not k.startswith("image_encoder.") and k not in grown]
     if missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{path}: weights do not match its config (missing {missing_keys[:3]}, unexpected "

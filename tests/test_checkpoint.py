@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import dram.checkpoint as checkpoint
 from dram.checkpoint import load_checkpoint, save_checkpoint
@@ -125,8 +125,6 @@ def test_checkpoint_missing_its_weights_names_them(trained, tmp_path) -> None:
 
 
 def test_weights_missing_a_tensor_raise_checkpoint_error(trained, tmp_path) -> None:
-    from safetensors.torch import save_file
-
     model, tokenizer = trained
     save_checkpoint(model, tokenizer, tmp_path / "ck")
     weights = tmp_path / "ck" / "model.safetensors"
@@ -224,3 +222,28 @@ def test_the_next_save_removes_what_a_killed_save_left_beside_any_checkpoint(tra
     unrelated.mkdir()
     save_checkpoint(model, tokenizer, tmp_path / "models" / "other", METRICS)
     assert not half.exists() and unrelated.exists() and (out / "model.safetensors").exists()
+
+
+def test_a_span_scorer_saved_before_its_span_means_loads_as_it_was_trained(tiny_encoder_dir, tmp_path) -> None:
+    """The span scorer gained the mean of a span's words (`span_scorer.inside`); a checkpoint saved
+    before has no such weight and loads with it at zero, which gives the outputs it was trained to give."""
+    model, tokenizer = tiny_model(tiny_encoder_dir, "text-only", use_arm=False, span_scorer=True, seed=2)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.05)
+        model.span_scorer.inside.weight.zero_()  # the scorer as it was: no mean
+        model.span_scorer.out.bias[1:] = 6.0  # spans to compare: the scorer backs many
+    model.eval()
+    save_checkpoint(model, tokenizer, tmp_path / "ck", METRICS)
+    weights = tmp_path / "ck" / "model.safetensors"
+    state = load_file(str(weights))
+    del state["span_scorer.inside.weight"]
+    save_file(state, str(weights))
+
+    loaded, loaded_tokenizer, _ = load_checkpoint(tmp_path / "ck", "cpu", engine="torch")
+    before, after = _outputs(model, tokenizer), _outputs(loaded, loaded_tokenizer)
+    assert after[2] == before[2] and before[2], "decoded spans differ (or there were none to compare)"
+    with torch.no_grad():  # the comparison can tell: a mean that is not zero changes what is decoded
+        loaded.span_scorer.inside.weight.normal_(0, 1.0)
+    assert _outputs(loaded, loaded_tokenizer)[2] != before[2]

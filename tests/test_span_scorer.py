@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from dram.nn.config import DramConfig
-from dram.nn.span_scorer import SpanScorer, Vote, gold_span_classes, vote
+from dram.nn.span_scorer import SpanScorer, Vote, gold_span_classes, span_means, vote
 from tests.tiny_model import overfit, tiny_model, train_listings
 
 
@@ -17,6 +17,16 @@ def test_gold_classes_mark_each_tagged_value_by_its_first_word_and_width() -> No
     assert classes[0, 5].tolist() == [0, 0]  # words 5-7 are three words, past the width: no target
     assert classes[1, 2, 0] == 1  # a B after stray I's starts its own value; the stray I's open none
     assert int((classes > 0).sum()) == 3
+
+
+def test_a_span_mean_is_the_mean_of_its_words() -> None:
+    values = torch.randn(2, 6, 3)
+    means = span_means(values, width=4)
+    assert means.shape == (2, 6, 4, 3)
+    for b in range(2):
+        for first in range(6):
+            for k in range(min(4, 6 - first)):
+                torch.testing.assert_close(means[b, first, k], values[b, first:first + k + 1].mean(0))
 
 
 def test_spans_past_a_row_end_do_not_exist_and_disallowed_attributes_get_no_probability() -> None:

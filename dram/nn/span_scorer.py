@@ -4,9 +4,9 @@ The CRF tags one label per word from per-word emissions, so a value's two ends a
 its misses on WDC-PAVE are mostly values cut short or run long, or put under a neighbouring
 attribute (BENCHMARKS.md, "Where the recall goes"). The scorer reads the whole candidate at once:
 every span of up to `max_width` words, from the decoder's BiLSTM states at its first and last
-word and its width, scored against each attribute and "no value" (a softmax over N + 1). Both are
-trained together on the shared BiLSTM, and at decoding a span's support is the CRF's confidence in
-it plus the scorer's probability (`vote`).
+word, their mean over its words and its width, scored against each attribute and "no value" (a
+softmax over N + 1). Both are trained together on the shared BiLSTM, and at decoding a span's
+support is the CRF's confidence in it plus the scorer's probability (`vote`).
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class SpanScorer(nn.Module):
         self.start = nn.Linear(input_size, size)
         self.end = nn.Linear(input_size, size, bias=False)
         self.width = nn.Embedding(max_width, size)
+        self.inside = nn.Linear(input_size, size, bias=False)  # the mean of the span's words
         self.hidden = nn.Linear(size, size)
         self.out = nn.Linear(size, n_attributes + 1)  # class 0: no value
         with torch.no_grad():  # almost every span is no value: start there, not at a loss of N + 1 classes' chance
@@ -58,7 +59,8 @@ class SpanScorer(nn.Module):
         width = min(self.max_width, n_words)
         # ends[b, i, k] = end projection of word i + k (zeros past the last word; those spans do not exist)
         ends = nnf.pad(self.end(states), (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)
-        spans = torch.relu(self.start(states)[:, :, None] + ends + self.width.weight[:width])
+        spans = torch.relu(self.start(states)[:, :, None] + ends + span_means(self.inside(states), width)
+                           + self.width.weight[:width])
         logits = self.out(torch.relu(self.hidden(spans)))
         last = torch.arange(n_words, device=states.device)[:, None] + torch.arange(width, device=states.device)
         exists = last[None] < mask.sum(1)[:, None, None]
@@ -93,6 +95,15 @@ class SpanScorer(nn.Module):
     def switch_on(self, attributes: list[int]) -> None:
         with torch.no_grad():
             self.out.bias[[1 + a for a in attributes]] = 0.0
+
+
+def span_means(values: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, W, width, D): the mean of `values` (B, W, D) over words i..i+k, from running sums (spans
+    past the last word get what the zero padding gives; they do not exist)."""
+    running = values.cumsum(1)
+    through = nnf.pad(running, (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)  # sums over 0..i+k
+    before = nnf.pad(running, (0, 0, 1, 0))[:, : values.shape[1], None]  # sums over 0..i-1
+    return (through - before) / torch.arange(1, width + 1, device=values.device, dtype=values.dtype)[:, None]
 
 
 def gold_span_classes(gold_tags: torch.Tensor, width: int) -> torch.Tensor:
