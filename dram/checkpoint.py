@@ -142,7 +142,7 @@ def read_metrics(path: Path | str) -> dict:
 
 
 # Weights added to a module after checkpoints of it were saved, whose zeros give an older checkpoint
-# the outputs it was trained to give: the span scorer's mean of a span's words (seventeenth session).
+# the outputs it was trained to give: the span scorer's mean of a span's words.
 ADDED_SINCE_SAVED = frozenset({"span_scorer.inside.weight"})
 
 
