@@ -57,8 +57,7 @@ class SpanScorer(nn.Module):
         does not allow, `allowed` (B, N) bool, never chosen) and (B, W, K) which spans lie in the text."""
         n_words = states.shape[1]
         width = min(self.max_width, n_words)
-        # ends[b, i, k] = end projection of word i + k (zeros past the last word; those spans do not exist)
-        ends = nnf.pad(self.end(states), (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)
+        ends = at_span_ends(self.end(states), width)
         spans = torch.relu(self.start(states)[:, :, None] + ends + span_means(self.inside(states), width)
                            + self.width.weight[:width])
         logits = self.out(torch.relu(self.hidden(spans)))
@@ -97,11 +96,16 @@ class SpanScorer(nn.Module):
             self.out.bias[[1 + a for a in attributes]] = 0.0
 
 
+def at_span_ends(values: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, W, width, D): `values` (B, W, D) of word i + k, the last word of the span from word i of
+    width k + 1 (zeros past the last word; those spans do not exist). A view, no copy."""
+    return nnf.pad(values, (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)
+
+
 def span_means(values: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, W, width, D): the mean of `values` (B, W, D) over words i..i+k, from running sums (spans
-    past the last word get what the zero padding gives; they do not exist)."""
+    """(B, W, width, D): the mean of `values` (B, W, D) over words i..i+k, from running sums."""
     running = values.cumsum(1)
-    through = nnf.pad(running, (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)  # sums over 0..i+k
+    through = at_span_ends(running, width)  # sums over 0..i+k
     before = nnf.pad(running, (0, 0, 1, 0))[:, : values.shape[1], None]  # sums over 0..i-1
     return (through - before) / torch.arange(1, width + 1, device=values.device, dtype=values.dtype)[:, None]
 
