@@ -98,12 +98,14 @@ class SpanScorer(nn.Module):
 
 def at_span_ends(values: torch.Tensor, width: int) -> torch.Tensor:
     """(B, W, width, D): `values` (B, W, D) of word i + k, the last word of the span from word i of
-    width k + 1 (zeros past the last word; those spans do not exist). A view, no copy."""
+    width k + 1 (zeros past the last word; those spans do not exist). One padded copy of `values`,
+    read through views."""
     return nnf.pad(values, (0, 0, 0, width - 1)).unfold(1, width, 1).permute(0, 1, 3, 2)
 
 
 def span_means(values: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, W, width, D): the mean of `values` (B, W, D) over words i..i+k, from running sums."""
+    """(B, W, width, D): the mean of `values` (B, W, D) over words i..i+k, from running sums (spans
+    past the last word get what the zero padding gives; they do not exist)."""
     running = values.cumsum(1)
     through = at_span_ends(running, width)  # sums over 0..i+k
     before = nnf.pad(running, (0, 0, 1, 0))[:, : values.shape[1], None]  # sums over 0..i-1
